@@ -1,0 +1,32 @@
+"""Forms validate shapes only; rules (roles, last owner) live in services."""
+
+from django import forms
+
+from accounts.models import Role
+from accounts.services import ORGANIZATION_NAME_MAX_LENGTH
+
+
+class OrganizationForm(forms.Form):
+    name = forms.CharField(
+        max_length=ORGANIZATION_NAME_MAX_LENGTH,
+        strip=True,
+        widget=forms.TextInput(attrs={"placeholder": "Acme Robotics", "autofocus": True}),
+    )
+
+
+class OrganizationSwitchForm(forms.Form):
+    organization = forms.SlugField(max_length=60)
+
+
+class InvitationForm(forms.Form):
+    email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
+    role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
+
+    def __init__(self, *args, can_grant_owner: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_grant_owner:
+            self.fields["role"].choices = [(Role.ADMIN, "Admin"), (Role.MEMBER, "Member")]
+
+
+class RoleChangeForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

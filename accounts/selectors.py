@@ -1,0 +1,77 @@
+"""Reads for accounts. Views and APIs call these; they never build queries themselves."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from django.db.models import Case, F, IntegerField, QuerySet, Value, When
+
+from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.tenancy import organization_scope
+
+
+def organization_list_for_user(*, user: User) -> QuerySet[Organization]:
+    """The user's organizations, each annotated with `role` (their role there)."""
+    return (
+        Organization.objects.filter(memberships__user=user)
+        .annotate(role=F("memberships__role"))
+        .order_by("name", "id")
+    )
+
+
+def membership_for_user_get(*, user: User, organization_slug: str) -> Membership | None:
+    """The user's membership in the org with that slug, or None (unknown slug or not a member:
+    callers answer both with the same 404)."""
+    organization = Organization.objects.filter(
+        slug=organization_slug, memberships__user=user
+    ).first()
+    if organization is None:
+        return None
+    with organization_scope(organization):
+        return Membership.objects.select_related("organization", "user").get(user=user)
+
+
+def membership_list(*, organization: Organization) -> QuerySet[Membership]:
+    """Members of the org, owners first, then admins, then members, each by email."""
+    role_order = Case(
+        When(role=Role.OWNER, then=Value(0)),
+        When(role=Role.ADMIN, then=Value(1)),
+        default=Value(2),
+        output_field=IntegerField(),
+    )
+    with organization_scope(organization):
+        # The scoped manager applies the org filter here; the queryset stays bound to it.
+        return Membership.objects.select_related("user", "organization").order_by(
+            role_order, "user__email"
+        )
+
+
+def invitation_list_pending(*, organization: Organization) -> list[Invitation]:
+    """Open invitations of the org (expired ones are shown as such until purged)."""
+    with organization_scope(organization):
+        invitations = list(
+            Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True)
+            .select_related("invited_by")
+            .order_by("-created_at", "-id")
+        )
+    return invitations
+
+
+def invitation_get_by_token(*, token: str, for_update: bool = False) -> Invitation | None:
+    """The invitation a link's token belongs to, or None.
+
+    The token is the credential here (the visitor is not a member yet), so the lookup spans
+    organizations through `all_orgs`, like device-token authentication will. Only the SHA-256
+    is stored; the final comparison is constant-time.
+    """
+    if not isinstance(token, str) or not 20 <= len(token) <= 100:
+        return None
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    invitations = Invitation.all_orgs.select_related("organization", "invited_by")
+    if for_update:
+        invitations = invitations.select_for_update(of=("self",))
+    invitation = invitations.filter(token_hash=digest).first()
+    if invitation is None or not hmac.compare_digest(invitation.token_hash, digest):
+        return None
+    return invitation

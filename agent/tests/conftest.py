@@ -1,0 +1,223 @@
+"""Builders for Claude Code and OpenClaw log lines, and an isolated ClawTrace home per test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clawtrace import store
+from clawtrace.config import Config
+from clawtrace.scan import ScanResult, scan
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every core test gets its own CLAWTRACE_HOME and no real agent directories.
+
+    Tests under tests/live (agent-live's) manage their own environment.
+    """
+    home = tmp_path / "ct-home"
+    if "live" in Path(str(request.node.path)).relative_to(Path(__file__).parent).parts[:1]:
+        return home
+    monkeypatch.setenv("CLAWTRACE_HOME", str(home))
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+    for var in (
+        "CLAUDE_CONFIG_DIR",
+        "OPENCLAW_STATE_DIR",
+        "OPENCLAW_HOME",
+        "CLAWDBOT_STATE_DIR",
+        "TZ",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TZ", "UTC")
+    return home
+
+
+@pytest.fixture
+def conn(isolated_home: Path) -> Iterator[Any]:
+    c = store.connect(isolated_home / "clawtrace.db")
+    yield c
+    c.close()
+
+
+def claude_assistant(
+    *,
+    msg_id: str,
+    req_id: str | None = "req_1",
+    ts: str = "2026-02-10T10:00:00.000Z",
+    model: str = "claude-haiku-4-5-20251001",
+    inp: int = 10,
+    out: int = 20,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    w5: int | None = None,
+    w1: int | None = None,
+    web: int = 0,
+    session: str = "sess-1",
+    cwd: str = "/home/u/proj",
+    sidechain: bool = False,
+    agent_id: str | None = None,
+    tools: list[tuple[str, str]] | None = None,
+    branch: str = "main",
+    extra: dict[str, Any] | None = None,
+) -> str:
+    usage: dict[str, Any] = {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "cache_read_input_tokens": cache_read,
+        "cache_creation_input_tokens": cache_write,
+    }
+    if w5 is not None or w1 is not None:
+        usage["cache_creation"] = {
+            "ephemeral_5m_input_tokens": w5 or 0,
+            "ephemeral_1h_input_tokens": w1 or 0,
+        }
+    if web:
+        usage["server_tool_use"] = {"web_search_requests": web, "web_fetch_requests": 0}
+    content: list[dict[str, Any]] = [{"type": "text", "text": "secret text CANARY-7f3a9c"}]
+    for tid, name in tools or []:
+        content.append(
+            {"type": "tool_use", "id": tid, "name": name, "input": {"x": "CANARY-7f3a9c"}}
+        )
+    line: dict[str, Any] = {
+        "parentUuid": None,
+        "isSidechain": sidechain,
+        "userType": "external",
+        "cwd": cwd,
+        "sessionId": session,
+        "version": "2.1.37",
+        "gitBranch": branch,
+        "type": "assistant",
+        "uuid": f"u-{msg_id}-{out}",
+        "timestamp": ts,
+        "message": {
+            "model": model,
+            "id": msg_id,
+            "type": "message",
+            "role": "assistant",
+            "content": content,
+            "stop_reason": "end_turn",
+            "usage": usage,
+        },
+    }
+    if req_id is not None:
+        line["requestId"] = req_id
+    if agent_id:
+        line["agentId"] = agent_id
+    if extra:
+        line.update(extra)
+    return json.dumps(line)
+
+
+def claude_user(text: str = "hello CANARY-7f3a9c", session: str = "sess-1") -> str:
+    return json.dumps(
+        {
+            "type": "user",
+            "sessionId": session,
+            "cwd": "/home/u/proj",
+            "timestamp": "2026-02-10T09:59:00.000Z",
+            "message": {"role": "user", "content": text},
+        }
+    )
+
+
+def oc_header(session: str = "s-1", cwd: str = "/home/u/.openclaw/workspace") -> str:
+    return json.dumps(
+        {
+            "type": "session",
+            "version": 3,
+            "id": session,
+            "timestamp": "2026-02-11T08:00:00.000Z",
+            "cwd": cwd,
+        }
+    )
+
+
+def oc_assistant(
+    entry_id: str,
+    *,
+    provider: str | None = "anthropic",
+    model: str | None = "claude-sonnet-4-5",
+    inp: int = 10,
+    out: int = 20,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    cost: float | None = None,
+    ts: str = "2026-02-11T08:00:04.000Z",
+    tools: list[str] | None = None,
+    usage: dict[str, Any] | None = None,
+    stop: str = "stop",
+) -> str:
+    u = (
+        usage
+        if usage is not None
+        else {
+            "input": inp,
+            "output": out,
+            "cacheRead": cache_read,
+            "cacheWrite": cache_write,
+            "totalTokens": inp + out + cache_read + cache_write,
+            "cost": {"total": cost if cost is not None else 0},
+        }
+    )
+    msg: dict[str, Any] = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "CANARY-7f3a9c"}]
+        + [
+            {"type": "toolCall", "id": f"c{i}", "name": n, "arguments": {}}
+            for i, n in enumerate(tools or [])
+        ],
+        "api": "anthropic-messages",
+        "usage": u,
+        "stopReason": stop,
+        "timestamp": 1770796802500,
+    }
+    if provider is not None:
+        msg["provider"] = provider
+    if model is not None:
+        msg["model"] = model
+    return json.dumps(
+        {"type": "message", "id": entry_id, "parentId": None, "timestamp": ts, "message": msg}
+    )
+
+
+def write_lines(path: Path, lines: list[str], *, trailing_newline: bool = True) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + ("\n" if trailing_newline and lines else "")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def append_text(path: Path, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def run_scan(
+    conn: Any,
+    claude: Path | None = None,
+    openclaw: Path | None = None,
+    config: Config | None = None,
+    workers: int | None = 1,
+) -> ScanResult:
+    return scan(
+        conn,
+        config or Config(),
+        claude_dirs=[str(claude)] if claude else [str(Path("/nonexistent-claude"))],
+        openclaw_dirs=[str(openclaw)] if openclaw else [str(Path("/nonexistent-openclaw"))],
+        workers=workers,
+    )
+
+
+def turn_rows(conn: Any) -> list[dict[str, Any]]:
+    cur = conn.execute("SELECT * FROM turns ORDER BY ts, dedup_key")
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur]

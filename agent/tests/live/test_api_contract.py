@@ -1,0 +1,195 @@
+"""Every endpoint answers what `clawtrace/schema/openapi.json` promises, and the examples the
+macOS app's tests decode (`macos/Fixtures/api/*.json`) are exactly what the server returns."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLES = REPO / "macos" / "Fixtures" / "api"
+OPENAPI = json.loads((resources.files("clawtrace") / "schema" / "openapi.json").read_text())
+
+# (example name, path with query) — one example per endpoint, plus variants the contract covers.
+EXAMPLE_REQUESTS = {
+    "health": "/api/health",
+    "summary": "/api/summary",
+    "costs": "/api/costs?range=7d&by=day",
+    "models": "/api/models?range=30d",
+    "projects": "/api/projects?range=30d",
+    "agents": "/api/agents?range=30d",
+    "sessions": "/api/sessions?n=5",
+    "tools": "/api/tools?range=30d",
+    "blocks": "/api/blocks",
+    "anomalies": "/api/anomalies?range=7d",
+    "alerts": "/api/alerts",
+    "forecast": "/api/forecast",
+}
+VARIANTS = [
+    "/api/costs?range=30d&by=day",
+    "/api/costs?range=90d&by=day",
+    "/api/costs?range=1d&by=hour",
+    "/api/costs?range=2026-11-01..2026-11-03&by=hour",
+    "/api/models?range=7d&project=/home/ada/src/webshop",
+    "/api/projects?model=claude-opus-4-1&agent=claude",
+    "/api/sessions?n=1&range=today",
+    "/api/sessions?range=90d&source=openclaw",
+    "/api/tools?range=today&agent=claude",
+    "/api/blocks?range=7d",
+    "/api/anomalies?range=30d&project=/home/ada/src/webshop",
+    "/api/alerts?range=90d&n=3",
+    "/api/forecast?model=claude-sonnet-4-5",
+    "/api/summary?project=/home/ada/notes",
+    "/api/models?range=2000-01-01..2000-01-02",
+]
+
+
+def schema_for(path: str, status: str = "200") -> dict:
+    route = path.split("?")[0]
+    op = OPENAPI["paths"][route]["get"]
+    ref = op["responses"][status]["content"]["application/json"]["schema"]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **ref,
+        "components": OPENAPI["components"],
+    }
+
+
+def assert_valid(path: str, body: object, status: str = "200") -> None:
+    jsonschema.Draft202012Validator(schema_for(path, status)).validate(body)
+
+
+def test_the_openapi_document_is_valid_openapi_shaped_json_schema():
+    assert OPENAPI["openapi"].startswith("3.1")
+    for name, schema in OPENAPI["components"]["schemas"].items():
+        jsonschema.Draft202012Validator.check_schema(schema), name
+
+
+def test_every_route_of_the_server_is_in_the_contract(client):
+    documented = set(OPENAPI["paths"])
+    served = {r.path for r in client.app.routes if getattr(r, "path", "").startswith("/api/")}
+    assert served == documented
+
+
+@pytest.mark.parametrize("path", list(EXAMPLE_REQUESTS.values()) + VARIANTS)
+def test_each_endpoint_answers_according_to_the_contract(client, path):
+    response = client.get(path)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert_valid(path, response.json())
+
+
+@pytest.mark.parametrize(
+    ("path", "parameter"),
+    [
+        ("/api/costs?range=bogus", "range"),
+        ("/api/costs?range=2026-11-05..2026-11-01", "range"),
+        ("/api/costs?range=all", "range"),
+        ("/api/costs?by=week", "by"),
+        ("/api/costs?range=365d&by=hour", "by"),
+        ("/api/sessions?n=0", "n"),
+        ("/api/sessions?n=ten", "n"),
+        ("/api/models?source=cursor", "source"),
+        ("/api/projects?colour=red", "colour"),
+        ("/api/tools?range=7d&range=30d", "range"),
+        ("/api/alerts?n=-1", "n"),
+        ("/api/health?verbose=1", "verbose"),
+        ("/api/anomalies?agent=%01", "agent"),
+    ],
+)
+def test_a_bad_parameter_gets_a_400_json_body_naming_it(client, path, parameter):
+    response = client.get(path)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["parameter"] == parameter
+    assert body["error"]
+    assert_valid(path, body, "400")
+
+
+def test_an_unknown_path_is_a_json_404_not_a_page(client):
+    response = client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.json()["error"]
+
+
+def test_filters_narrow_the_numbers(client):
+    everything = client.get("/api/models?range=30d").json()["totals"]["cost_usd"]
+    one_project = client.get("/api/models?range=30d&project=/home/ada/notes").json()["totals"][
+        "cost_usd"
+    ]
+    projects = client.get("/api/projects?range=30d").json()["rows"]
+    notes = next(r for r in projects if r["project"] == "/home/ada/notes")
+    assert 0 < one_project < everything
+    assert one_project == pytest.approx(notes["cost_usd"])
+
+
+def test_the_cost_series_is_zero_filled_over_the_whole_range(client):
+    daily = client.get("/api/costs?range=30d&by=day").json()
+    assert len(daily["points"]) == 30
+    assert any(p["cost_usd"] == 0 for p in daily["points"])  # the fixture has empty weekend days
+    assert sum(p["cost_usd"] for p in daily["points"]) == pytest.approx(daily["totals"]["cost_usd"])
+    hourly = client.get("/api/costs?range=1d&by=hour").json()
+    assert len(hourly["points"]) == 24
+
+
+def test_the_most_expensive_sessions_come_first_and_n_limits_them(client):
+    rows = client.get("/api/sessions?n=5&range=90d").json()["rows"]
+    assert len(rows) == 5
+    costs = [r["cost_usd"] for r in rows]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_the_runaway_session_in_the_fixture_is_reported_as_an_anomaly(client):
+    body = client.get("/api/anomalies?range=today").json()
+    assert [s["session_id"] for s in body["sessions"]] == ["sess-loop-0001"]
+    assert body["baseline"]["ready"] is True
+
+
+def _normalised(body: dict) -> dict:
+    body = json.loads(json.dumps(body))
+    if "schema_version" in body:
+        # Grows with every store migration (agent-core's or ours); the app only decodes it as an
+        # integer, so the example pins it rather than failing on each new migration.
+        body["schema_version"] = 1
+    return body
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLE_REQUESTS))
+def test_the_saved_example_for_the_macos_app_matches_what_the_server_returns(client, name):
+    """Regenerate with CLAWTRACE_UPDATE_FIXTURES=1 after a deliberate contract change."""
+    path = EXAMPLE_REQUESTS[name]
+    body = _normalised(client.get(path).json())
+    assert_valid(path, body)
+    target = EXAMPLES / f"{name}.json"
+    if os.environ.get("CLAWTRACE_UPDATE_FIXTURES") == "1":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    assert target.exists(), f"{target} is missing: run with CLAWTRACE_UPDATE_FIXTURES=1"
+    saved = json.loads(target.read_text())
+    assert saved == body, f"{target.name} drifted from what {path} returns"
+
+
+def test_the_examples_index_names_the_request_behind_each_example():
+    index = json.loads((EXAMPLES / "index.json").read_text())
+    assert index == {f"{name}.json": path for name, path in EXAMPLE_REQUESTS.items()}
+
+
+def test_a_fresh_install_with_no_store_yet_answers_every_endpoint(tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from starlette.testclient import TestClient
+
+    from clawtrace.server.app import ServerState, app_create
+
+    state = ServerState(db_path=tmp_path / "absent" / "clawtrace.db", tz=ZoneInfo("UTC"))
+    with TestClient(app_create(state, 19898), base_url="http://127.0.0.1:19898") as c:
+        for path in [*EXAMPLE_REQUESTS.values(), *VARIANTS]:
+            response = c.get(path)
+            assert response.status_code == 200, (path, response.text)
+            assert_valid(path, response.json())
+    assert not (tmp_path / "absent").exists()  # reading never creates the store

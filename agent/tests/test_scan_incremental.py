@@ -1,0 +1,210 @@
+"""Incremental scanning: appended bytes only, half-written lines, truncation, rotation, deletion."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from clawtrace import reports
+from clawtrace import scan as scan_module
+
+from .conftest import (
+    append_text,
+    claude_assistant,
+    oc_assistant,
+    oc_header,
+    run_scan,
+    turn_rows,
+    write_lines,
+)
+
+
+def _file(tmp_path):
+    return tmp_path / "claude" / "projects" / "-p" / "s.jsonl"
+
+
+def test_warm_rescan_of_an_unchanged_tree_parses_nothing(conn, tmp_path, monkeypatch):
+    write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
+    run_scan(conn, tmp_path / "claude")
+    calls = []
+    monkeypatch.setattr(scan_module, "parse_task", lambda task: calls.append(task))
+    result = run_scan(conn, tmp_path / "claude")
+    assert calls == []
+    assert (result.files_read, result.files_unchanged, result.bytes_read) == (0, 1, 0)
+
+
+def test_appended_lines_are_read_from_the_stored_offset(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
+    run_scan(conn, tmp_path / "claude")
+    size_before = f.stat().st_size
+    append_text(f, claude_assistant(msg_id="m2") + "\n")
+    result = run_scan(conn, tmp_path / "claude")
+    assert result.bytes_read == f.stat().st_size - size_before
+    assert [r["msg_id"] for r in turn_rows(conn)] == ["m1", "m2"]
+
+
+def test_a_half_written_last_line_is_picked_up_whole_on_the_next_scan(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
+    full = claude_assistant(msg_id="m2", out=99)
+    append_text(f, full[:40])
+    first = run_scan(conn, tmp_path / "claude")
+    assert first.malformed == 0
+    assert [r["msg_id"] for r in turn_rows(conn)] == ["m1"]
+    append_text(f, full[40:] + "\n")
+    second = run_scan(conn, tmp_path / "claude")
+    assert second.malformed == 0
+    assert [(r["msg_id"], r["output_tokens"]) for r in turn_rows(conn)] == [("m1", 20), ("m2", 99)]
+    assert conn.execute("SELECT lines, malformed FROM files").fetchone() == (2, 0)
+
+
+def test_a_complete_last_line_without_newline_is_read(conn, tmp_path):
+    write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")], trailing_newline=False)
+    run_scan(conn, tmp_path / "claude")
+    assert len(turn_rows(conn)) == 1
+
+
+def test_a_truncated_file_is_reread_from_the_start_and_history_stays(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1"), claude_assistant(msg_id="m2")])
+    run_scan(conn, tmp_path / "claude")
+    write_lines(f, [claude_assistant(msg_id="m3")])
+    result = run_scan(conn, tmp_path / "claude")
+    assert result.files_reset == 1
+    assert sorted(r["msg_id"] for r in turn_rows(conn)) == ["m1", "m2", "m3"]
+    assert conn.execute("SELECT lines FROM files").fetchone()[0] == 1
+
+
+def test_a_file_replaced_under_the_same_name_is_reread(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1", out=10)])
+    run_scan(conn, tmp_path / "claude")
+    replacement = f.with_name("new.tmp")
+    # Same size, different content, new inode: only the identity check can notice.
+    write_lines(replacement, [claude_assistant(msg_id="m7", out=10)])
+    os.replace(replacement, f)
+    result = run_scan(conn, tmp_path / "claude")
+    assert result.files_reset == 1
+    assert sorted(r["msg_id"] for r in turn_rows(conn)) == ["m1", "m7"]
+
+
+def test_rewritten_head_with_same_inode_is_detected(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1", out=10)])
+    run_scan(conn, tmp_path / "claude")
+    with open(f, "r+b") as fh:  # rewrite in place (same inode), then grow
+        fh.write(
+            claude_assistant(msg_id="m5", out=10).encode()
+            + b"\n"
+            + claude_assistant(msg_id="m6").encode()
+            + b"\n"
+        )
+    result = run_scan(conn, tmp_path / "claude")
+    assert result.files_reset == 1
+    assert {"m5", "m6"} <= {r["msg_id"] for r in turn_rows(conn)}
+
+
+def test_deleted_logs_keep_their_turns_and_are_reported_gone(conn, tmp_path):
+    f = write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
+    run_scan(conn, tmp_path / "claude")
+    before = reports.totals(conn).as_dict()
+    f.unlink()
+    result = run_scan(conn, tmp_path / "claude")
+    assert result.files_missing == 1
+    assert reports.totals(conn).as_dict() == before
+    assert conn.execute("SELECT missing_since IS NOT NULL FROM files").fetchone()[0] == 1
+
+
+def test_openclaw_appends_keep_model_state_between_scans(conn, tmp_path):
+    import json
+
+    f = write_lines(
+        tmp_path / "oc" / "agents" / "main" / "sessions" / "s.jsonl",
+        [
+            oc_header("s"),
+            json.dumps(
+                {"type": "model_change", "id": "x", "provider": "zai", "modelId": "glm-4.7"}
+            ),
+        ],
+    )
+    run_scan(conn, openclaw=tmp_path / "oc")
+    append_text(f, oc_assistant("e1", provider=None, model=None) + "\n")
+    run_scan(conn, openclaw=tmp_path / "oc")
+    row = turn_rows(conn)[0]
+    assert (row["session_id"], row["provider"], row["model"]) == ("s", "zai", "glm-4.7")
+
+
+def test_parallel_and_serial_scans_store_the_same_turns(tmp_path, monkeypatch):
+    from clawtrace import store
+
+    for i in range(6):
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
+            [claude_assistant(msg_id=f"m{i}-{j}", out=j + 1, session=f"s{i}") for j in range(50)],
+        )
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    serial = store.connect(tmp_path / "serial.db")
+    parallel = store.connect(tmp_path / "parallel.db")
+    run_scan(serial, tmp_path / "claude", workers=1)
+    run_scan(parallel, tmp_path / "claude", workers=2)
+    cols = "dedup_key, output_tokens, cost_pico, ts"
+    q = f"SELECT {cols} FROM turns ORDER BY dedup_key"  # noqa: S608
+    assert serial.execute(q).fetchall() == parallel.execute(q).fetchall()
+    assert len(serial.execute(q).fetchall()) == 300
+
+
+@pytest.mark.parametrize("flush_rows", [1, 20_000])
+def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
+    conn, tmp_path, monkeypatch, flush_rows
+):
+    from clawtrace import store
+
+    monkeypatch.setattr(scan_module, "AGG_FLUSH_ROWS", flush_rows)
+    base = tmp_path / "claude" / "projects"
+    for i in range(4):
+        write_lines(
+            base / f"-p{i}" / "s.jsonl",
+            [
+                claude_assistant(
+                    msg_id=f"m{i}-{j}",
+                    out=j + 1,
+                    session=f"s{i}",
+                    ts=f"2026-03-0{1 + j % 3}T1{j % 10}:{j % 60:02d}:00.000Z",
+                    tools=[("a", "Read"), ("b", "Bash")] if j % 2 else None,
+                )
+                for j in range(40)
+            ],
+        )
+    # A resumed session repeats two turns of another file: that batch takes the upsert path.
+    write_lines(
+        base / "-p0" / "resumed.jsonl", [claude_assistant(msg_id="m0-1", out=99, session="s0")]
+    )
+    run_scan(conn, tmp_path / "claude")
+    dims = "bucket, source, agent, project, session_id, is_sidechain, model, provider, git_branch"
+    sums = ", ".join(
+        f"SUM({c})"
+        for c in (
+            "turns",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_5m_tokens",
+            "cache_write_1h_tokens",
+            "web_search_requests",
+            "auto_pico",
+            "auto_unpriced_tokens",
+            "calc_pico",
+            "calc_unpriced_turns",
+            "display_pico",
+            "display_unpriced_tokens",
+            "cache_savings_pico",
+            "cache_write_pico",
+        )
+    )
+    q = f"SELECT {dims}, {sums}, MIN(first_ts), MAX(last_ts) FROM rollup GROUP BY {dims} ORDER BY {dims}"
+    qt = (
+        "SELECT bucket, tool, SUM(calls), SUM(turns), round(SUM(auto_pico)) FROM tool_rollup "
+        "GROUP BY bucket, tool ORDER BY bucket, tool"
+    )
+    scanned, scanned_tools = conn.execute(q).fetchall(), conn.execute(qt).fetchall()
+    with conn:
+        store.rollups_refresh(conn, full=True)
+    assert conn.execute(q).fetchall() == scanned
+    assert conn.execute(qt).fetchall() == scanned_tools
+    assert len(scanned) > 3

@@ -1,0 +1,122 @@
+"""Settings are read at import, so each case runs a fresh interpreter with its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_VARIABLES = (
+    "DEBUG",
+    "SECRET_KEY",
+    "ALLOWED_HOSTS",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_URL",
+    "EMAIL_BACKEND",
+    "CACHE_URL",
+    "CLAWTRACE_DATA_DIR",
+    "CSRF_TRUSTED_ORIGINS",
+    # Set in this process by the browser tests; never part of a real deployment.
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
+PRODUCTION = {
+    "DEBUG": "False",
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ALLOWED_HOSTS": "clawtrace.example",
+    "DATABASE_URL": "sqlite:////tmp/clawtrace-deploy-check.db",
+}
+PRINT_SETTINGS = (
+    "import django, json; from django.conf import settings; django.setup(); "
+    "print(json.dumps({'broker': settings.CELERY_BROKER_URL, "
+    "'transport': getattr(settings, 'CELERY_BROKER_TRANSPORT_OPTIONS', {}), "
+    "'secret': settings.SECRET_KEY, 'db': settings.DATABASES['default']['NAME'], "
+    "'hashers': settings.PASSWORD_HASHERS, 'email': settings.EMAIL_BACKEND, "
+    "'session_cookie': settings.SESSION_COOKIE_NAME, 'storage': "
+    "settings.STORAGES['staticfiles']['BACKEND']}))"
+)
+
+
+def _run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
+    clean.update({"DJANGO_SETTINGS_MODULE": "clawtrace_site.settings"})
+    clean.setdefault("CLAWTRACE_DATA_DIR", str(tmp_path / "data"))
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def _settings(tmp_path: Path, **env: str) -> dict:
+    result = _run(["-c", PRINT_SETTINGS], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_refuses_to_start_half_configured(tmp_path, missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = _run(["-c", PRINT_SETTINGS], tmp_path, **env)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert missing in result.stderr
+
+
+def test_production_names_every_missing_variable_at_once(tmp_path):
+    result = _run(["-c", PRINT_SETTINGS], tmp_path, DEBUG="False")
+    assert "SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL are not set" in result.stderr
+
+
+def test_deploy_check_is_clean_with_production_settings(tmp_path):
+    result = _run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], tmp_path, **PRODUCTION
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_production_uses_secure_cookie_names_and_manifest_static_files(tmp_path):
+    values = _settings(tmp_path, **PRODUCTION)
+    assert values["session_cookie"] == "__Secure-sessionid"
+    assert values["storage"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    assert values["secret"] == PRODUCTION["SECRET_KEY"]
+
+
+def test_dev_generates_a_secret_key_once_and_keeps_it_private(tmp_path):
+    first = _settings(tmp_path)
+    second = _settings(tmp_path)
+    key_file = tmp_path / "data" / "secret_key"
+
+    assert first["secret"] == second["secret"]
+    assert len(first["secret"]) >= 50
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_dev_defaults_need_no_server(tmp_path):
+    values = _settings(tmp_path)
+    data = tmp_path / "data"
+    assert values["db"] == str(data / "db.sqlite3")
+    assert values["broker"] == "filesystem://"
+    assert values["transport"]["data_folder_in"] == str(data / "broker" / "in")
+    assert values["transport"]["data_folder_out"] == values["transport"]["data_folder_in"]
+    assert (data / "broker" / "in").is_dir() and (data / "broker" / "processed").is_dir()
+    assert values["email"] == "django.core.mail.backends.console.EmailBackend"
+    assert values["hashers"][0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+
+
+def test_redis_url_switches_the_broker_to_redis(tmp_path):
+    values = _settings(tmp_path, REDIS_URL="redis://127.0.0.1:6379/3")
+    assert values["broker"] == "redis://127.0.0.1:6379/3"
+    assert values["transport"] == {}
+
+
+def test_email_url_configures_smtp(tmp_path):
+    values = _settings(tmp_path, EMAIL_URL="smtp://user:pw@mail.example:587")
+    assert values["email"] == "django.core.mail.backends.smtp.EmailBackend"

@@ -1,0 +1,60 @@
+"""Root URLs. Org pages live under `/o/<org_slug>/`, APIs under `/api/v1/` (JSON errors only)."""
+
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from accounts import apis as accounts_apis
+from accounts import views as accounts_views
+from clawtrace_site import health, pages
+
+# Operators log in through allauth too (rate limits, MFA), not the admin's own form.
+admin.site.login = secure_admin_login(admin.site.login)
+admin.site.site_header = "ClawTrace operations"
+admin.site.site_title = "ClawTrace admin"
+
+membership_list = accounts_apis.MembershipViewSet.as_view({"get": "list"})
+membership_detail = accounts_apis.MembershipViewSet.as_view(
+    {"get": "retrieve", "patch": "partial_update", "delete": "destroy"}
+)
+
+api_v1_patterns = [
+    path(
+        "organizations/",
+        accounts_apis.OrganizationListApi.as_view(),
+        name="organization_list",
+    ),
+    path(
+        "organizations/<slug:org_slug>/members/",
+        membership_list,
+        name="membership_list",
+    ),
+    path(
+        "organizations/<slug:org_slug>/members/<int:membership_id>/",
+        membership_detail,
+        name="membership_detail",
+    ),
+]
+
+urlpatterns = [
+    path("", pages.landing, name="landing"),
+    path("pricing/", pages.pricing, name="pricing"),
+    path("accounts/", include("allauth.urls")),
+    path("app/", accounts_views.home, name="home"),
+    path("", include("accounts.urls")),
+    path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
+    path(
+        "api/schema/",
+        SpectacularAPIView.as_view(permission_classes=[]),
+        name="api_schema",
+    ),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]
+
+handler400 = "clawtrace_site.api.handler400"
+handler403 = "clawtrace_site.api.handler403"
+handler404 = "clawtrace_site.api.handler404"
+handler500 = "clawtrace_site.api.handler500"

@@ -1,0 +1,101 @@
+"""Shared fixtures: two organizations (`org` and `other_org`) with an owner and a member each,
+and clients signed in as them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from rest_framework.test import APIClient
+
+from accounts.models import Organization, Role, User
+from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from clawtrace_site.celery import app as celery_app
+
+
+@pytest.fixture(autouse=True)
+def _celery_eager():
+    """Tasks run in-process in the fast suite; the worker tests switch this off."""
+    previous = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
+    celery_app.conf.task_always_eager = True
+    celery_app.conf.task_eager_propagates = True
+    yield
+    celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Argon2 is deliberately slow; tests hash hundreds of passwords. Production settings keep
+    Argon2 first (checked in clawtrace_site/tests/test_settings.py)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """allauth's rate limits count in the cache; tests must not inherit each other's counts."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def owner(db) -> User:
+    return UserFactory(email="owner@alpha.example")
+
+
+@pytest.fixture
+def org(owner: User) -> Organization:
+    organization = OrganizationFactory(name="Alpha Labs", slug="alpha-labs")
+    MembershipFactory(organization=organization, user=owner, role=Role.OWNER)
+    return organization
+
+
+@pytest.fixture
+def member(org: Organization) -> User:
+    user = UserFactory(email="member@alpha.example")
+    MembershipFactory(organization=org, user=user, role=Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def other_owner(db) -> User:
+    return UserFactory(email="owner@bravo.example")
+
+
+@pytest.fixture
+def other_org(other_owner: User) -> Organization:
+    organization = OrganizationFactory(name="Bravo Secret Works", slug="bravo-secret-works")
+    MembershipFactory(organization=organization, user=other_owner, role=Role.OWNER)
+    return organization
+
+
+@pytest.fixture
+def client_for() -> Callable[[User], Client]:
+    def make(user: User) -> Client:
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def owner_client(owner: User, org: Organization, client_for) -> Client:
+    return client_for(owner)
+
+
+@pytest.fixture
+def member_client(member: User, client_for) -> Client:
+    return client_for(member)
+
+
+@pytest.fixture
+def api_client_for() -> Callable[[User], APIClient]:
+    def make(user: User) -> APIClient:
+        client = APIClient()
+        client.force_login(user)
+        return client
+
+    return make
