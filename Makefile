@@ -48,7 +48,7 @@ web: setup ## Start only the web server
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 worker: setup ## Start only a Celery worker
-	$(VENV)/bin/celery -A clawtrace_site worker --loglevel=INFO --concurrency=2
+	$(VENV)/bin/celery -A clawtrace_site worker --loglevel=INFO --pool=threads --concurrency=2
 
 beat: setup ## Start only Celery beat
 	$(VENV)/bin/celery -A clawtrace_site beat --loglevel=INFO --schedule=.data/celerybeat-schedule

@@ -4,7 +4,6 @@ from allauth.account.adapter import DefaultAccountAdapter
 from django.http import HttpRequest
 
 from accounts.models import User
-from accounts.selectors import invitation_get_by_token
 from accounts.services import user_signup_finalize
 
 SESSION_KEY_PENDING_INVITATION = "pending_invitation_token"
@@ -17,15 +16,5 @@ class AccountAdapter(DefaultAccountAdapter):
             # allauth's documented extension point for "a user was just created"; doing the
             # work here rather than in a user_signed_up receiver keeps it in the same call
             # chain as the signup (no signal indirection).
-            user_signup_finalize(
-                user=user, is_joining_by_invitation=_signup_matches_invitation(request, user)
-            )
+            user_signup_finalize(user=user)
         return user
-
-
-def _signup_matches_invitation(request: HttpRequest, user: User) -> bool:
-    token = request.session.get(SESSION_KEY_PENDING_INVITATION)
-    if not token:
-        return False
-    invitation = invitation_get_by_token(token=token)
-    return invitation is not None and invitation.is_pending and invitation.email == user.email

@@ -14,6 +14,25 @@ from accounts.services import invitation_revoke
 from clawtrace_site.exceptions import ApplicationError
 
 
+class UserMembershipInline(admin.TabularInline):
+    """The user's organizations, read-only for the same reason as `MembershipInline`."""
+
+    model = Membership
+    fk_name = "user"
+    verbose_name_plural = "Organizations"
+    fields = ["organization", "role", "created_at"]
+    readonly_fields = ["organization", "role", "created_at"]
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        return Membership.all_orgs.select_related("organization")
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
@@ -30,6 +49,7 @@ class UserAdmin(DjangoUserAdmin):
         ),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
+    inlines = [UserMembershipInline]
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]}),
     ]

@@ -6,7 +6,15 @@ from accounts.models import Role
 from accounts.services import ORGANIZATION_NAME_MAX_LENGTH
 
 
-class OrganizationForm(forms.Form):
+class _Form(forms.Form):
+    """Labels without Django's trailing colon, to match the allauth pages' look."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class OrganizationForm(_Form):
     name = forms.CharField(
         max_length=ORGANIZATION_NAME_MAX_LENGTH,
         strip=True,
@@ -14,11 +22,11 @@ class OrganizationForm(forms.Form):
     )
 
 
-class OrganizationSwitchForm(forms.Form):
+class OrganizationSwitchForm(_Form):
     organization = forms.SlugField(max_length=60)
 
 
-class InvitationForm(forms.Form):
+class InvitationForm(_Form):
     email = forms.EmailField(max_length=254, widget=forms.EmailInput(attrs={"autofocus": True}))
     role = forms.ChoiceField(choices=Role.choices, initial=Role.MEMBER)
 
@@ -28,5 +36,5 @@ class InvitationForm(forms.Form):
             self.fields["role"].choices = [(Role.ADMIN, "Admin"), (Role.MEMBER, "Member")]
 
 
-class RoleChangeForm(forms.Form):
+class RoleChangeForm(_Form):
     role = forms.ChoiceField(choices=Role.choices)

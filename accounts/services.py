@@ -93,15 +93,12 @@ def organization_update(*, organization: Organization, actor: User, name: str) -
     return organization
 
 
-def user_signup_finalize(*, user: User, is_joining_by_invitation: bool = False) -> None:
+def user_signup_finalize(*, user: User) -> None:
     """Called once per new user, from the allauth adapter's `save_user`.
 
-    A new user gets a personal organization, unless they signed up through an invitation link
-    for the same address: they came to join a team, and an empty personal org they never asked
-    for would only clutter their switcher. They can create one any time.
+    Every new user gets a personal organization, including one who signed up through an
+    invitation: their own devices belong somewhere that is not their employer's org.
     """
-    if is_joining_by_invitation:
-        return
     local_part = user.email.split("@", 1)[0]
     organization_create(
         name=f"{local_part}'s workspace"[:ORGANIZATION_NAME_MAX_LENGTH],

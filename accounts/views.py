@@ -137,7 +137,6 @@ class _MemberPageMixin(OrgMemberRequiredMixin):
         *,
         status: int = 200,
         error: str | None = None,
-        invitation_form: InvitationForm | None = None,
     ) -> HttpResponse:
         can_manage = self.membership.has_role_at_least(Role.ADMIN)
         is_owner = self.membership.role == Role.OWNER
@@ -159,7 +158,6 @@ class _MemberPageMixin(OrgMemberRequiredMixin):
                     (Role.ADMIN, "Admin"),
                     (Role.MEMBER, "Member"),
                 ],
-                "invitation_form": invitation_form or InvitationForm(can_grant_owner=is_owner),
                 "action_error": error,
             },
             status=status,
@@ -249,7 +247,7 @@ class OrganizationSettingsView(OrgMemberRequiredMixin, View):
         return redirect("accounts:org_settings", org_slug=self.organization.slug)
 
 
-class InvitationCreateView(_MemberPageMixin, View):
+class InvitationCreateView(OrgMemberRequiredMixin, View):
     required_role = Role.ADMIN
     template_name = "accounts/invitation_create.html"
 

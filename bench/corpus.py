@@ -1575,6 +1575,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timezones", default=",".join(DEFAULT_TIMEZONES))
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
+    unknown = {f.strip() for f in a.formats.split(",") if f.strip()} - set(FORMATS)
+    if unknown:
+        ap.error(f"--formats: unknown {', '.join(sorted(unknown))}; choose from {FORMATS}")
+    if a.turns < 1 or a.days < 1:
+        ap.error("--turns and --days must be positive")
     truth = generate(
         a.out,
         a.turns,

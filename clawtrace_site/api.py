@@ -91,6 +91,10 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     return defaults.page_not_found(request, exception)
 
 
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
 def handler500(request: HttpRequest) -> HttpResponse:
     if _is_api_request(request):
         return JsonResponse(

@@ -33,11 +33,21 @@ ALLOWED_HOSTS = env.list(
 def _dev_secret_key() -> str:
     # Generated once and kept, so sessions survive restarts of `make run`; never used when
     # DEBUG is off (production must pass SECRET_KEY explicitly).
+    # Web, worker and beat may start together on a fresh clone: the key is written to a private
+    # temporary file and hard-linked into place, which is atomic and fails if another process
+    # won, so every process ends up reading the same complete key.
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        temporary = DATA_DIR / f".secret_key.{os.getpid()}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(64))
+        try:
+            os.link(temporary, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return key_file.read_text().strip()
 
 

@@ -2,12 +2,12 @@
 
 from allauth.account.decorators import secure_admin_login
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts import apis as accounts_apis
 from accounts import views as accounts_views
-from clawtrace_site import health, pages
+from clawtrace_site import api, health, pages
 
 # Operators log in through allauth too (rate limits, MFA), not the admin's own form.
 admin.site.login = secure_admin_login(admin.site.login)
@@ -52,6 +52,9 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    # Last: any other /api/ path answers the JSON 404 even with DEBUG on, where Django would
+    # otherwise show its HTML technical 404 instead of handler404.
+    re_path(r"^api/", api.api_not_found, name="api_not_found"),
 ]
 
 handler400 = "clawtrace_site.api.handler400"

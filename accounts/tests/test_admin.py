@@ -86,3 +86,8 @@ def test_admin_login_goes_through_allauth(client):
 def test_non_staff_user_is_refused_by_the_admin(client_for, owner):
     response = client_for(owner).get(reverse("admin:index"), follow=True)
     assert response.status_code == 403
+
+
+def test_user_admin_lists_the_users_organizations(operator_client, org, owner):
+    page = operator_client.get(reverse("admin:accounts_user_change", args=[owner.pk]))
+    assert b"Alpha Labs" in page.content

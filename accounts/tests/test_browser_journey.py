@@ -190,14 +190,18 @@ def test_visitor_signs_up_creates_an_org_and_invites_a_teammate_who_sees_only_th
     page2.locator("main form").get_by_role("button", name=re.compile("accept", re.I)).click()
     page2.wait_for_load_state()
 
-    # The teammate sees Acme Robotics and nothing of the founder's personal organization.
+    # The teammate sees Acme Robotics (beside their own personal workspace) and nothing of the
+    # founder's personal organization.
     assert page2.url == acme_home
     assert "Acme Robotics" in page2.locator("h1").inner_text()
     page2.screenshot(path=str(artifacts / "teammate-home.png"), full_page=True)
     response = page2.goto(personal_home)
     assert response.status == 404
     page2.goto(acme_home)
-    assert _switcher_entries(page2) == ["Acme Robotics"]
+    teammate_orgs = _switcher_entries(page2)
+    assert "Acme Robotics" in teammate_orgs
+    assert not set(teammate_orgs) & set(personal_names)
+    assert len(teammate_orgs) == 2  # Acme Robotics and the teammate's own workspace
 
     teammate.close()
     founder.close()

@@ -65,12 +65,15 @@ def test_signup_gives_a_new_user_a_personal_organization_they_own():
     assert organizations[0].name == "ada's workspace"
 
 
-def test_signup_through_an_invitation_creates_no_personal_organization():
-    user = UserFactory()
+def test_signup_finalize_gives_each_user_exactly_one_personal_organization():
+    first, second = UserFactory(), UserFactory()
 
-    user_signup_finalize(user=user, is_joining_by_invitation=True)
+    user_signup_finalize(user=first)
+    user_signup_finalize(user=second)
 
-    assert not selectors.organization_list_for_user(user=user).exists()
+    for user in (first, second):
+        organizations = list(selectors.organization_list_for_user(user=user))
+        assert [org.is_personal for org in organizations] == [True]
 
 
 def test_organization_create_makes_a_unique_slug_and_the_creator_owner(owner):
@@ -371,3 +374,16 @@ def test_expired_invitations_are_purged_but_open_and_accepted_ones_stay(org, own
     remaining = set(Invitation.all_orgs.values_list("pk", flat=True))
     assert stale.pk not in remaining
     assert {recently_expired.pk, open_invitation.pk, accepted.pk} <= remaining
+
+
+def test_logs_carry_ids_but_never_tokens_or_email_addresses(org, owner, caplog):
+    caplog.set_level("DEBUG")
+    _, token = _invite(org, owner, email="private.person@example.com")
+    invitation_accept(token=token, user=UserFactory(email="private.person@example.com"))
+
+    ours = [r for r in caplog.records if r.name.startswith(("accounts", "clawtrace_site"))]
+    logged = " ".join(f"{record.getMessage()} {record.__dict__}" for record in ours)
+    assert "invitation accepted" in logged
+    assert token not in logged
+    assert "private.person@example.com" not in logged
+    assert hashlib.sha256(token.encode()).hexdigest() not in logged

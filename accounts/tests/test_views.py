@@ -309,7 +309,9 @@ def test_new_user_joins_through_an_invitation_link_via_signup(
     )
     assert response.status_code == 302
     teammate = User.objects.get(email="teammate@example.com")
-    assert not Organization.objects.filter(memberships__user=teammate).exists()
+    assert [o.is_personal for o in Organization.objects.filter(memberships__user=teammate)] == [
+        True
+    ]
 
     # Confirm the address through the link allauth emailed, which logs the user in.
     confirm_path = _email_link(mailoutbox[-1])
@@ -322,7 +324,9 @@ def test_new_user_joins_through_an_invitation_link_via_signup(
     assert response.url == reverse("accounts:org_home", args=[org.slug])
     assert _role_of(org, teammate) == Role.MEMBER
     page = browser.get(response.url)
-    assert [o.slug for o in page.context["user_organizations"]] == [org.slug]
+    listed = [o.slug for o in page.context["user_organizations"]]
+    assert org.slug in listed
+    assert len(listed) == 2  # Alpha Labs and the teammate's own personal workspace
 
 
 def test_invitation_link_for_someone_else_is_a_404_that_names_no_org(org, owner, client_for):
@@ -409,3 +413,27 @@ def test_an_oversized_form_post_is_a_400(owner_client):
     response = owner_client.post(reverse("accounts:org_create"), {"name": "x" * (3 * 1024 * 1024)})
     assert response.status_code == 400
     assert not Organization.objects.filter(name__startswith="xxx").exists()
+
+
+def test_existing_user_accepts_an_invitation_by_logging_in(org, owner):
+    teammate = UserFactory(email="teammate@example.com")
+    _, token = invitation_create(
+        organization=org,
+        invited_by=owner,
+        email="teammate@example.com",
+        role=Role.ADMIN,
+        site_url="http://testserver",
+    )
+    invitation_path = reverse("accounts:invitation_accept", args=[token])
+    browser = Client()
+    browser.get(invitation_path)
+
+    response = browser.post(
+        f"{reverse('account_login')}?next={invitation_path}",
+        {"login": "teammate@example.com", "password": "correct horse battery staple"},
+    )
+    assert response.url == invitation_path
+    assert browser.post(invitation_path).url == reverse("accounts:org_home", args=[org.slug])
+    assert _role_of(org, teammate) == Role.ADMIN
+    # The organization just joined becomes the current one.
+    assert browser.get(reverse("home")).url == reverse("accounts:org_home", args=[org.slug])

@@ -116,10 +116,50 @@ def _ccusage_daily(binary: Path, claude_config: Path, home: Path) -> dict[tuple[
     return out
 
 
-def _ours_daily(claude_config: Path, home: Path) -> dict[tuple[str, str], tuple]:
+def _ccusage_openclaw_daily(
+    binary: Path, state_dir: Path, home: Path
+) -> dict[tuple[str, str], tuple]:
+    """ccusage's all-agents daily report over an OpenClaw state dir only."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "TZ": "UTC",
+        "OPENCLAW_DIR": str(state_dir),
+        "NO_COLOR": "1",
+    }
+    proc = subprocess.run(
+        [str(binary), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out: dict[tuple[str, str], tuple] = {}
+    for day in json.loads(proc.stdout)["daily"]:
+        for agent in day["agents"]:
+            assert agent["agent"] == "openclaw", agent["agent"]
+            for m in agent["modelBreakdowns"]:
+                out[(day["period"], m["modelName"].removeprefix("[openclaw] "))] = (
+                    m["inputTokens"],
+                    m["outputTokens"],
+                    m["cacheReadTokens"],
+                    m["cacheCreationTokens"],
+                )
+    return out
+
+
+def _ours_daily(
+    claude_config: Path, home: Path, openclaw_dir: Path | None = None
+) -> dict[tuple[str, str], tuple]:
     conn = store.connect(home / "clawtrace.db")
     try:
-        scan.scan(conn, claude_dirs=[str(claude_config)], openclaw_dirs=[str(home / "no-openclaw")])
+        scan.scan(
+            conn,
+            claude_dirs=[str(claude_config)],
+            openclaw_dirs=[str(openclaw_dir or home / "no-openclaw")],
+        )
         out: dict[tuple[str, str], tuple] = {}
         models = [r["model"] for r in reports.cost_report(conn, tz="UTC", by="model")["rows"]]
         for model in models:
@@ -207,3 +247,16 @@ def test_malformed_corpus_lines_are_rejected_by_ccusage_too(ccusage, tmp_path):
         for r in truth_doc["by_day_model"]
     }
     assert theirs == want, _diff(want, theirs)
+
+
+def test_token_totals_per_day_and_model_equal_ccusage_on_a_generated_openclaw_corpus(
+    ccusage, tmp_path
+):
+    """Archives, mirrors, zero-usage errors, total-only usage and `.bak` backups included."""
+    corpus = _corpus_module()
+    data = tmp_path / "corpus"
+    corpus.generate(data, 5000, seed=13, formats=["openclaw"], workers=1, malformed_rate=0.03)
+    theirs = _ccusage_openclaw_daily(ccusage, data / "openclaw", tmp_path / "ccusage-home")
+    ours = _ours_daily(tmp_path / "no-claude", tmp_path / "clawtrace-home", data / "openclaw")
+    assert len(ours) > 30
+    assert ours == theirs, _diff(ours, theirs)

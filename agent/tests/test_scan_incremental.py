@@ -197,7 +197,10 @@ def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
             "cache_write_pico",
         )
     )
-    q = f"SELECT {dims}, {sums}, MIN(first_ts), MAX(last_ts) FROM rollup GROUP BY {dims} ORDER BY {dims}"
+    q = (
+        f"SELECT {dims}, {sums}, MIN(first_ts), MAX(last_ts) FROM rollup "  # noqa: S608
+        f"GROUP BY {dims} ORDER BY {dims}"
+    )
     qt = (
         "SELECT bucket, tool, SUM(calls), SUM(turns), round(SUM(auto_pico)) FROM tool_rollup "
         "GROUP BY bucket, tool ORDER BY bucket, tool"

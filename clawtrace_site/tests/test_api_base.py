@@ -92,3 +92,10 @@ def test_unexpected_page_errors_answer_the_html_500_page():
     assert response.status_code == 500
     assert response["Content-Type"].startswith("text/html")
     assert b"secret traceback detail" not in response.content
+
+
+def test_unknown_api_paths_answer_json_even_in_debug(client, settings):
+    settings.DEBUG = True
+    response = client.get("/api/v2/whatever/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"

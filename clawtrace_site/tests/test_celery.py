@@ -99,3 +99,18 @@ def test_real_worker_on_redis_answers_ping():
     assert app.conf.broker_url.startswith("redis://")
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         assert ping.delay().get(timeout=30) == "pong"
+
+
+def test_a_worker_started_from_the_command_line_registers_every_task():
+    # `celery -A clawtrace_site worker` knows only what autodiscovery imports; the tests above
+    # import task modules themselves and so cannot notice a task the worker would not know.
+    code = (
+        "from clawtrace_site.celery import app; app.loader.import_default_modules(); "
+        "print(sorted(name for name in app.tasks if not name.startswith('celery.')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    registered = result.stdout
+    assert "'ping'" in registered
+    assert "invitation_expired_purge_task" in registered

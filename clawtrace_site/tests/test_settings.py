@@ -120,3 +120,19 @@ def test_redis_url_switches_the_broker_to_redis(tmp_path):
 def test_email_url_configures_smtp(tmp_path):
     values = _settings(tmp_path, EMAIL_URL="smtp://user:pw@mail.example:587")
     assert values["email"] == "django.core.mail.backends.smtp.EmailBackend"
+
+
+def test_processes_starting_together_agree_on_one_dev_secret_key(tmp_path):
+    clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
+    clean.update(DJANGO_SETTINGS_MODULE="clawtrace_site.settings", CLAWTRACE_DATA_DIR=str(tmp_path))
+    script = "from django.conf import settings; print(settings.SECRET_KEY)"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=REPO, env=clean, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    keys = {process.communicate(timeout=120)[0].strip() for process in processes}
+    assert len(keys) == 1
+    assert len(keys.pop()) >= 50
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".secret")] == []

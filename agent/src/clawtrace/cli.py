@@ -174,10 +174,10 @@ def _progress_factory(total_bytes: int, files: int) -> Any:
 # --- output helpers ----------------------------------------------------------------------------
 
 
-def _console() -> Any:
+def _console(soft_wrap: bool = False) -> Any:
     from rich.console import Console
 
-    return Console()
+    return Console(soft_wrap=soft_wrap)
 
 
 def _money(value: float) -> str:
@@ -210,9 +210,11 @@ def _print_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> 
     sys.stdout.write(buf.getvalue())
 
 
-def _incomplete_note(unpriced_tokens: int) -> str:
+def _incomplete_note(unpriced_tokens: int, mode: str = "auto") -> str:
     if not unpriced_tokens:
         return ""
+    if mode == "display":
+        return f" + {unpriced_tokens:,} tokens with no cost written in the log (try --mode auto)"
     return f" + {unpriced_tokens:,} unpriced tokens (see `clawtrace doctor`)"
 
 
@@ -449,7 +451,7 @@ def cost_report(
     table.caption = _caption(ctx)
     console = _console()
     console.print(table)
-    note = _incomplete_note(data["totals"]["unpriced_tokens"])
+    note = _incomplete_note(data["totals"]["unpriced_tokens"], ctx.mode)
     if note:
         console.print(f"Totals are incomplete: {_money(data['totals']['cost_usd'])}{note}.")
 
@@ -808,7 +810,7 @@ def doctor(
     if json_out:
         _print_json(data)
         return
-    console = _console()
+    console = _console(soft_wrap=True)
     st = data["store"]
     console.print(
         f"[bold]Store[/bold]: {st['path']} (schema v{st['schema_version']}, "

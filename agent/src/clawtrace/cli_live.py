@@ -88,6 +88,10 @@ def serve(
     typer.echo(
         f"ClawTrace is watching your agent logs. Open http://{shown}:{port}/  (Ctrl-C to stop)"
     )
+    if not token and not server_cfg.get("token"):
+        typer.echo(
+            f"Write endpoints (POST /api/rescan) take the token in {home_dir() / 'api-token'}"
+        )
     try:
         serve_forever(stack, host, port, allow_remote=allow_remote, token=api_token)
     except OSError as exc:
@@ -151,6 +155,13 @@ def alerts_test() -> None:
     if not results:
         typer.echo(
             "No channel is configured: add [alerts.webhook] or [alerts.email] to the config file."
+        )
+        raise typer.Exit(1)
+    if all(r.skipped for r in results):
+        for r in results:
+            typer.echo(f"{r.channel}: skipped ({r.error})")
+        typer.echo(
+            "No channel could deliver: add [alerts.webhook] or [alerts.email] to the config file."
         )
         raise typer.Exit(1)
     failed = False

@@ -38,12 +38,14 @@ def claude_roots(explicit: list[str] | None = None) -> list[Path]:
     or the `projects/` dir itself.
     """
     candidates: list[Path] = []
+    chosen = bool(explicit)
     if explicit:
         for item in explicit:
             candidates.append(Path(item).expanduser())
     else:
         env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
         if env:
+            chosen = True
             candidates.extend(Path(p.strip()).expanduser() for p in env.split(",") if p.strip())
         else:
             xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
@@ -54,8 +56,8 @@ def claude_roots(explicit: list[str] | None = None) -> list[Path]:
     for cand in candidates:
         if (cand / "projects").is_dir():
             root = cand / "projects"
-        elif explicit or cand.name == "projects":
-            # An explicit root may be the directory of encoded-cwd folders itself.
+        elif (chosen and cand.is_dir()) or cand.name == "projects":
+            # A root the user chose may be the directory of encoded-cwd folders itself.
             root = cand
         else:
             root = cand / "projects"

@@ -14,13 +14,14 @@ and the long-context tier is chosen from that total and applies to every token o
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
+import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _pkg_version
 from typing import Any
 
 from clawtrace.config import Config, PriceOverride
@@ -62,9 +63,22 @@ PROVIDER_MAP = {
 COMPONENTS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "web_search")
 
 
+@functools.cache
 def genai_prices_version() -> str:
+    """The installed genai-prices version, without importing it (warm scans stay fast)."""
+    spec = importlib.util.find_spec("genai_prices")
+    if spec is not None and spec.origin:
+        site = os.path.dirname(os.path.dirname(spec.origin))
+        try:
+            for name in os.listdir(site):
+                if name.startswith("genai_prices-") and name.endswith(".dist-info"):
+                    return name[len("genai_prices-") : -len(".dist-info")]
+        except OSError:
+            pass
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
-        return _pkg_version("genai-prices")
+        return version("genai-prices")
     except PackageNotFoundError:
         return "unknown"
 
@@ -116,7 +130,9 @@ class RateCard:
 
     def __post_init__(self) -> None:
         exact = all(r == r.to_integral_value() for _, rates in self.tiers for r in rates)
-        ints = tuple((t, tuple(int(r) for r in rates)) for t, rates in self.tiers) if exact else None
+        ints = None
+        if exact:
+            ints = tuple((t, tuple(int(r) for r in rates)) for t, rates in self.tiers)
         object.__setattr__(self, "_int_tiers", ints)
 
     def cost(self, counts: tuple[int, ...]) -> tuple[int, int, int]:

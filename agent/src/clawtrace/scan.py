@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
+import queue
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +32,10 @@ from clawtrace.sources import SOURCES
 from clawtrace.sources.base import Discovery
 
 HEAD_BYTES = 4096
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge transcripts
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-AGG_FLUSH_ROWS = 20_000  # bounds the main process's memory on huge first scans
-IN_FLIGHT_PER_WORKER = 3
+AGG_FLUSH_ROWS = 10_000  # bounds the main process's memory on huge first scans
+IN_FLIGHT_PER_WORKER = 2
 
 ProgressFactory = Callable[[int, int], Callable[[int], None] | None]
 
@@ -110,6 +110,7 @@ def parse_task(task: dict[str, Any]) -> dict[str, Any]:
     offset = task["offset"]
     state = task["state"]
     pricer = _pricer()
+    _interned.clear()
     out: dict[str, Any] = {
         "file_id": task["file_id"],
         "rows": [],
@@ -170,6 +171,9 @@ def _head_of(data: bytes) -> str:
     return f"{len(data)}:{hashlib.blake2b(data, digest_size=12).hexdigest()}"
 
 
+_interned: dict[str, str] = {}
+
+
 def _priced(pricer: Any, r: tuple[Any, ...], file_id: int) -> tuple[Any, ...]:
     reported = r[18]
     reported_pico = round(reported * store.PICO) if reported is not None else None
@@ -178,10 +182,22 @@ def _priced(pricer: Any, r: tuple[Any, ...], file_id: int) -> tuple[Any, ...]:
     )
     total = r[11] + r[12] + r[13] + r[14] + r[15]
     msg_id = r[1]
+    # One object per distinct dimension string: pickle then sends each once per batch.
+    intern = _interned.setdefault
     return (
         store.key_hash(r[0]),
         store.key_hash(msg_id) if msg_id else None,
-        *r[:17],
+        r[0],
+        msg_id,
+        intern(r[2], r[2]),
+        intern(r[3], r[3]),
+        intern(r[4], r[4]),
+        intern(r[5], r[5]),
+        r[6],
+        r[7],
+        intern(r[8], r[8]),
+        intern(r[9], r[9]),
+        *r[10:17],
         total,
         r[17],
         cost,
@@ -189,7 +205,7 @@ def _priced(pricer: Any, r: tuple[Any, ...], file_id: int) -> tuple[Any, ...]:
         reported_pico,
         savings,
         writes,
-        r[19],
+        intern(r[19], r[19]),
         orjson.dumps(list(r[20])).decode() if r[20] else "[]",
         file_id,
     )
@@ -310,6 +326,9 @@ def scan(
                 )
                 t["file_id"] = cur.lastrowid
         since_id = store.max_turn_id(conn)
+        # On a first (bulk) scan, secondary indexes are built once at the end: sorting a
+        # million keys is far cheaper than a million random b-tree inserts.
+        deferred = since_id == 0 and bulk and store.secondary_indexes_drop(conn)
         by_id = {t["file_id"]: t for t in tasks}
         flushed: set[int] = set()
         agg: dict[tuple[Any, ...], list[int]] = {}
@@ -360,6 +379,8 @@ def scan(
             )
             if tick:
                 tick(read)
+        if deferred:
+            store.secondary_indexes_create(conn)
         if result.turn_rows:
             store.sidechain_replays_drop(conn, since_id)
         store.rollup_flush(conn, agg, tool_agg, flushed)
@@ -389,17 +410,23 @@ def _run(tasks: list[dict[str, Any]], config: Config, workers: int | None, to_re
     ]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(n, initializer=_pool_init, initargs=(config,)) as pool:
-        # A bounded window of tasks in flight: when SQLite writes lag behind the parsers,
-        # finished results wait in the workers instead of piling up in this process.
-        pending: deque[Any] = deque()
-        queue = iter(slim)
-        for task in itertools.islice(queue, n * IN_FLIGHT_PER_WORKER):
-            pending.append(pool.apply_async(parse_task, (task,)))
-        while pending:
-            out = pending.popleft().get()
-            nxt = next(queue, None)
+        # A bounded window of tasks in flight, taken in completion order: when SQLite writes
+        # lag behind the parsers, work waits in the queue instead of piling up as results here.
+        done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        todo = iter(slim)
+        in_flight = 0
+        for task in itertools.islice(todo, n * IN_FLIGHT_PER_WORKER):
+            pool.apply_async(parse_task, (task,), callback=done.put, error_callback=done.put)
+            in_flight += 1
+        while in_flight:
+            out = done.get()
+            in_flight -= 1
+            if isinstance(out, BaseException):
+                raise out
+            nxt = next(todo, None)
             if nxt is not None:
-                pending.append(pool.apply_async(parse_task, (nxt,)))
+                pool.apply_async(parse_task, (nxt,), callback=done.put, error_callback=done.put)
+                in_flight += 1
             yield out
 
 

@@ -78,7 +78,6 @@ def systemd_unit_text(env: ServiceEnv, port: int = 19898) -> str:
     return (
         "[Unit]\n"
         f"Description=ClawTrace local agent (API and page on 127.0.0.1:{port})\n"
-        "Documentation=https://github.com/clawtrace/clawtrace\n"
         "\n"
         "[Service]\n"
         "Type=simple\n"

@@ -16,8 +16,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 PICO = 10**12
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
@@ -242,8 +242,7 @@ def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA cache_size=-32000")
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -306,8 +305,8 @@ _UPSERT_SQL = (
 
 
 _INSERT_NEW_SQL = (
-    f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.join('?' * len(TURN_COLUMNS))}) "
-    "ON CONFLICT(key_hash) DO NOTHING"
+    f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(TURN_COLUMNS))}) ON CONFLICT(key_hash) DO NOTHING"
 )
 
 
@@ -330,6 +329,26 @@ def turns_insert_new(conn: sqlite3.Connection, rows: Sequence[Sequence[object]])
 def key_hash(key: str) -> int:
     """Signed 64-bit hash of a de-dup key (stable across runs and processes)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+SECONDARY_INDEXES = {
+    "turns_ts": "CREATE INDEX IF NOT EXISTS turns_ts ON turns (ts)",
+    "turns_msg_hash": (
+        "CREATE INDEX IF NOT EXISTS turns_msg_hash ON turns (msg_hash) WHERE msg_hash IS NOT NULL"
+    ),
+}
+
+
+def secondary_indexes_drop(conn: sqlite3.Connection) -> bool:
+    """Drop the indexes `secondary_indexes_create` rebuilds (inside the caller's transaction)."""
+    for name in SECONDARY_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+    return True
+
+
+def secondary_indexes_create(conn: sqlite3.Connection) -> None:
+    for sql in SECONDARY_INDEXES.values():
+        conn.execute(sql)
 
 
 def max_turn_id(conn: sqlite3.Connection) -> int:
@@ -426,9 +445,15 @@ def dirty_buckets_mark(conn: sqlite3.Connection, buckets: Iterable[int]) -> None
 
 
 _T = {c: i for i, c in enumerate(TURN_COLUMNS)}
-_I_TS, _I_TOTAL, _I_COST, _I_SRC, _I_REP = _T["ts"], _T["total_tokens"], _T["cost_pico"], _T["price_source"], _T["reported_pico"]
-_I_DIMS = tuple(_T[c] for c in ("source", "agent", "project", "session_id", "is_sidechain", "model", "provider", "git_branch"))
-_I_TOKENS = tuple(_T[c] for c in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "web_search_requests"))
+_I_TS, _I_TOTAL, _I_COST = _T["ts"], _T["total_tokens"], _T["cost_pico"]
+_I_SRC, _I_REP = _T["price_source"], _T["reported_pico"]
+_DIM_NAMES = "source agent project session_id is_sidechain model provider git_branch"
+_COUNT_NAMES = (
+    "input_tokens output_tokens cache_read_tokens cache_write_5m_tokens cache_write_1h_tokens "
+    "web_search_requests"
+)
+_I_DIMS = tuple(_T[c] for c in _DIM_NAMES.split())
+_I_TOKENS = tuple(_T[c] for c in _COUNT_NAMES.split())
 _I_SAV, _I_WC, _I_TOOLS = _T["cache_savings_pico"], _T["cache_write_pico"], _T["tools"]
 
 
@@ -540,7 +565,7 @@ def rollup_flush(
         dirty_buckets_mark(conn, stale)
         dirty |= stale
     conn.executemany(
-        f"INSERT INTO rollup VALUES ({', '.join('?' * 29)})",
+        f"INSERT INTO rollup VALUES ({', '.join('?' * 29)})",  # noqa: S608
         ((*k, *v) for k, v in agg.items() if k[0] not in dirty),
     )
     conn.executemany(

@@ -107,6 +107,23 @@ def test_monthly_budget_warns_at_each_threshold_crossed(db):
     assert fired[0].severity == "critical"
 
 
+def test_a_month_on_course_to_exceed_the_budget_is_warned_about_before_it_does(db):
+    # $72.81 spent by the 20th, about $113 expected: under a $100 budget now, over it by the end.
+    settings = AlertSettings(
+        monthly_budget_usd=100.0,
+        monthly_warn_percent=(80, 100),
+        daily_budget_usd=0,
+        hourly_burn_usd=0,
+        session_spike_usd=0,
+        anomaly=False,
+        runaway=False,
+    )
+    (fired,) = [a for _, a in run_once(db, settings)]
+    assert fired.rule == "monthly_forecast"
+    assert fired.details["expected_usd"] > 100 > fired.details["spent_usd"]
+    assert run_once(db, settings) == []
+
+
 def test_a_zero_limit_turns_a_rule_off(db):
     settings = AlertSettings(
         daily_budget_usd=0, hourly_burn_usd=0, session_spike_usd=0, anomaly=False, runaway=False
@@ -372,3 +389,36 @@ def test_alerts_list_shows_what_fired(db, monkeypatch):
     assert result.exit_code == 0, result.output
     rules = {item["rule"] for item in json.loads(result.output)}
     assert "daily_budget" in rules
+
+
+def test_alerts_test_says_so_when_no_channel_can_deliver(tmp_path, monkeypatch):
+    from clawtrace.alerts import channels
+    from clawtrace.cli import app
+
+    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path))
+    monkeypatch.setattr(channels.shutil, "which", lambda name: None)
+    result = CliRunner().invoke(app, ["alerts", "test"])
+    assert result.exit_code == 1
+    assert "desktop: skipped" in result.output
+    assert "No channel could deliver" in result.output
+
+
+def test_serve_refuses_a_public_address_without_the_flag_and_a_token(tmp_path, monkeypatch):
+    from clawtrace.cli import app
+
+    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])  # noqa: S104
+    assert result.exit_code == 2
+    assert "--allow-remote" in result.output
+    assert not (tmp_path / "clawtrace.db").exists()
+
+
+def test_serve_with_a_corrupt_config_names_the_line_and_key(tmp_path, monkeypatch):
+    from clawtrace.cli import app
+
+    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path))
+    write_config(tmp_path, "[alerts]\nsession_spike_usd = -1\n")
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2
+    assert "line 2" in result.output and "alerts.session_spike_usd" in result.output
+    assert "Traceback" not in result.output

@@ -7,9 +7,12 @@ import json
 import os
 from importlib import resources
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import jsonschema
 import pytest
+from clawtrace.server.app import ServerState, app_create
+from starlette.testclient import TestClient
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "macos" / "Fixtures" / "api"
@@ -52,7 +55,10 @@ VARIANTS = [
 def schema_for(path: str, status: str = "200") -> dict:
     route = path.split("?")[0]
     op = OPENAPI["paths"][route]["get"]
-    ref = op["responses"][status]["content"]["application/json"]["schema"]
+    response = op["responses"][status]
+    if "$ref" in response:
+        response = OPENAPI["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    ref = response["content"]["application/json"]["schema"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         **ref,
@@ -71,7 +77,7 @@ def test_the_openapi_document_is_valid_openapi_shaped_json_schema():
 
 
 def test_every_route_of_the_server_is_in_the_contract(client):
-    documented = set(OPENAPI["paths"])
+    documented = {p for p in OPENAPI["paths"] if p.startswith("/api/")}
     served = {r.path for r in client.app.routes if getattr(r, "path", "").startswith("/api/")}
     assert served == documented
 
@@ -109,6 +115,10 @@ def test_a_bad_parameter_gets_a_400_json_body_naming_it(client, path, parameter)
     assert body["parameter"] == parameter
     assert body["error"]
     assert_valid(path, body, "400")
+
+
+def test_the_server_publishes_its_contract(client):
+    assert client.get("/openapi.json").json() == OPENAPI
 
 
 def test_an_unknown_path_is_a_json_404_not_a_page(client):
@@ -180,12 +190,6 @@ def test_the_examples_index_names_the_request_behind_each_example():
 
 
 def test_a_fresh_install_with_no_store_yet_answers_every_endpoint(tmp_path):
-    from zoneinfo import ZoneInfo
-
-    from starlette.testclient import TestClient
-
-    from clawtrace.server.app import ServerState, app_create
-
     state = ServerState(db_path=tmp_path / "absent" / "clawtrace.db", tz=ZoneInfo("UTC"))
     with TestClient(app_create(state, 19898), base_url="http://127.0.0.1:19898") as c:
         for path in [*EXAMPLE_REQUESTS.values(), *VARIANTS]:
@@ -193,3 +197,54 @@ def test_a_fresh_install_with_no_store_yet_answers_every_endpoint(tmp_path):
             assert response.status_code == 200, (path, response.text)
             assert_valid(path, response.json())
     assert not (tmp_path / "absent").exists()  # reading never creates the store
+
+
+SAMPLE_VALUES = {
+    "range": "7d",
+    "project": "p",
+    "model": "m",
+    "agent": "a",
+    "source": "openclaw",
+    "by": "day",
+    "n": "3",
+}
+
+
+def _documented_params(route: str) -> list[str]:
+    names = []
+    for param in OPENAPI["paths"][route]["get"].get("parameters", []):
+        if "$ref" in param:
+            param = OPENAPI["components"]["parameters"][param["$ref"].rsplit("/", 1)[1]]
+        names.append(param["name"])
+    return names
+
+
+@pytest.mark.parametrize(
+    "route",
+    sorted(p for p in OPENAPI["paths"] if p.startswith("/api/") and "get" in OPENAPI["paths"][p]),
+)
+def test_every_documented_parameter_is_accepted_and_nothing_else(client, route):
+    names = _documented_params(route)
+    for name in names:
+        response = client.get(route, params={name: SAMPLE_VALUES[name]})
+        assert response.status_code == 200, (route, name, response.text)
+    if {"range", "project", "model", "agent"} & set(names):
+        assert {"range", "project", "model", "agent"} <= set(names) or route == "/api/summary"
+    assert client.get(route, params={"undocumented": "1"}).status_code == 400
+
+
+def test_hourly_series_follow_a_half_hour_zone(server_state):
+
+    server_state.tz = ZoneInfo("Asia/Kolkata")
+    with TestClient(app_create(server_state, 19898), base_url="http://127.0.0.1:19898") as c:
+        body = c.get("/api/costs?range=1d&by=hour").json()
+    assert body["timezone"] == "Asia/Kolkata"
+    assert len(body["points"]) == 24
+    assert [p["t"][11:] for p in body["points"]] == [f"{h:02d}:00" for h in range(24)]
+    assert sum(p["cost_usd"] for p in body["points"]) == pytest.approx(body["totals"]["cost_usd"])
+
+
+def test_the_unusual_hour_of_the_loop_is_in_the_anomalies(client):
+    hours = client.get("/api/anomalies?range=today").json()["hours"]
+    loop_hour = next(h for h in hours if h["hour"] == "2026-11-20T16:00")  # 15:xx UTC in Paris
+    assert loop_hour["cost_usd"] > 5 * max(loop_hour["expected_usd"], 0.5)

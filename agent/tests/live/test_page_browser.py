@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,10 +34,18 @@ pytestmark = [
 
 
 @pytest.fixture
-def page_server(fixture_db):
-    state = ServerState(
-        db_path=fixture_db, tz=ZoneInfo(storefixture.TZ_NAME), now=lambda: storefixture.NOW
-    )
+def page_server(fixture_db, tmp_path):
+    from clawtrace import store
+    from clawtrace.alerts.engine import AlertEngine, alerts_run
+    from clawtrace.alerts.settings import AlertSettings
+
+    db = tmp_path / "clawtrace.db"
+    shutil.copy(fixture_db, db)
+    conn = store.connect(db)
+    tz = ZoneInfo(storefixture.TZ_NAME)
+    alerts_run(conn, AlertEngine(AlertSettings(desktop=False), tz), storefixture.NOW, None)
+    conn.close()
+    state = ServerState(db_path=db, tz=tz, now=lambda: storefixture.NOW)
     with ServerThread(LiveStack(state=state, scanner=None, dispatcher=None)) as server:
         yield server
 
@@ -94,9 +103,22 @@ def test_the_local_page_shows_the_numbers_the_chart_and_switches_ranges(page_ser
     expect(page.locator("#sessions tbody tr").first).to_be_visible()
     expect(page.locator("#anomalies")).to_contain_text("sess-loop-00")
     expect(page.locator("#card-block")).to_contain_text("$")
+    expect(page.locator("#alerts")).to_contain_text("Daily budget reached")
+    expect(page.locator("#alerts")).to_contain_text("Runaway session")
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "local-dashboard.png"), full_page=True)
+
+    # Clicking a project narrows every panel to it; the chip removes the filter again.
+    notes = page.request.get(page_server.url + "/api/summary?project=/home/ada/notes").json()
+    page.locator("#by-project tr", has_text="ada/notes").click()
+    expect(page.locator("#filters .chip")).to_have_text(re.compile("project: .*ada/notes"))
+    expect(page.get_by_test_id("today-cost")).to_have_text(f"${notes['today']['cost_usd']:,.2f}")
+    expect(page.locator("#by-project tr")).to_have_count(1)
+    page.locator("#filters .chip").click()
+    expect(page.locator("#filters .chip")).to_have_count(0)
+    expect(page.get_by_test_id("today-cost")).to_have_text(f"${summary['today']['cost_usd']:,.2f}")
+
     assert errors == []
     assert page.outside_requests == []  # works offline: no CDN, nothing but 127.0.0.1
 

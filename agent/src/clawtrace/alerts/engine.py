@@ -27,6 +27,8 @@ HOUR_MS = 3_600_000
 BASELINE_WEEKS = 8
 MIN_HISTORY_DAYS = 14
 RUNAWAY_LOOKBACK_MS = 30 * 60_000
+# A month-end forecast from fewer days than this is too noisy to alert on.
+FORECAST_MIN_DAY = 5
 # How much of an active session the runaway detector reads (its "start" is within this).
 RUNAWAY_HISTORY_MS = 12 * HOUR_MS
 
@@ -103,6 +105,35 @@ class AlertEngine:
                         },
                     )
                 )
+            elif local.day >= FORECAST_MIN_DAY:
+                # Under budget so far, but on course to exceed it: say so while there is time.
+                forecast = reports.forecast(conn, reports.Filters(), self.tz, now, self.mode)
+                if forecast["expected_usd"] > s.monthly_budget_usd:
+                    alerts.append(
+                        Alert(
+                            rule="monthly_forecast",
+                            window_key=today.strftime("%Y-%m"),
+                            severity="warning",
+                            title=(
+                                f"On course to exceed the monthly budget: "
+                                f"{_money(forecast['expected_usd'])} expected"
+                            ),
+                            message=(
+                                f"At this month's pace you will spend about "
+                                f"{_money(forecast['expected_usd'])} (likely "
+                                f"{_money(forecast['low_usd'])}-{_money(forecast['high_usd'])}) "
+                                f"against a {_money(s.monthly_budget_usd)} budget; "
+                                f"{_money(spent)} spent so far."
+                            ),
+                            details={
+                                "spent_usd": spent,
+                                "budget_usd": s.monthly_budget_usd,
+                                "expected_usd": forecast["expected_usd"],
+                                "low_usd": forecast["low_usd"],
+                                "high_usd": forecast["high_usd"],
+                            },
+                        )
+                    )
 
         hour = reports.totals(conn, reports.Filters(now_ms - HOUR_MS, now_ms + 1), self.mode)
         hour_d = hour.as_dict()
@@ -114,16 +145,17 @@ class AlertEngine:
             ("hourly_tokens", s.hourly_tokens, hour_tokens, "tokens"),
         ):
             if limit and value >= limit:
-                shown = _money(value) if rule == "hourly_burn" else f"{int(value):,}"
-                shown_limit = _money(limit) if rule == "hourly_burn" else f"{int(limit):,}"
+                money = rule == "hourly_burn"
+                shown = _money(value) if money else f"{int(value):,} {what}"
+                shown_limit = _money(limit) if money else f"{int(limit):,} {what}"
                 alerts.append(
                     Alert(
                         rule=rule,
                         window_key=hour_key,
                         severity="warning",
-                        title=f"High burn rate: {shown} {what} in the last hour",
+                        title=f"High burn rate: {shown} in the last hour",
                         message=(
-                            f"Your agents used {shown} {what} in the last 60 minutes "
+                            f"Your agents used {shown} in the last 60 minutes "
                             f"(limit {shown_limit} per hour)."
                         ),
                         details={"value": value, "limit": limit, "window_minutes": 60},

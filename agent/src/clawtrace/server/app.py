@@ -371,6 +371,13 @@ async def index(request: Request) -> Response:
     return FileResponse(_web_dir() / "index.html", headers={"Cache-Control": "no-store"})
 
 
+async def openapi(request: Request) -> Response:
+    return FileResponse(
+        Path(str(resources.files("clawtrace") / "schema" / "openapi.json")),
+        media_type="application/json",
+    )
+
+
 async def not_found(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
         return _error(exc.status_code, exc.detail or "not found")
@@ -415,6 +422,7 @@ def app_create(
     """The ASGI app. `port` is the port actually bound: the Host check follows it."""
     routes = [
         Route("/", index),
+        Route("/openapi.json", openapi),
         Route("/api/health", health),
         Route("/api/summary", summary),
         Route("/api/costs", costs),

@@ -42,23 +42,30 @@ class ClaudeCode:
     def discover(self, roots: list[Path]) -> Discovery:
         found = Discovery()
         seen: set[str] = set()
+        real_roots: set[str] = set()
         for root in roots:
             if not root.is_dir():
                 found.roots_missing.append(root)
                 continue
+            # ~/.config/claude and ~/.claude may be the same directory through a symlink.
+            real_root = os.path.realpath(root)
+            if real_root in real_roots:
+                continue
+            real_roots.add(real_root)
             found.roots_found.append(root)
+            root_len = len(str(root)) + 1
             for dirpath, dirnames, filenames in os.walk(root):
                 dirnames.sort()
-                rel = os.path.relpath(dirpath, root)
-                parts = [] if rel == "." else rel.split(os.sep)
+                rel = dirpath[root_len:]
+                parts = rel.split(os.sep) if rel else []
                 for fn in sorted(filenames):
                     if not fn.endswith(".jsonl"):
                         continue
-                    path = Path(dirpath) / fn
-                    real = os.path.realpath(path)
-                    if real in seen:
+                    key = os.path.join(dirpath, fn)
+                    if key in seen:
                         continue
-                    seen.add(real)
+                    seen.add(key)
+                    path = Path(key)
                     project_dir = parts[0] if parts else ""
                     subagent_file = "subagents" in parts or fn.startswith("agent-")
                     found.files.append(
@@ -89,9 +96,9 @@ class ClaudeCode:
         session_hint = ctx.get("session_hint") or ""
         for line in lines:
             if b'"assistant"' not in line:
-                if line[:1] != b"{" or line.rstrip()[-1:] != b"}":
-                    if line.strip():
-                        result.malformed += 1
+                # Cheap shape check only: these lines carry no usage and are never decoded.
+                if (line[:1] != b"{" or line.rstrip()[-1:] != b"}") and line.strip():
+                    result.malformed += 1
                 continue
             slim, tools = _slim(line)
             try:

@@ -2,7 +2,34 @@
 // Data from logs (project paths, model names) is always inserted with textContent, never as HTML.
 "use strict";
 
-const state = { range: "7d", by: "day", chart: null, lastSeen: null, loading: false };
+const state = { range: "7d", by: "day", chart: null, lastSeen: null, loading: false, filters: {} };
+
+// Query string of the active filters (project, model, agent), plus extra parameters.
+function query(extra) {
+  const params = new URLSearchParams(extra || {});
+  for (const [k, v] of Object.entries(state.filters)) params.set(k, v);
+  const text = params.toString();
+  return text ? "?" + text : "";
+}
+
+function renderFilters() {
+  const bar = document.getElementById("filters");
+  bar.replaceChildren();
+  const entries = Object.entries(state.filters);
+  bar.hidden = entries.length === 0;
+  for (const [k, v] of entries) {
+    const chip = el("button", { type: "button", class: "chip", title: "remove this filter" }, `${k}: ${k === "project" ? shortPath(v) : v} ×`);
+    chip.addEventListener("click", () => setFilter(k, null));
+    bar.append(chip);
+  }
+}
+
+function setFilter(key, value) {
+  if (value === null || state.filters[key] === value) delete state.filters[key];
+  else state.filters[key] = value;
+  renderFilters();
+  refreshAll();
+}
 
 const fmtMoney = (v) => {
   const n = Number(v || 0);
@@ -57,7 +84,7 @@ function unpricedNote(t) {
 }
 
 async function loadSummary() {
-  const s = await api("/api/summary");
+  const s = await api("/api/summary" + query());
   setText("today-cost", fmtMoney(s.today.cost_usd));
   setText("today-sub", `${fmtInt(s.today.turns)} turns · ${fmtTokens(totalTokens(s.today))} tokens · ${s.today.sessions} sessions${unpricedNote(s.today)}`);
   setText("month-cost", fmtMoney(s.month.cost_usd));
@@ -66,7 +93,7 @@ async function loadSummary() {
 }
 
 async function loadForecast() {
-  const f = await api("/api/forecast");
+  const f = await api("/api/forecast" + query());
   setText("forecast-expected", fmtMoney(f.expected_usd));
   let sub = `likely ${fmtMoney(f.low_usd)} – ${fmtMoney(f.high_usd)} by month end`;
   if (f.budget_usd) sub += ` · budget ${fmtMoney(f.budget_usd)}`;
@@ -74,7 +101,7 @@ async function loadForecast() {
 }
 
 async function loadBlock() {
-  const b = await api("/api/blocks");
+  const b = await api("/api/blocks" + query());
   const cur = b.current;
   if (!cur) {
     setText("block-cost", fmtMoney(0));
@@ -90,7 +117,7 @@ async function loadBlock() {
 }
 
 async function loadCosts() {
-  const c = await api(`/api/costs?range=${encodeURIComponent(state.range)}&by=${state.by}`);
+  const c = await api("/api/costs" + query({ range: state.range, by: state.by }));
   const labels = c.points.map((p) => (c.by === "hour" ? p.t.slice(11, 16) : p.t.slice(5)));
   const data = c.points.map((p) => p.cost_usd);
   setText("costs-total", `${fmtMoney(c.totals.cost_usd)} over ${c.points.length} ${c.by === "hour" ? "hours" : "days"} · ${fmtInt(c.totals.turns)} turns${unpricedNote(c.totals)}`);
@@ -116,7 +143,7 @@ async function loadCosts() {
   });
 }
 
-function fillRows(tableId, rows, nameOf, titleOf) {
+function fillRows(tableId, rows, nameOf, titleOf, filterKey) {
   const table = document.getElementById(tableId);
   table.replaceChildren();
   if (!rows.length) {
@@ -127,29 +154,29 @@ function fillRows(tableId, rows, nameOf, titleOf) {
   for (const r of rows.slice(0, 8)) {
     const bar = el("div", { class: "bar" }, el("span", {}));
     bar.firstChild.style.width = `${Math.max(2, (100 * r.cost_usd) / max)}%`;
-    table.append(
-      el("tr", {},
+    const row = el("tr", filterKey ? { class: "pick" } : {},
         el("td", { class: "name", title: titleOf(r) }, nameOf(r)),
         el("td", {}, bar),
         el("td", { class: "num" }, fmtMoney(r.cost_usd))
-      )
     );
+    if (filterKey) row.addEventListener("click", () => setFilter(filterKey, r[filterKey]));
+    table.append(row);
   }
 }
 
 async function loadBreakdowns() {
-  const q = `?range=${encodeURIComponent(state.range)}`;
+  const q = query({ range: state.range });
   const [models, projects, agents, tools] = await Promise.all([
     api("/api/models" + q), api("/api/projects" + q), api("/api/agents" + q), api("/api/tools" + q),
   ]);
-  fillRows("by-model", models.rows, (r) => r.model, (r) => `${r.model}: ${fmtInt(r.turns)} turns`);
-  fillRows("by-project", projects.rows, (r) => shortPath(r.project), (r) => r.project);
-  fillRows("by-agent", agents.rows, (r) => r.agent, (r) => `${r.agent}: ${fmtInt(r.turns)} turns`);
+  fillRows("by-model", models.rows, (r) => r.model, (r) => `${r.model}: ${fmtInt(r.turns)} turns (click to filter)`, "model");
+  fillRows("by-project", projects.rows, (r) => shortPath(r.project), (r) => `${r.project} (click to filter)`, "project");
+  fillRows("by-agent", agents.rows, (r) => r.agent, (r) => `${r.agent}: ${fmtInt(r.turns)} turns (click to filter)`, "agent");
   fillRows("by-tool", tools.rows, (r) => r.tool, (r) => `${r.tool}: ${fmtInt(r.calls)} calls`);
 }
 
 async function loadSessions() {
-  const s = await api(`/api/sessions?n=8&range=${encodeURIComponent(state.range)}`);
+  const s = await api("/api/sessions" + query({ n: 8, range: state.range }));
   setText("sessions-range", `(${s.range})`);
   const body = document.querySelector("#sessions tbody");
   body.replaceChildren();
@@ -170,7 +197,7 @@ async function loadSessions() {
 }
 
 async function loadEvents() {
-  const [a, al] = await Promise.all([api("/api/anomalies?range=7d"), api("/api/alerts?n=20")]);
+  const [a, al] = await Promise.all([api("/api/anomalies" + query({ range: "7d" })), api("/api/alerts?n=20")]);
   const list = document.getElementById("anomalies");
   list.replaceChildren();
   for (const s of a.sessions) {

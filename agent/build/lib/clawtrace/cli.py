@@ -1,0 +1,1001 @@
+"""The `clawtrace` command. Thin: every figure comes from `reports`, every write from `scan`.
+
+Report commands bring the store up to date first (an unchanged tree costs a few stat calls and
+parses nothing); `--no-scan` reads the store as it is. Output is a rich table, or `--json` /
+`--csv` for machines; `NO_COLOR` is honoured by rich.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clawtrace import __version__
+
+app = typer.Typer(
+    help="ClawTrace: where your agent tokens go. Reads Claude Code and OpenClaw logs locally.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Show or change the config file.", no_args_is_help=True)
+prices_app = typer.Typer(help="Price library status and re-pricing.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(prices_app, name="prices")
+
+ClaudeDir = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--claude-dir", help="Claude Code config or projects dir (repeatable).", show_default=False
+    ),
+]
+OpenclawDir = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--openclaw-dir",
+        help="OpenClaw state dir holding agents/ (repeatable).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
+TzOpt = Annotated[
+    str | None,
+    typer.Option("--timezone", "--tz", help="IANA zone for days (default: system zone)."),
+]
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mode",
+        help="Cost shown: auto (ours, else the log's), calculate (ours), display (the log's).",
+    ),
+]
+RangeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--range", "-r", help="7d, 30d, today, week, month, all, or YYYY-MM-DD..YYYY-MM-DD."
+    ),
+]
+ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Only this model.")]
+AgentOpt = Annotated[str | None, typer.Option("--agent", help="Only this agent.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="claude-code or openclaw.")]
+NoScanOpt = Annotated[
+    bool, typer.Option("--no-scan", help="Read the store as it is; do not scan logs first.")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+class _Ctx:
+    """What every report command needs: config, store connection, zone, mode, filters."""
+
+    def __init__(
+        self,
+        *,
+        tz: str | None,
+        mode: str | None,
+        range_: str | None,
+        project: str | None,
+        model: str | None,
+        agent: str | None,
+        source: str | None,
+        claude_dir: list[str] | None,
+        openclaw_dir: list[str] | None,
+        no_scan: bool,
+        quiet: bool,
+    ) -> None:
+        from clawtrace import reports, store
+        from clawtrace.config import ConfigError, config_load
+
+        try:
+            self.config = config_load()
+        except ConfigError as exc:
+            raise _fail(str(exc)) from None
+        try:
+            self.tz = reports.zone_resolve(tz or self.config.timezone)
+        except reports.ReportError as exc:
+            raise _fail(str(exc)) from None
+        self.mode = mode or self.config.cost_mode
+        if self.mode not in reports.COST_MODES:
+            raise _fail(f"--mode must be one of {', '.join(reports.COST_MODES)}")
+        self.now = datetime.now(UTC)
+        try:
+            since, until = reports.range_parse(range_, self.tz, self.now)
+        except reports.ReportError as exc:
+            raise _fail(str(exc)) from None
+        if source is not None and source not in ("claude-code", "openclaw"):
+            raise _fail("--source must be claude-code or openclaw")
+        self.filters = reports.Filters(
+            since_ms=since, until_ms=until, project=project, model=model, agent=agent, source=source
+        )
+        try:
+            self.conn = store.connect()
+        except store.StoreError as exc:
+            raise _fail(str(exc)) from None
+        if not no_scan:
+            _scan_quietly(self.conn, self.config, claude_dir, openclaw_dir, show_progress=not quiet)
+
+
+def _scan_quietly(
+    conn: Any, config: Any, claude_dir: Any, openclaw_dir: Any, *, show_progress: bool
+) -> Any:
+    from clawtrace.scan import scan
+
+    return scan(
+        conn,
+        config,
+        claude_dirs=claude_dir,
+        openclaw_dirs=openclaw_dir,
+        progress=_progress_factory if show_progress else None,
+    )
+
+
+_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
+def _progress_factory(total_bytes: int, files: int) -> Any:
+    """A rich progress bar on stderr for big (first) scans; nothing for small or warm ones."""
+    if total_bytes < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = progress.add_task(f"Reading {files} log files", total=total_bytes)
+    progress.start()
+    done = [0]
+
+    def tick(n: int) -> None:
+        done[0] += n
+        progress.update(task, advance=n)
+        if done[0] >= total_bytes:
+            progress.stop()
+
+    return tick
+
+
+# --- output helpers ----------------------------------------------------------------------------
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _money(value: float) -> str:
+    if value == 0:
+        return "$0.00"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    return f"{sign}${value:,.4f}"
+
+
+def _tokens(n: int) -> str:
+    return f"{n:,}"
+
+
+def _print_json(data: Any) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _print_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    buf = io.StringIO()
+    cols = columns or (list(rows[0].keys()) if rows else [])
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (";".join(v) if isinstance(v, list) else v) for k, v in r.items()})
+    sys.stdout.write(buf.getvalue())
+
+
+def _incomplete_note(unpriced_tokens: int) -> str:
+    if not unpriced_tokens:
+        return ""
+    return f" + {unpriced_tokens:,} unpriced tokens (see `clawtrace doctor`)"
+
+
+def _totals_table(
+    title: str, rows: list[dict[str, Any]], key: str, totals: dict[str, Any], key_title: str
+) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, show_footer=True, header_style="bold", footer_style="bold")
+    table.add_column(key_title, footer="Total", overflow="fold", min_width=10)
+    for col, head in (
+        ("turns", "Turns"),
+        ("input_tokens", "Input"),
+        ("output_tokens", "Output"),
+        ("cache_write_tokens", "Cache write"),
+        ("cache_read_tokens", "Cache read"),
+    ):
+        table.add_column(head, justify="right", footer=_tokens(totals[col]))
+    table.add_column("Cost", justify="right", footer=_money(totals["cost_usd"]), style="green")
+    table.add_column("Unpriced tok.", justify="right", footer=_tokens(totals["unpriced_tokens"]))
+    for r in rows:
+        table.add_row(
+            str(r[key]) if r[key] != "" else "(none)",
+            _tokens(r["turns"]),
+            _tokens(r["input_tokens"]),
+            _tokens(r["output_tokens"]),
+            _tokens(r["cache_write_tokens"]),
+            _tokens(r["cache_read_tokens"]),
+            _money(r["cost_usd"]),
+            _tokens(r["unpriced_tokens"]) if r["unpriced_tokens"] else "",
+        )
+    return table
+
+
+def _caption(ctx: _Ctx) -> str:
+    from clawtrace.reports import zone_name
+
+    return (
+        f"Days in {zone_name(ctx.tz)}; cost mode {ctx.mode}. "
+        "Claude Code figures are API-equivalent cost (subscriptions pay a flat fee)."
+    )
+
+
+# --- commands -----------------------------------------------------------------------------------
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def scan(
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    json_out: JsonOpt = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=64, help="Parser processes.")
+    ] = None,
+) -> None:
+    """Read new lines from every log and update the store."""
+    from clawtrace import store
+    from clawtrace.config import ConfigError, config_load
+    from clawtrace.scan import scan as run_scan
+
+    try:
+        config = config_load()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        conn = store.connect()
+    except store.StoreError as exc:
+        raise _fail(str(exc)) from None
+    result = run_scan(
+        conn,
+        config,
+        claude_dirs=claude_dir,
+        openclaw_dirs=openclaw_dir,
+        workers=workers,
+        progress=None if json_out else _progress_factory,
+    )
+    if json_out:
+        _print_json(result.as_dict())
+        return
+    console = _console()
+    console.print(
+        f"Scanned {result.files_seen} files ({result.files_read} read, "
+        f"{result.files_unchanged} unchanged"
+        f"{f', {result.files_reset} re-read from the start' if result.files_reset else ''}"
+        f"{f', {result.files_missing} gone, turns kept' if result.files_missing else ''}): "
+        f"{result.bytes_read:,} bytes, {result.turn_rows:,} turn records, "
+        f"{result.malformed:,} malformed lines, in {result.seconds:.2f}s."
+    )
+    if result.repriced:
+        console.print(f"Prices changed: re-priced {result.repriced:,} turns.")
+    console.print(f"Store holds {result.turns_total:,} turns.")
+
+
+@app.command()
+def status(
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """Today, this week, this month, and the burn rate."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=None,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    data = reports.status(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
+    if json_out:
+        _print_json(data)
+        return
+    rows = [{"period": p, **data[p]} for p in ("today", "week", "month")]
+    if csv_out:
+        _print_csv(rows, ["period", *reports.TOTAL_KEYS, "sessions"])
+        return
+    from rich.table import Table
+
+    table = Table(title="ClawTrace status", caption=_caption(ctx), header_style="bold")
+    for head in ("Period", "Sessions", "Turns", "Tokens", "Cost", "Unpriced tok."):
+        table.add_column(
+            head,
+            justify="left" if head == "Period" else "right",
+            style="green" if head == "Cost" else None,
+        )
+    for r in rows:
+        tokens = (
+            r["input_tokens"]
+            + r["output_tokens"]
+            + r["cache_read_tokens"]
+            + r["cache_write_tokens"]
+        )
+        table.add_row(
+            {"today": "Today", "week": "This week", "month": "This month"}[r["period"]],
+            _tokens(r["sessions"]),
+            _tokens(r["turns"]),
+            _tokens(tokens),
+            _money(r["cost_usd"]),
+            _tokens(r["unpriced_tokens"]) if r["unpriced_tokens"] else "",
+        )
+    console = _console()
+    console.print(table)
+    burn = data["burn_rate"]
+    console.print(
+        f"Burn rate (last 60 min): {_money(burn['cost_usd_per_hour'])}/hour, "
+        f"{burn['tokens_per_minute']:,.0f} tokens/min, {burn['turns_last_hour']} turns."
+    )
+    if data["last_turn_at"]:
+        console.print(f"Last turn: {data['last_turn_at']}")
+
+
+@app.command("cost-report")
+def cost_report(
+    range_: RangeOpt = "30d",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="day, week, month, hour, model, provider, project, agent, session, branch, "
+            "source.",
+        ),
+    ] = "day",
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """Spend over a range, grouped by time or by model/project/agent/session/branch."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=range_,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    try:
+        data = reports.cost_report(ctx.conn, ctx.filters, ctx.tz, ctx.now, by=by, mode=ctx.mode)
+    except reports.ReportError as exc:
+        raise _fail(str(exc)) from None
+    if json_out:
+        _print_json(
+            {
+                "rows": data["rows"],
+                "totals": data["totals"],
+                "by": by,
+                "range": range_,
+                "mode": ctx.mode,
+                "timezone": data["timezone"],
+            }
+        )
+        return
+    if csv_out:
+        _print_csv(data["rows"], [by, *reports.TOTAL_KEYS])
+        return
+    table = _totals_table(
+        f"Cost by {by} ({range_ or 'all'})", data["rows"], by, data["totals"], by.capitalize()
+    )
+    table.caption = _caption(ctx)
+    console = _console()
+    console.print(table)
+    note = _incomplete_note(data["totals"]["unpriced_tokens"])
+    if note:
+        console.print(f"Totals are incomplete: {_money(data['totals']['cost_usd'])}{note}.")
+
+
+@app.command()
+def sessions(
+    top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many sessions.")] = 10,
+    range_: RangeOpt = None,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """The most expensive sessions."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=range_,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    rows = reports.sessions_top(ctx.conn, ctx.filters, ctx.tz, ctx.now, n=top, mode=ctx.mode)
+    if json_out:
+        _print_json({"rows": rows})
+        return
+    if csv_out:
+        _print_csv(
+            rows,
+            [
+                "session",
+                "source",
+                "agent",
+                "project",
+                "branch",
+                "started_at",
+                "ended_at",
+                "models",
+                "sidechain_turns",
+                *reports.TOTAL_KEYS,
+            ],
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Top {top} sessions", caption=_caption(ctx), header_style="bold")
+    for head in ("Session", "Agent", "Project", "Started", "Models", "Turns", "Tokens", "Cost"):
+        right = head in ("Turns", "Tokens", "Cost")
+        table.add_column(
+            head, justify="right" if right else "left", no_wrap=right or head == "Session"
+        )
+    for r in rows:
+        started = (
+            datetime.fromisoformat(r["started_at"]).astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M")
+        )
+        tokens = (
+            r["input_tokens"]
+            + r["output_tokens"]
+            + r["cache_read_tokens"]
+            + r["cache_write_tokens"]
+        )
+        table.add_row(
+            r["session"][:8],
+            r["agent"],
+            Path(r["project"]).name or r["project"],
+            started,
+            ", ".join(r["models"]),
+            _tokens(r["turns"])
+            + (f" ({r['sidechain_turns']} sub)" if r["sidechain_turns"] else ""),
+            _tokens(tokens),
+            _money(r["cost_usd"]) + ("*" if r["unpriced_tokens"] else ""),
+        )
+    _console().print(table)
+
+
+@app.command()
+def blocks(
+    active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
+    recent: Annotated[int, typer.Option("--recent", min=1, help="How many recent blocks.")] = 10,
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """5-hour billing windows, with the active block's burn rate and projection."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=None,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    rows = reports.blocks(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
+    rows = [b for b in rows if b["active"]] if active else rows[-recent:]
+    if json_out:
+        _print_json({"rows": rows})
+        return
+    if csv_out:
+        _print_csv(rows, ["start", "end", "active", *reports.TOTAL_KEYS])
+        return
+    from rich.table import Table
+
+    table = Table(title="5-hour blocks", caption=_caption(ctx), header_style="bold")
+    for head in ("Start", "End", "Turns", "Tokens", "Cost", "Burn / hour", "Projected"):
+        table.add_column(head, justify="left" if head in ("Start", "End") else "right")
+    for b in rows:
+        fmt = "%Y-%m-%d %H:%M"
+        tokens = (
+            b["input_tokens"]
+            + b["output_tokens"]
+            + b["cache_read_tokens"]
+            + b["cache_write_tokens"]
+        )
+        table.add_row(
+            datetime.fromisoformat(b["start"]).astimezone(ctx.tz).strftime(fmt)
+            + (" (active)" if b["active"] else ""),
+            datetime.fromisoformat(b["end"]).astimezone(ctx.tz).strftime(fmt),
+            _tokens(b["turns"]),
+            _tokens(tokens),
+            _money(b["cost_usd"]),
+            _money(b["burn_rate"]["cost_usd_per_hour"]) if b.get("burn_rate") else "",
+            _money(b["projection"]["cost_usd"]) if b.get("projection") else "",
+        )
+    console = _console()
+    console.print(table)
+    if not any(b["active"] for b in rows) and active:
+        console.print("No active block: no turns in the last 5 hours.")
+
+
+@app.command()
+def tools(
+    range_: RangeOpt = "30d",
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """Cost per tool: each turn's cost split evenly over the tools it called."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=range_,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    data = reports.tools_report(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
+    if json_out:
+        _print_json(data)
+        return
+    if csv_out:
+        _print_csv(data["rows"], ["tool", "calls", "turns", "cost_usd"])
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Cost per tool ({range_ or 'all'})", caption=_caption(ctx), header_style="bold"
+    )
+    for head in ("Tool", "Calls", "Turns", "Cost"):
+        table.add_column(head, justify="left" if head == "Tool" else "right")
+    for r in data["rows"]:
+        table.add_row(r["tool"], _tokens(r["calls"]), _tokens(r["turns"]), _money(r["cost_usd"]))
+    table.add_row("(turns without tools)", "", "", _money(data["no_tool_cost_usd"]))
+    _console().print(table)
+
+
+@app.command()
+def cache(
+    range_: RangeOpt = "30d",
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """What prompt caching saved (reads vs full input price) and what cache writes cost."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=None,
+        range_=range_,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    data = reports.cache_report(ctx.conn, ctx.filters, ctx.tz, ctx.now)
+    if json_out:
+        _print_json(data)
+        return
+    if csv_out:
+        _print_csv(data["rows"])
+        return
+    from rich.table import Table
+
+    t = data["totals"]
+    table = Table(
+        title=f"Prompt cache ({range_ or 'all'})",
+        show_footer=True,
+        header_style="bold",
+        footer_style="bold",
+    )
+    table.add_column("Model", footer="Total")
+    table.add_column("Cache read", justify="right")
+    table.add_column("Write 5m", justify="right")
+    table.add_column("Write 1h", justify="right")
+    table.add_column("Hit ratio", justify="right")
+    table.add_column("Saved", justify="right", footer=_money(t["saved_usd"]))
+    table.add_column("Write cost", justify="right", footer=_money(t["write_cost_usd"]))
+    table.add_column("Net", justify="right", footer=_money(t["net_saved_usd"]))
+    for r in data["rows"]:
+        table.add_row(
+            r["model"],
+            _tokens(r["cache_read_tokens"]),
+            _tokens(r["cache_write_5m_tokens"]),
+            _tokens(r["cache_write_1h_tokens"]),
+            f"{r['hit_ratio']:.1%}",
+            _money(r["saved_usd"]),
+            _money(r["write_cost_usd"]),
+            _money(r["net_saved_usd"]),
+        )
+    _console().print(table)
+
+
+@app.command()
+def forecast(
+    json_out: JsonOpt = False,
+    csv_out: CsvOpt = False,
+    timezone: TzOpt = None,
+    mode: ModeOpt = None,
+    project: ProjectOpt = None,
+    model: ModelOpt = None,
+    agent: AgentOpt = None,
+    source: SourceOpt = None,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """Month-end spend forecast from this month's daily spend, as a range."""
+    from clawtrace import reports
+
+    ctx = _Ctx(
+        tz=timezone,
+        mode=mode,
+        range_=None,
+        project=project,
+        model=model,
+        agent=agent,
+        source=source,
+        claude_dir=claude_dir,
+        openclaw_dir=openclaw_dir,
+        no_scan=no_scan,
+        quiet=json_out or csv_out,
+    )
+    data = reports.forecast(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
+    if json_out:
+        _print_json(data)
+        return
+    if csv_out:
+        _print_csv([data])
+        return
+    console = _console()
+    console.print(
+        f"[bold]{data['month']}[/bold]: {_money(data['month_to_date_usd'])} so far "
+        f"({data['days_elapsed']:.1f} of {data['days_in_month']} days)."
+    )
+    console.print(
+        f"Month-end forecast: {_money(data['expected_usd'])} "
+        f"(likely range {_money(data['low_usd'])} to {_money(data['high_usd'])})."
+    )
+    if data["unpriced_tokens"]:
+        console.print(f"Excludes {data['unpriced_tokens']:,} unpriced tokens.")
+
+
+@app.command()
+def doctor(
+    json_out: JsonOpt = False,
+    claude_dir: ClaudeDir = None,
+    openclaw_dir: OpenclawDir = None,
+    no_scan: NoScanOpt = False,
+) -> None:
+    """Paths found, unreadable lines, unpriced models, deleted logs, cleanup settings."""
+    from clawtrace import store
+    from clawtrace.config import Config, ConfigError, config_load
+    from clawtrace.doctor import doctor_report
+    from clawtrace.scan import source_roots
+
+    config_problem = None
+    try:
+        config = config_load()
+    except ConfigError as exc:
+        config_problem = str(exc)
+        config = Config()
+    try:
+        conn = store.connect()
+    except store.StoreError as exc:
+        raise _fail(str(exc)) from None
+    if not no_scan:
+        _scan_quietly(conn, config, claude_dir, openclaw_dir, show_progress=not json_out)
+    roots = source_roots(config, claude_dir, openclaw_dir)
+    data = doctor_report(conn, config, roots)
+    data["config"]["problem"] = config_problem
+    if json_out:
+        _print_json(data)
+        return
+    console = _console()
+    st = data["store"]
+    console.print(
+        f"[bold]Store[/bold]: {st['path']} (schema v{st['schema_version']}, "
+        f"{st['turns']:,} turns, {st['bytes']:,} bytes)"
+    )
+    cfg = data["config"]
+    console.print(
+        f"[bold]Config[/bold]: {cfg['path']} (cost mode {cfg['cost_mode']}"
+        f"{', overrides: ' + ', '.join(cfg['price_overrides']) if cfg['price_overrides'] else ''})"
+    )
+    if config_problem:
+        console.print(f"  [red]problem[/red]: {config_problem}")
+    console.print(
+        f"[bold]Prices[/bold]: {data['prices']['library']} "
+        f"(fingerprint {data['prices']['fingerprint']})"
+    )
+    for name, s in data["sources"].items():
+        console.print(
+            f"[bold]{name}[/bold]: {s['files']} files, {s['lines']:,} lines, {s['turns']:,} turns, "
+            f"{s['malformed']:,} malformed lines"
+        )
+        for r in s["roots"]:
+            console.print(f"  {'found  ' if r['exists'] else 'missing'} {r['path']}")
+    for f in data["malformed_files"]:
+        console.print(f"  malformed: {f['malformed']} of {f['lines']} lines in {f['path']}")
+    for p in data["pending_partial_lines"]:
+        console.print(
+            f"  waiting for the rest of a half-written line ({p['bytes']} bytes) in {p['path']}"
+        )
+    gone = data["files_gone"]
+    cleanup = data["claude_cleanup"]
+    src = "default" if cleanup["default"] else f"set in {cleanup['from']}"
+    console.print(
+        f"[bold]Retention[/bold]: Claude Code deletes transcripts after {cleanup['days']} days "
+        f"(cleanupPeriodDays, {src}). ClawTrace keeps every turn it has read."
+    )
+    if gone["count"]:
+        console.print(
+            f"  {gone['count']} log files are gone from disk; "
+            f"their {gone['turns_kept']:,} turns are kept in the store."
+        )
+    for s in data["openclaw_sessions_without_transcript"]:
+        console.print(
+            f"[bold]OpenClaw[/bold]: session {s['session_key']} is in sessions.json "
+            "but has no transcript "
+            "on disk (never answered, cleaned up, or ledger mode); no usage counted for it."
+        )
+    if data["unpriced_models"]:
+        console.print(
+            "[bold]Unpriced models[/bold] (counted, shown as unpriced; add a price in config.toml):"
+        )
+        for u in data["unpriced_models"]:
+            console.print(
+                f"  {u['provider']}/{u['model']} ({u['source']}): "
+                f"{u['turns']:,} turns, {u['tokens']:,} tokens"
+            )
+            console.print("    " + u["override_hint"].replace("\n", "\n    "), markup=False)
+    else:
+        console.print("[bold]Unpriced models[/bold]: none")
+
+
+@config_app.command("path")
+def config_path_cmd() -> None:
+    """Print the config file's path."""
+    from clawtrace.paths import config_path
+
+    typer.echo(str(config_path()))
+
+
+@config_app.command("show")
+def config_show(json_out: JsonOpt = False) -> None:
+    """Show the effective settings."""
+    from clawtrace.config import ConfigError, config_load
+    from clawtrace.paths import config_path, db_path
+
+    try:
+        cfg = config_load()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    data = {
+        "config_file": str(config_path()),
+        "config_exists": config_path().exists(),
+        "store": str(db_path()),
+        "cost_mode": cfg.cost_mode,
+        "timezone": cfg.timezone,
+        "claude_dirs": cfg.claude_dirs,
+        "openclaw_dirs": cfg.openclaw_dirs,
+        "workers": cfg.workers,
+        "price_overrides": [o.name for o in cfg.price_overrides],
+        "provider_multipliers": cfg.provider_multipliers,
+        "free_providers": sorted(cfg.free_providers),
+        "other_sections": sorted(
+            k for k in cfg.raw if k not in ("general", "sources", "prices", "providers")
+        ),
+    }
+    if json_out:
+        _print_json(data)
+        return
+    for k, v in data.items():
+        typer.echo(f"{k}: {v}")
+
+
+@config_app.command("set")
+def config_set_cmd(
+    key: Annotated[
+        str, typer.Argument(help="e.g. general.cost_mode, general.timezone, sources.claude_dirs")
+    ],
+    value: Annotated[
+        str, typer.Argument(help="The value (TOML syntax for lists/numbers, else a string).")
+    ],
+) -> None:
+    """Set one key in the config file (other sections are kept)."""
+    import tomllib
+
+    from clawtrace.config import ConfigError, config_set
+    from clawtrace.paths import config_path
+
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    try:
+        config_set(config_path(), key, parsed)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"{key} = {parsed!r} written to {config_path()}")
+
+
+@prices_app.command("show")
+def prices_show(
+    model: Annotated[str, typer.Argument(help="Model id as logged.")],
+    provider: Annotated[str, typer.Option("--provider", help="Provider as logged.")] = "anthropic",
+    on: Annotated[str | None, typer.Option("--date", help="YYYY-MM-DD (default today).")] = None,
+) -> None:
+    """Show the per-million-token rates ClawTrace uses for one model."""
+    from datetime import date
+
+    from clawtrace.config import ConfigError, config_load
+    from clawtrace.pricing import COMPONENTS, Pricer
+
+    try:
+        cfg = config_load()
+        day = date.fromisoformat(on) if on else datetime.now(UTC).date()
+    except (ConfigError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    ts = int(datetime(day.year, day.month, day.day, 12, tzinfo=UTC).timestamp() * 1000)
+    card = Pricer(cfg).card(provider, model, ts)
+    if card is None:
+        raise _fail(
+            f"no price known for {provider}/{model}; add one under [prices] in the config", 1
+        )
+    typer.echo(f"{provider}/{model} on {day}: {card.source}")
+    for threshold, rates in card.tiers:
+        label = "base" if threshold == 0 else f"total input > {threshold:,}"
+        parts = []
+        for name, r in zip(COMPONENTS, rates, strict=True):
+            per = 1_000 if name == "web_search" else 1_000_000
+            parts.append(f"{name} ${float(r) * per / 1e12:g}/{'1k' if per == 1000 else 'MTok'}")
+        typer.echo(f"  {label}: " + ", ".join(parts))
+
+
+@prices_app.command("reprice")
+def prices_reprice_cmd() -> None:
+    """Recompute every stored turn's cost with the current prices and overrides."""
+    from clawtrace import store
+    from clawtrace.config import ConfigError, config_load
+    from clawtrace.pricing import pricing_fingerprint
+    from clawtrace.scan import prices_reprice
+
+    try:
+        cfg = config_load()
+        conn = store.connect()
+    except (ConfigError, store.StoreError) as exc:
+        raise _fail(str(exc)) from None
+    n = prices_reprice(conn, cfg)
+    store.meta_set(conn, "price_fingerprint", pricing_fingerprint(cfg))
+    typer.echo(f"Re-priced {n:,} turns.")
+
+
+from clawtrace import cli_live  # noqa: E402  (commands of the live agent: serve, service, alerts)
+
+cli_live.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

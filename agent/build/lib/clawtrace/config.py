@@ -1,0 +1,319 @@
+"""The user's config file (`<home>/config.toml`), loaded with tomllib.
+
+Sections ClawTrace core reads: `[general]`, `[sources]`, `[prices.<name>]` (price overrides) and
+`[providers.<id>]` (negotiated multipliers, free local runtimes). Every other top-level section
+(`[alerts]`, `[server]`, `[sync]`...) is kept untouched in `Config.raw` for the modules that own
+it. A broken file or a bad value raises `ConfigError` naming the line and the key.
+
+Example:
+
+    [general]
+    cost_mode = "auto"            # auto | calculate | display
+    timezone = "Europe/Paris"     # default: the system zone
+
+    [sources]
+    claude_dirs = ["~/.claude"]
+    openclaw_dirs = ["~/.openclaw"]
+
+    [prices.my-finetune]
+    provider = "openai"           # optional; "*" or absent matches any provider
+    model = "ft:gpt-5-mini*"      # exact, prefix* or glob
+    input = 0.30                  # USD per million tokens
+    output = 1.20
+    cache_read = 0.03
+
+    [providers.openrouter]
+    multiplier = 0.95
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+COST_MODES = ("auto", "calculate", "display")
+_PRICE_FIELDS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write_5m",
+    "cache_write_1h",
+    "web_search_per_1k",
+)
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class PriceTier:
+    above: int
+    prices: dict[str, float]
+
+
+@dataclass(frozen=True)
+class PriceOverride:
+    name: str
+    model: str
+    provider: str | None
+    prices: dict[str, float]
+    tiers: tuple[PriceTier, ...] = ()
+    valid_from: date | None = None
+    valid_to: date | None = None
+    free: bool = False
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    cost_mode: str = "auto"
+    timezone: str | None = None
+    claude_dirs: list[str] | None = None
+    openclaw_dirs: list[str] | None = None
+    workers: int | None = None
+    price_overrides: list[PriceOverride] = field(default_factory=list)
+    provider_multipliers: dict[str, float] = field(default_factory=dict)
+    free_providers: set[str] = field(default_factory=set)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def _line_of(text: str, section: str | None, key: str | None) -> int | None:
+    """1-based line where `key` is set inside `[section]` (or the section header itself)."""
+    lines = text.splitlines()
+    in_section = section is None
+    header_line = None
+    for number, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if stripped.startswith("["):
+            name = stripped.strip("[]").strip()
+            in_section = section is not None and name == section
+            if in_section:
+                header_line = number
+            continue
+        if in_section and key is not None and re.match(rf"^\s*\"?{re.escape(key)}\"?\s*=", line):
+            return number
+    return header_line
+
+
+def _err(path: Path | None, text: str, section: str | None, key: str, problem: str) -> ConfigError:
+    line = _line_of(text, section, key)
+    where = f"{path}" if path else "config"
+    full_key = f"{section}.{key}" if section else key
+    at = f" line {line}" if line else ""
+    return ConfigError(f"{where}:{at} key '{full_key}': {problem}")
+
+
+def config_load(path: Path | None = None) -> Config:
+    """Load the config; a missing file gives the defaults."""
+    if path is None:
+        from clawtrace.paths import config_path
+
+        path = config_path()
+    if not path.exists():
+        return Config(path=path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.__class__.__name__})"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message already says "(at line N, column M)".
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_parse(data, text=text, path=path)
+
+
+def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = None) -> Config:
+    cfg = Config(path=path, raw=data)
+    general = data.get("general", {})
+    if not isinstance(general, dict):
+        raise _err(path, text, None, "general", "must be a table")
+    mode = general.get("cost_mode", "auto")
+    if mode not in COST_MODES:
+        raise _err(
+            path,
+            text,
+            "general",
+            "cost_mode",
+            f"must be one of {', '.join(COST_MODES)}, not {mode!r}",
+        )
+    cfg.cost_mode = mode
+    tz = general.get("timezone")
+    if tz is not None:
+        if not isinstance(tz, str):
+            raise _err(path, text, "general", "timezone", 'must be a string such as "Europe/Paris"')
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise _err(path, text, "general", "timezone", f"unknown time zone {tz!r}") from None
+        cfg.timezone = tz
+    workers = general.get("workers")
+    if workers is not None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+            raise _err(path, text, "general", "workers", "must be an integer from 1 to 64")
+        cfg.workers = workers
+
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict):
+        raise _err(path, text, None, "sources", "must be a table")
+    for key in ("claude_dirs", "openclaw_dirs"):
+        value = sources.get(key)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _err(path, text, "sources", key, "must be a list of directory paths")
+        setattr(cfg, key, value)
+
+    prices = data.get("prices", {})
+    if not isinstance(prices, dict):
+        raise _err(path, text, None, "prices", "must be a table of [prices.<name>] tables")
+    for name, entry in prices.items():
+        cfg.price_overrides.append(_override_parse(name, entry, path, text))
+
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict):
+        raise _err(path, text, None, "providers", "must be a table of [providers.<id>] tables")
+    for pid, entry in providers.items():
+        section = f"providers.{pid}"
+        if not isinstance(entry, dict):
+            raise _err(path, text, "providers", pid, "must be a table")
+        if "multiplier" in entry:
+            m = entry["multiplier"]
+            if isinstance(m, bool) or not isinstance(m, int | float) or m < 0:
+                raise _err(path, text, section, "multiplier", "must be a non-negative number")
+            cfg.provider_multipliers[pid] = float(m)
+        if "free" in entry:
+            if not isinstance(entry["free"], bool):
+                raise _err(path, text, section, "free", "must be true or false")
+            if entry["free"]:
+                cfg.free_providers.add(pid)
+    return cfg
+
+
+def _number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
+
+
+def _override_parse(name: str, entry: Any, path: Path | None, text: str) -> PriceOverride:
+    section = f"prices.{name}"
+    if not isinstance(entry, dict):
+        raise _err(path, text, "prices", name, "must be a table")
+    model = entry.get("model", name)
+    if not isinstance(model, str) or not model:
+        raise _err(path, text, section, "model", "must be a model id or pattern")
+    provider = entry.get("provider")
+    if provider is not None and not isinstance(provider, str):
+        raise _err(path, text, section, "provider", "must be a provider id")
+    free = entry.get("free", False)
+    if not isinstance(free, bool):
+        raise _err(path, text, section, "free", "must be true or false")
+    prices: dict[str, float] = {}
+    for key in _PRICE_FIELDS:
+        if key in entry:
+            if not _number(entry[key]):
+                raise _err(
+                    path,
+                    text,
+                    section,
+                    key,
+                    "must be a non-negative number (USD per million tokens)",
+                )
+            prices[key] = float(entry[key])
+    unknown = set(entry) - {
+        *_PRICE_FIELDS,
+        "model",
+        "provider",
+        "free",
+        "tiers",
+        "valid_from",
+        "valid_to",
+    }
+    if unknown:
+        key = sorted(unknown)[0]
+        raise _err(
+            path,
+            text,
+            section,
+            key,
+            "is not a price field (input, output, cache_read, "
+            "cache_write_5m, cache_write_1h, web_search_per_1k, tiers, valid_from, valid_to, free)",
+        )
+    if not free and "input" not in prices:
+        raise _err(path, text, section, "input", "is required (or set free = true)")
+    if not free and "output" not in prices:
+        raise _err(path, text, section, "output", "is required (or set free = true)")
+    tiers: list[PriceTier] = []
+    raw_tiers = entry.get("tiers", [])
+    if not isinstance(raw_tiers, list):
+        raise _err(
+            path, text, section, "tiers", "must be a list of {above = N, input = ...} tables"
+        )
+    for tier in raw_tiers:
+        if not isinstance(tier, dict) or not isinstance(tier.get("above"), int):
+            raise _err(
+                path,
+                text,
+                section,
+                "tiers",
+                "each tier needs an integer 'above' (total input tokens)",
+            )
+        tp = {k: float(v) for k, v in tier.items() if k in _PRICE_FIELDS and _number(v)}
+        tiers.append(PriceTier(above=tier["above"], prices=tp))
+    valid: dict[str, date | None] = {}
+    for key in ("valid_from", "valid_to"):
+        value = entry.get(key)
+        if value is None:
+            valid[key] = None
+        elif isinstance(value, date):
+            valid[key] = value
+        elif isinstance(value, str):
+            try:
+                valid[key] = date.fromisoformat(value)
+            except ValueError:
+                raise _err(path, text, section, key, "must be a date, YYYY-MM-DD") from None
+        else:
+            raise _err(path, text, section, key, "must be a date, YYYY-MM-DD")
+    return PriceOverride(
+        name=name,
+        model=model,
+        provider=None if provider in (None, "*") else provider,
+        prices=prices,
+        tiers=tuple(sorted(tiers, key=lambda t: t.above)),
+        valid_from=valid["valid_from"],
+        valid_to=valid["valid_to"],
+        free=free,
+    )
+
+
+def config_set(path: Path, dotted_key: str, value: Any) -> None:
+    """Set one key (e.g. `general.cost_mode`), keeping every other section; validated first."""
+    import tomli_w
+
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    parts = dotted_key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path}: key '{dotted_key}': '{part}' is not a table")
+        node = child
+    node[parts[-1]] = value
+    config_parse(data, text=tomli_w.dumps(data), path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")

@@ -1,0 +1,141 @@
+"""`clawtrace doctor`: what was found, what could not be read or priced, and what is at risk."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clawtrace import reports, store
+from clawtrace.config import Config
+from clawtrace.paths import db_path
+
+CLAUDE_DEFAULT_CLEANUP_DAYS = 30
+
+
+def claude_cleanup_setting(roots: list[Path]) -> dict[str, Any]:
+    """Claude Code's `cleanupPeriodDays` from its settings.json (next to each `projects/`)."""
+    candidates = []
+    for root in roots:
+        base = root.parent if root.name == "projects" else root
+        candidates.append(base / "settings.json")
+    candidates.append(Path.home() / ".claude" / "settings.json")
+    for path in candidates:
+        try:
+            data = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("cleanupPeriodDays"), int):
+            return {"days": data["cleanupPeriodDays"], "from": str(path), "default": False}
+    return {"days": CLAUDE_DEFAULT_CLEANUP_DAYS, "from": None, "default": True}
+
+
+def doctor_report(
+    conn: sqlite3.Connection,
+    config: Config,
+    roots: dict[str, list[Path]],
+    database: Path | None = None,
+) -> dict[str, Any]:
+    database = database or db_path()
+    files = conn.execute(
+        "SELECT source, path, lines, malformed, turn_lines, missing_since, size, offset FROM files "
+        "ORDER BY source, path"
+    ).fetchall()
+    per_source: dict[str, dict[str, Any]] = {}
+    for name, rlist in roots.items():
+        per_source[name] = {
+            "roots": [{"path": str(r), "exists": r.is_dir()} for r in rlist],
+            "files": 0,
+            "files_gone": 0,
+            "lines": 0,
+            "malformed": 0,
+            "turns": 0,
+        }
+    malformed_files = []
+    gone_files = []
+    pending = []
+    for source, path, lines, malformed, _turn_lines, missing, size, offset in files:
+        s = per_source.setdefault(
+            source,
+            {"roots": [], "files": 0, "files_gone": 0, "lines": 0, "malformed": 0, "turns": 0},
+        )
+        s["files"] += 1
+        s["lines"] += lines
+        s["malformed"] += malformed
+        if malformed:
+            malformed_files.append(
+                {"source": source, "path": path, "malformed": malformed, "lines": lines}
+            )
+        if missing is not None:
+            s["files_gone"] += 1
+            gone_files.append(path)
+        if size > offset and missing is None:
+            pending.append({"path": path, "bytes": size - offset})
+    for source, n in conn.execute("SELECT source, COUNT(*) FROM turns GROUP BY source"):
+        per_source.setdefault(
+            source, {"roots": [], "files": 0, "files_gone": 0, "lines": 0, "malformed": 0}
+        )
+        per_source[source]["turns"] = n
+    kept_from_gone = 0
+    if gone_files:
+        kept_from_gone = conn.execute(
+            "SELECT COUNT(*) FROM turns WHERE file_id IN "
+            "(SELECT id FROM files WHERE missing_since IS NOT NULL)"
+        ).fetchone()[0]
+    no_transcript = [
+        {"agent": r[0], "session_key": r[1], "session_id": r[2], "transcript": r[3]}
+        for r in conn.execute(
+            "SELECT agent, session_key, session_id, transcript FROM index_sessions "
+            "WHERE source = 'openclaw' AND transcript_exists = 0 ORDER BY agent, session_key"
+        )
+    ]
+    unpriced = reports.unpriced_models(conn)
+    for u in unpriced:
+        u["override_hint"] = (
+            f'[prices."{u["model"]}"]\nprovider = "{u["provider"]}"\nmodel = "{u["model"]}"\n'
+            "input = 0.0  # USD per million tokens\noutput = 0.0"
+        )
+    from clawtrace.pricing import genai_prices_version, pricing_fingerprint
+
+    last = store.meta_get(conn, "last_scan")
+    size = database.stat().st_size if database.exists() else 0
+    wal = Path(str(database) + "-wal")
+    return {
+        "store": {
+            "path": str(database),
+            "exists": database.exists(),
+            "bytes": size + (wal.stat().st_size if wal.exists() else 0),
+            "schema_version": store.schema_version(conn),
+            "turns": conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0],
+            "last_scan_ms": int(last) if last else None,
+        },
+        "config": {
+            "path": str(config.path) if config.path else None,
+            "cost_mode": config.cost_mode,
+            "price_overrides": [o.name for o in config.price_overrides],
+        },
+        "prices": {
+            "library": f"genai-prices {genai_prices_version()}",
+            "fingerprint": pricing_fingerprint(config),
+            "stored_fingerprint": store.meta_get(conn, "price_fingerprint"),
+        },
+        "sources": per_source,
+        "malformed_files": malformed_files,
+        "pending_partial_lines": pending,
+        "files_gone": {
+            "count": len(gone_files),
+            "turns_kept": kept_from_gone,
+            "paths": gone_files[:20],
+        },
+        "claude_cleanup": claude_cleanup_setting(roots.get("claude-code", [])),
+        "openclaw_sessions_without_transcript": no_transcript,
+        "unpriced_models": unpriced,
+        "environment": {
+            k: os.environ[k]
+            for k in ("CLAWTRACE_HOME", "CLAUDE_CONFIG_DIR", "OPENCLAW_STATE_DIR", "OPENCLAW_HOME")
+            if k in os.environ
+        },
+    }

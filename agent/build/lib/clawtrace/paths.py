@@ -1,0 +1,88 @@
+"""Where ClawTrace keeps its own files and where the agents' session logs live."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def home_dir() -> Path:
+    """ClawTrace's data directory: `$CLAWTRACE_HOME`, else `~/.clawtrace`."""
+    env = os.environ.get("CLAWTRACE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".clawtrace"
+
+
+def db_path() -> Path:
+    return home_dir() / "clawtrace.db"
+
+
+def config_path() -> Path:
+    return home_dir() / "config.toml"
+
+
+@dataclass(frozen=True)
+class SourceRoots:
+    """Directories each source scans; `explicit` roots came from the user, not discovery."""
+
+    claude_code: tuple[Path, ...]
+    openclaw: tuple[Path, ...]
+
+
+def claude_roots(explicit: list[str] | None = None) -> list[Path]:
+    """Claude Code `projects/` directories (formats.md 1.1), de-duplicated, existing or not.
+
+    An explicit root (CLI option or config) may name either a config dir (holding `projects/`)
+    or the `projects/` dir itself.
+    """
+    candidates: list[Path] = []
+    if explicit:
+        for item in explicit:
+            candidates.append(Path(item).expanduser())
+    else:
+        env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
+        if env:
+            candidates.extend(Path(p.strip()).expanduser() for p in env.split(",") if p.strip())
+        else:
+            xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+            candidates.append(Path(xdg) / "claude")
+            candidates.append(Path.home() / ".claude")
+    roots: list[Path] = []
+    seen: set[str] = set()
+    for cand in candidates:
+        if (cand / "projects").is_dir():
+            root = cand / "projects"
+        elif explicit or cand.name == "projects":
+            # An explicit root may be the directory of encoded-cwd folders itself.
+            root = cand
+        else:
+            root = cand / "projects"
+        key = os.path.realpath(root)
+        if key not in seen:
+            seen.add(key)
+            roots.append(root)
+    return roots
+
+
+def openclaw_roots(explicit: list[str] | None = None) -> list[Path]:
+    """OpenClaw state dirs (formats.md 2.1); each holds `agents/<id>/sessions/`."""
+    if explicit:
+        return [Path(p).expanduser() for p in explicit]
+    for var in ("OPENCLAW_STATE_DIR", "CLAWDBOT_STATE_DIR"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return [Path(value).expanduser()]
+    base = (
+        Path(os.environ["OPENCLAW_HOME"]).expanduser()
+        if os.environ.get("OPENCLAW_HOME")
+        else Path.home()
+    )
+    primary = base / ".openclaw"
+    if primary.is_dir():
+        return [primary]
+    for legacy in (".clawdbot", ".moldbot", ".moltbot"):
+        if (base / legacy).is_dir():
+            return [base / legacy]
+    return [primary]

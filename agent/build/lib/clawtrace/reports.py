@@ -1,0 +1,729 @@
+"""Every read query ClawTrace answers, as plain functions of (conn, filters, timezone, now).
+
+The CLI and the local HTTP API both call these. They read the 15-minute rollups, never the
+per-turn table (except `sessions_top`' model list and nothing on the hot path), so a report over
+a million turns stays well under the interpreter's start-up time. Money comes back as float
+dollars rounded to 10 decimals, computed from integer picodollars.
+
+Nothing here imports the price library: reports must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from clawtrace.store import BUCKET_MS, PICO
+
+COST_MODES = ("auto", "calculate", "display")
+GROUPINGS = (
+    "day",
+    "week",
+    "month",
+    "hour",
+    "model",
+    "provider",
+    "project",
+    "agent",
+    "session",
+    "branch",
+    "source",
+)
+TOTAL_KEYS = (
+    "turns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unpriced_tokens",
+)
+_DIM_COLUMN = {
+    "model": "model",
+    "provider": "provider",
+    "project": "project",
+    "agent": "agent",
+    "session": "session_id",
+    "branch": "git_branch",
+    "source": "source",
+}
+_MODE_PREFIX = {"auto": "auto", "calculate": "calc", "display": "display"}
+
+
+class ReportError(ValueError):
+    """A report parameter is invalid; the message names the parameter."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to include. Times are UTC epoch milliseconds: `since_ms` inclusive, `until_ms` not."""
+
+    since_ms: int | None = None
+    until_ms: int | None = None
+    project: str | None = None
+    model: str | None = None
+    agent: str | None = None
+    source: str | None = None
+    session: str | None = None
+
+    def with_range(self, since_ms: int | None, until_ms: int | None) -> Filters:
+        return replace(self, since_ms=since_ms, until_ms=until_ms)
+
+
+@dataclass
+class Totals:
+    turns: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pico: int = 0
+    unpriced_tokens: int = 0
+    unpriced_turns: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, row: Iterable[int]) -> None:
+        t, i, o, cr, cw, c, ut, un = row
+        self.turns += t
+        self.input_tokens += i
+        self.output_tokens += o
+        self.cache_read_tokens += cr
+        self.cache_write_tokens += cw
+        self.cost_pico += c
+        self.unpriced_tokens += ut
+        self.unpriced_turns += un
+
+    @property
+    def total_tokens(self) -> int:
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "turns": self.turns,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": usd(self.cost_pico),
+            "unpriced_tokens": self.unpriced_tokens,
+        }
+
+
+def usd(pico: int | float) -> float:
+    return round(pico / PICO, 10)
+
+
+# --- time helpers ----------------------------------------------------------------------------
+
+
+def zone_resolve(name: str | tzinfo | None) -> tzinfo:
+    """A timezone from an IANA name (or UTC offset like +05:30); None means the system zone."""
+    if isinstance(name, tzinfo):
+        return name
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            offset = _parse_offset(name)
+            if offset is None:
+                raise ReportError(f"timezone: unknown zone {name!r}") from None
+            return timezone(offset)
+    return system_zone()
+
+
+def _parse_offset(text: str) -> timedelta | None:
+    t = text.strip().upper().removeprefix("UTC")
+    if not t or t[0] not in "+-":
+        return None
+    sign = -1 if t[0] == "-" else 1
+    parts = t[1:].split(":")
+    try:
+        hours = int(parts[0])
+        minutes = int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return None
+    if hours > 14 or minutes >= 60:
+        return None
+    return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def system_zone() -> tzinfo:
+    """The machine's IANA zone (DST-aware), from $TZ or /etc/localtime; UTC when unknown."""
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env:
+        try:
+            return ZoneInfo(env)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        target = os.path.realpath("/etc/localtime")
+        if "zoneinfo/" in target:
+            return ZoneInfo(target.split("zoneinfo/", 1)[1])
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    try:
+        name = Path("/etc/timezone").read_text().strip()
+        if name:
+            return ZoneInfo(name)
+    except (OSError, ZoneInfoNotFoundError, ValueError):
+        pass
+    local = datetime.now().astimezone().tzinfo
+    return local if local is not None else UTC
+
+
+def zone_name(tz: tzinfo) -> str:
+    return getattr(tz, "key", None) or str(tz)
+
+
+def local_midnight_ms(day: date, tz: tzinfo) -> int:
+    """UTC ms of the first instant of a local day (exact across DST changes)."""
+    naive = datetime(day.year, day.month, day.day)
+    return int(naive.replace(tzinfo=tz).timestamp() * 1000)
+
+
+def _to_local(ms: int, tz: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz)
+
+
+def range_parse(text: str | None, tz: tzinfo, now: datetime) -> tuple[int | None, int | None]:
+    """`7d`, `30d`, `today`, `week`, `month`, `all`, `YYYY-MM-DD`, `YYYY-MM-DD..YYYY-MM-DD`.
+
+    `Nd` means the last N local days including today. Date ranges are inclusive local days.
+    """
+    if text is None or text == "" or text == "all":
+        return None, None
+    today = now.astimezone(tz).date()
+    t = text.strip().lower()
+    if t == "today":
+        return local_midnight_ms(today, tz), local_midnight_ms(today + timedelta(days=1), tz)
+    if t == "week":
+        start = today - timedelta(days=today.weekday())
+        return local_midnight_ms(start, tz), local_midnight_ms(today + timedelta(days=1), tz)
+    if t == "month":
+        start = today.replace(day=1)
+        return local_midnight_ms(start, tz), local_midnight_ms(today + timedelta(days=1), tz)
+    if t.endswith("d") and t[:-1].isdigit():
+        days = int(t[:-1])
+        if days < 1 or days > 36600:
+            raise ReportError(f"range: {text!r} must be between 1d and 36600d")
+        start = today - timedelta(days=days - 1)
+        return local_midnight_ms(start, tz), local_midnight_ms(today + timedelta(days=1), tz)
+    if t.endswith("h") and t[:-1].isdigit():
+        hours = int(t[:-1])
+        end = int(now.timestamp() * 1000)
+        return end - hours * 3_600_000, end + 1
+    first, sep, last = t.partition("..")
+    try:
+        d1 = date.fromisoformat(first)
+        d2 = date.fromisoformat(last) if sep else d1
+    except ValueError:
+        raise ReportError(
+            f"range: {text!r} is not 7d, 30d, today, week, month, all, or YYYY-MM-DD..YYYY-MM-DD"
+        ) from None
+    if d2 < d1:
+        raise ReportError(f"range: {text!r} ends before it starts")
+    return local_midnight_ms(d1, tz), local_midnight_ms(d2 + timedelta(days=1), tz)
+
+
+# --- query building --------------------------------------------------------------------------
+
+
+def _where(filters: Filters | None) -> tuple[str, list[Any]]:
+    f = filters or Filters()
+    clauses: list[str] = []
+    params: list[Any] = []
+    if f.since_ms is not None:
+        # Bucket boundaries are 15-minute multiples, as are all local midnights.
+        clauses.append("bucket >= ?")
+        params.append(f.since_ms // BUCKET_MS)
+    if f.until_ms is not None:
+        clauses.append("bucket < ?")
+        params.append(-(-f.until_ms // BUCKET_MS))
+    for attr, col in (
+        ("project", "project"),
+        ("model", "model"),
+        ("agent", "agent"),
+        ("source", "source"),
+        ("session", "session_id"),
+    ):
+        value = getattr(f, attr)
+        if value is not None:
+            clauses.append(f"{col} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _metrics(mode: str) -> str:
+    if mode not in _MODE_PREFIX:
+        raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
+    p = _MODE_PREFIX[mode]
+    return (
+        "COALESCE(SUM(turns),0), COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0), "
+        "COALESCE(SUM(cache_read_tokens),0), "
+        "COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens),0), "
+        f"COALESCE(SUM({p}_pico),0), COALESCE(SUM({p}_unpriced_tokens),0), "
+        f"COALESCE(SUM({p}_unpriced_turns),0)"
+    )
+
+
+def totals(conn: sqlite3.Connection, filters: Filters | None = None, mode: str = "auto") -> Totals:
+    where, params = _where(filters)
+    row = conn.execute(f"SELECT {_metrics(mode)} FROM rollup{where}", params).fetchone()  # noqa: S608
+    out = Totals()
+    out.add(row)
+    return out
+
+
+def _time_key(by: str, local: datetime) -> str:
+    if by == "day":
+        return local.date().isoformat()
+    if by == "hour":
+        return local.strftime("%Y-%m-%dT%H:00")
+    if by == "week":
+        return (local.date() - timedelta(days=local.weekday())).isoformat()
+    return local.strftime("%Y-%m")
+
+
+def _bucket_rows(
+    conn: sqlite3.Connection, filters: Filters | None, mode: str
+) -> list[tuple[int, tuple[int, ...]]]:
+    where, params = _where(filters)
+    rows = conn.execute(
+        f"SELECT bucket, {_metrics(mode)} FROM rollup{where} GROUP BY bucket ORDER BY bucket",  # noqa: S608
+        params,
+    ).fetchall()
+    return [(r[0], r[1:]) for r in rows]
+
+
+def cost_report(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    by: str = "day",
+    mode: str = "auto",
+) -> dict[str, Any]:
+    """`{"rows": [...], "totals": {...}}`; each row holds TOTAL_KEYS plus its grouping key."""
+    if by not in GROUPINGS:
+        raise ReportError(f"by: {by!r} is not one of {', '.join(GROUPINGS)}")
+    zone = zone_resolve(tz)
+    groups: dict[str, Totals] = {}
+    if by in ("day", "week", "month", "hour"):
+        for bucket, metrics in _bucket_rows(conn, filters, mode):
+            key = _time_key(by, _to_local(bucket * BUCKET_MS, zone))
+            groups.setdefault(key, Totals()).add(metrics)
+        ordered = sorted(groups.items())
+    else:
+        col = _DIM_COLUMN[by]
+        where, params = _where(filters)
+        for row in conn.execute(
+            f"SELECT {col}, {_metrics(mode)} FROM rollup{where} GROUP BY {col}",  # noqa: S608
+            params,
+        ):
+            groups[row[0]] = Totals()
+            groups[row[0]].add(row[1:])
+        ordered = sorted(
+            groups.items(), key=lambda kv: (-kv[1].cost_pico, -kv[1].total_tokens, kv[0])
+        )
+    total = Totals()
+    rows = []
+    for key, t in ordered:
+        rows.append({by: key, **t.as_dict()})
+        total.add(
+            (
+                t.turns,
+                t.input_tokens,
+                t.output_tokens,
+                t.cache_read_tokens,
+                t.cache_write_tokens,
+                t.cost_pico,
+                t.unpriced_tokens,
+                t.unpriced_turns,
+            )
+        )
+    return {
+        "by": by,
+        "mode": mode,
+        "timezone": zone_name(zone),
+        "rows": rows,
+        "totals": total.as_dict(),
+    }
+
+
+def timeseries(
+    conn: sqlite3.Connection,
+    filters: Filters,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    by: str = "day",
+    mode: str = "auto",
+) -> list[dict[str, Any]]:
+    """Zero-filled hourly or daily points over the filter's range (which must be bounded)."""
+    if by not in ("hour", "day"):
+        raise ReportError(f"by: {by!r} is not hour or day")
+    if filters.since_ms is None or filters.until_ms is None:
+        raise ReportError("range: a bounded range is needed for a time series")
+    zone = zone_resolve(tz)
+    report = cost_report(conn, filters, zone, now, by=by, mode=mode)
+    found = {row[by]: row for row in report["rows"]}
+    points = []
+    seen: set[str] = set()
+    step = 3_600_000 if by == "hour" else BUCKET_MS
+    ms = filters.since_ms
+    while ms < filters.until_ms:
+        key = _time_key(by, _to_local(ms, zone))
+        if key not in seen:
+            seen.add(key)
+            empty = {by: key, **Totals().as_dict()}
+            points.append(found.get(key, empty))
+        ms += step
+    return points
+
+
+def status(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    mode: str = "auto",
+) -> dict[str, Any]:
+    """Today, this week (Monday start), this month, and the burn rate over the last hour."""
+    zone = zone_resolve(tz)
+    now = now or datetime.now(UTC)
+    base = filters or Filters()
+    out: dict[str, Any] = {"timezone": zone_name(zone), "now": now.isoformat(), "mode": mode}
+    for name in ("today", "week", "month"):
+        since, until = range_parse(name, zone, now)
+        t = totals(conn, base.with_range(since, until), mode)
+        out[name] = t.as_dict()
+        out[name]["sessions"] = _count_sessions(conn, base.with_range(since, until))
+    now_ms = int(now.timestamp() * 1000)
+    hour = totals(conn, base.with_range(now_ms - 3_600_000, now_ms + 1), mode)
+    out["burn_rate"] = {
+        "window_minutes": 60,
+        "cost_usd_per_hour": usd(hour.cost_pico),
+        "tokens_per_minute": round(hour.total_tokens / 60, 2),
+        "turns_last_hour": hour.turns,
+    }
+    out["last_turn_at"] = _last_turn_iso(conn)
+    return out
+
+
+def _count_sessions(conn: sqlite3.Connection, filters: Filters) -> int:
+    where, params = _where(filters)
+    return int(
+        conn.execute(
+            f"SELECT COUNT(*) FROM (SELECT DISTINCT source, session_id FROM rollup{where})",  # noqa: S608
+            params,
+        ).fetchone()[0]
+    )
+
+
+def _last_turn_iso(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT MAX(last_ts) FROM rollup").fetchone()
+    if not row or row[0] is None:
+        return None
+    return datetime.fromtimestamp(row[0] / 1000, UTC).isoformat()
+
+
+def sessions_top(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    n: int = 10,
+    mode: str = "auto",
+) -> list[dict[str, Any]]:
+    """The N most expensive sessions (then most tokens), with their models and sub-agent share."""
+    if n < 1:
+        raise ReportError("n: must be at least 1")
+    where, params = _where(filters)
+    p = _MODE_PREFIX.get(mode)
+    if p is None:
+        raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
+    rows = conn.execute(
+        f"""
+        SELECT source, session_id,
+               COALESCE(MAX(CASE WHEN is_sidechain = 0 THEN agent END), MIN(agent)),
+               MIN(project), MIN(first_ts), MAX(last_ts),
+               {_metrics(mode)},
+               SUM(CASE WHEN is_sidechain = 1 THEN turns ELSE 0 END),
+               group_concat(DISTINCT model), MAX(git_branch)
+        FROM rollup{where}
+        GROUP BY source, session_id
+        ORDER BY SUM({p}_pico) DESC,
+                 SUM(input_tokens + output_tokens + cache_read_tokens
+                     + cache_write_5m_tokens + cache_write_1h_tokens) DESC
+        LIMIT ?
+        """,  # noqa: S608
+        [*params, n],
+    ).fetchall()
+    out = []
+    for r in rows:
+        t = Totals()
+        t.add(r[6:14])
+        out.append(
+            {
+                "session": r[1],
+                "source": r[0],
+                "agent": r[2],
+                "project": r[3],
+                "branch": r[16] or "",
+                "started_at": datetime.fromtimestamp(r[4] / 1000, UTC).isoformat(),
+                "ended_at": datetime.fromtimestamp(r[5] / 1000, UTC).isoformat(),
+                "models": sorted((r[15] or "").split(",")) if r[15] else [],
+                "sidechain_turns": r[14],
+                **t.as_dict(),
+            }
+        )
+    return out
+
+
+def blocks(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    mode: str = "auto",
+    block_hours: int = 5,
+) -> list[dict[str, Any]]:
+    """5-hour billing windows as ccusage draws them, from 15-minute buckets.
+
+    A block starts at the UTC hour of its first turn and lasts `block_hours`; a turn after the
+    block's end, or after a gap of `block_hours` with no turns, starts a new block. The active
+    block (now inside it) carries its burn rate and a projection to its end.
+    """
+    now = now or datetime.now(UTC)
+    now_ms = int(now.timestamp() * 1000)
+    span = block_hours * 3_600_000
+    where, params = _where(filters)
+    rows = conn.execute(
+        f"SELECT bucket, MIN(first_ts), MAX(last_ts), {_metrics(mode)} FROM rollup{where} "  # noqa: S608
+        "GROUP BY bucket ORDER BY bucket",
+        params,
+    ).fetchall()
+    out: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    for _bucket, first_ts, last_ts, *metrics in rows:
+        if cur is None or first_ts >= cur["_end"] or first_ts - cur["_last"] >= span:
+            start = first_ts - first_ts % 3_600_000
+            cur = {
+                "_start": start,
+                "_end": start + span,
+                "_last": last_ts,
+                "_first": first_ts,
+                "t": Totals(),
+            }
+            out.append(cur)
+        cur["t"].add(metrics)
+        cur["_last"] = max(cur["_last"], last_ts)
+    result = []
+    for b in out:
+        t: Totals = b["t"]
+        active = b["_start"] <= now_ms < b["_end"]
+        item = {
+            "start": datetime.fromtimestamp(b["_start"] / 1000, UTC).isoformat(),
+            "end": datetime.fromtimestamp(b["_end"] / 1000, UTC).isoformat(),
+            "first_turn_at": datetime.fromtimestamp(b["_first"] / 1000, UTC).isoformat(),
+            "last_turn_at": datetime.fromtimestamp(b["_last"] / 1000, UTC).isoformat(),
+            "active": active,
+            **t.as_dict(),
+        }
+        if active:
+            elapsed_min = max((now_ms - b["_first"]) / 60_000, 1.0)
+            remaining_min = (b["_end"] - now_ms) / 60_000
+            cost_per_min = t.cost_pico / elapsed_min
+            tokens_per_min = t.total_tokens / elapsed_min
+            item["burn_rate"] = {
+                "cost_usd_per_hour": usd(cost_per_min * 60),
+                "tokens_per_minute": round(tokens_per_min, 2),
+            }
+            item["projection"] = {
+                "cost_usd": usd(t.cost_pico + cost_per_min * remaining_min),
+                "total_tokens": int(t.total_tokens + tokens_per_min * remaining_min),
+                "remaining_minutes": round(remaining_min, 1),
+            }
+        result.append(item)
+    return result
+
+
+def tools_report(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    mode: str = "auto",
+) -> dict[str, Any]:
+    """Cost per tool: each turn's cost split evenly over the tool calls it made."""
+    p = _MODE_PREFIX.get(mode)
+    if p is None:
+        raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
+    f = filters or Filters()
+    where, params = _where(replace(f, session=None))
+    rows = conn.execute(
+        f"SELECT tool, SUM(calls), SUM(turns), SUM({p}_pico) FROM tool_rollup{where} "  # noqa: S608
+        f"GROUP BY tool ORDER BY SUM({p}_pico) DESC, SUM(calls) DESC, tool",
+        params,
+    ).fetchall()
+    all_cost = totals(conn, f, mode).cost_pico
+    tool_cost = sum(r[3] for r in rows)
+    return {
+        "rows": [{"tool": r[0], "calls": r[1], "turns": r[2], "cost_usd": usd(r[3])} for r in rows],
+        "no_tool_cost_usd": usd(max(all_cost - tool_cost, 0)),
+        "total_cost_usd": usd(all_cost),
+    }
+
+
+def cache_report(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Per model: what cache reads saved against the full input price, and what writes cost."""
+    where, params = _where(filters)
+    rows = conn.execute(
+        f"""
+        SELECT model, SUM(cache_read_tokens), SUM(cache_write_5m_tokens),
+               SUM(cache_write_1h_tokens), SUM(input_tokens), SUM(cache_savings_pico),
+               SUM(cache_write_pico)
+        FROM rollup{where} GROUP BY model ORDER BY SUM(cache_savings_pico) DESC, model
+        """,  # noqa: S608
+        params,
+    ).fetchall()
+    out_rows = []
+    saved = written = 0
+    for model, cr, w5, w1, inp, sav, wc in rows:
+        all_input = cr + w5 + w1 + inp
+        out_rows.append(
+            {
+                "model": model,
+                "cache_read_tokens": cr,
+                "cache_write_5m_tokens": w5,
+                "cache_write_1h_tokens": w1,
+                "hit_ratio": round(cr / all_input, 4) if all_input else 0.0,
+                "saved_usd": usd(sav),
+                "write_cost_usd": usd(wc),
+                "net_saved_usd": usd(sav - wc),
+            }
+        )
+        saved += sav
+        written += wc
+    return {
+        "rows": out_rows,
+        "totals": {
+            "saved_usd": usd(saved),
+            "write_cost_usd": usd(written),
+            "net_saved_usd": usd(saved - written),
+        },
+    }
+
+
+def forecast(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    mode: str = "auto",
+) -> dict[str, Any]:
+    """Month-end spend from this month's daily spend: a low / expected / high range.
+
+    Expected = month-to-date + mean daily spend x days left. The range uses the 20th and 80th
+    percentiles of the completed days' spend (zero days included), so one spiky day widens the
+    range instead of moving a single number.
+    """
+    zone = zone_resolve(tz)
+    now = now or datetime.now(UTC)
+    today = now.astimezone(zone).date()
+    first = today.replace(day=1)
+    next_month = (first + timedelta(days=32)).replace(day=1)
+    days_in_month = (next_month - first).days
+    base = filters or Filters()
+    since = local_midnight_ms(first, zone)
+    until = local_midnight_ms(today + timedelta(days=1), zone)
+    report = cost_report(conn, base.with_range(since, until), zone, now, by="day", mode=mode)
+    by_day = {r["day"]: r for r in report["rows"]}
+    daily: list[float] = []
+    d = first
+    while d < today:
+        daily.append(by_day.get(d.isoformat(), {}).get("cost_usd", 0.0))
+        d += timedelta(days=1)
+    today_cost = by_day.get(today.isoformat(), {}).get("cost_usd", 0.0)
+    mtd = report["totals"]["cost_usd"]
+    # Today counts as the fraction of it elapsed, so the morning does not drag the mean down.
+    local_now = now.astimezone(zone)
+    frac = (local_now.hour * 3600 + local_now.minute * 60 + local_now.second) / 86400
+    samples = [*daily]
+    if frac >= 0.25 and today_cost:
+        samples.append(today_cost / frac)
+    remaining = days_in_month - (today - first).days - 1 + (1 - frac)
+    if not samples:
+        samples = [today_cost / max(frac, 1 / 24)] if today_cost else [0.0]
+    mean = sum(samples) / len(samples)
+    low_rate = _percentile(samples, 0.2)
+    high_rate = _percentile(samples, 0.8)
+    return {
+        "month": first.strftime("%Y-%m"),
+        "timezone": zone_name(zone),
+        "month_to_date_usd": mtd,
+        "days_elapsed": (today - first).days + round(frac, 3),
+        "days_in_month": days_in_month,
+        "daily_mean_usd": round(mean, 6),
+        "expected_usd": round(mtd + mean * remaining, 6),
+        "low_usd": round(mtd + min(low_rate, mean) * remaining, 6),
+        "high_usd": round(mtd + max(high_rate, mean) * remaining, 6),
+        "unpriced_tokens": report["totals"]["unpriced_tokens"],
+        "method": (
+            "month-to-date + daily spend x days left; "
+            "range from the 20th-80th percentile of daily spend"
+        ),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return 0.0
+    pos = (len(s) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summary(
+    conn: sqlite3.Connection,
+    filters: Filters | None = None,
+    tz: tzinfo | str | None = None,
+    now: datetime | None = None,
+    mode: str = "auto",
+) -> dict[str, Any]:
+    """Today's and this month's spend, tokens and sessions (for the menu bar / API)."""
+    s = status(conn, filters, tz, now, mode)
+    return {k: s[k] for k in ("timezone", "now", "today", "month", "burn_rate", "last_turn_at")}
+
+
+def unpriced_models(
+    conn: sqlite3.Connection, filters: Filters | None = None
+) -> list[dict[str, Any]]:
+    """Models we could not price, with the turns and tokens that are therefore unpriced."""
+    where, params = _where(filters)
+    return [
+        {"source": r[0], "provider": r[1], "model": r[2], "turns": r[3], "tokens": r[4]}
+        for r in conn.execute(
+            f"SELECT source, provider, model, SUM(calc_unpriced_turns), SUM(calc_unpriced_tokens) "  # noqa: S608
+            f"FROM rollup{where} GROUP BY source, provider, model "
+            "HAVING SUM(calc_unpriced_turns) > 0 ORDER BY SUM(calc_unpriced_tokens) DESC, model",
+            params,
+        )
+    ]

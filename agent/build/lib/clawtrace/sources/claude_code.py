@@ -1,0 +1,290 @@
+"""Claude Code transcripts: `projects/<encoded-cwd>/**/*.jsonl` (formats.md section 1).
+
+Pre-filter (documented because it affects the malformed count): only lines containing the bytes
+`"assistant"` can carry usage, and only those are decoded. Every other line is checked cheaply
+(it must look like one JSON object: starts with `{`, ends with `}`) and counted malformed if it
+does not; its content is never decoded. Metadata the turn needs (session id, cwd, git branch,
+agent id) is on the assistant line itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clawtrace.sources.base import (
+    Discovery,
+    FileEntry,
+    ParseResult,
+    RawTurn,
+    iso_to_ms,
+    split_lines,
+    token_count,
+)
+
+NAME = "claude-code"
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+")
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+)
+
+
+class ClaudeCode:
+    name = NAME
+
+    def discover(self, roots: list[Path]) -> Discovery:
+        found = Discovery()
+        seen: set[str] = set()
+        for root in roots:
+            if not root.is_dir():
+                found.roots_missing.append(root)
+                continue
+            found.roots_found.append(root)
+            for dirpath, dirnames, filenames in os.walk(root):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, root)
+                parts = [] if rel == "." else rel.split(os.sep)
+                for fn in sorted(filenames):
+                    if not fn.endswith(".jsonl"):
+                        continue
+                    path = Path(dirpath) / fn
+                    real = os.path.realpath(path)
+                    if real in seen:
+                        continue
+                    seen.add(real)
+                    project_dir = parts[0] if parts else ""
+                    subagent_file = "subagents" in parts or fn.startswith("agent-")
+                    found.files.append(
+                        FileEntry(
+                            path=path,
+                            ctx={
+                                "project_dir": project_dir or root.name,
+                                "subagent_file": subagent_file,
+                                "session_hint": parts[1]
+                                if len(parts) > 1
+                                else fn[: -len(".jsonl")],
+                            },
+                        )
+                    )
+        return found
+
+    def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
+        state = dict(state or {})
+        result = ParseResult()
+        lines, result.consumed = split_lines(data)
+        result.lines = len(lines)
+        best: dict[str, list[Any]] = {}
+        loads = orjson.loads
+        decode_error = orjson.JSONDecodeError
+        last_cwd = state.get("cwd")
+        subagent_file = bool(ctx.get("subagent_file"))
+        project_fallback = ctx.get("project_dir") or ""
+        session_hint = ctx.get("session_hint") or ""
+        for line in lines:
+            if b'"assistant"' not in line:
+                # Cheap shape check only: these lines carry no usage and are never decoded.
+                if (line[:1] != b"{" or line.rstrip()[-1:] != b"}") and line.strip():
+                    result.malformed += 1
+                continue
+            slim, tools = _slim(line)
+            try:
+                obj = loads(slim)
+            except decode_error:
+                result.malformed += 1
+                continue
+            if type(obj) is not dict:
+                result.malformed += 1
+                continue
+            if obj.get("type") != "assistant":
+                continue
+            if tools is None:
+                tools = _tools_of(obj)
+            cwd = obj.get("cwd")
+            if cwd and type(cwd) is str:
+                last_cwd = cwd
+            record = _turn(
+                obj, tools, result, last_cwd or project_fallback, subagent_file, session_hint
+            )
+            if record is None:
+                continue
+            key = record[0]
+            prev = best.get(key)
+            if prev is None:
+                best[key] = [record, dict(record[20])]
+                continue
+            # Same response written again (streaming): the larger total wins; ties go to the later.
+            prev[1].update(record[20])
+            if _total(record) >= _total(prev[0]):
+                prev[0] = record
+        for record, tool_map in best.values():
+            result.turns.append((*record[:20], tuple(tool_map.values())))
+        if last_cwd:
+            state["cwd"] = last_cwd
+        result.state = state
+        return result
+
+
+_TOOL_RE = re.compile(rb'"type":"tool_use","id":"([^"\\]*)","name":"([^"\\]*)"')
+
+
+def _slim(line: bytes) -> tuple[bytes, dict[str, str] | None]:
+    """The line without `message.content`, and the content's tool_use names when found cheaply.
+
+    Content is most of an assistant line's bytes and is never needed beyond tool names, so it is
+    cut out before decoding (JSON strings cannot hold an unescaped quote, so the first
+    `"content":` after `"message":{` and the last `,"stop_reason":` bound it). The rest of the
+    line is still fully validated. Returns (line, None) when the shape is not the usual one; the
+    caller then decodes everything.
+    """
+    m = line.find(b'"message":{')
+    if m < 0:
+        return line, None
+    c = line.find(b'"content":', m)
+    e = line.rfind(b',"stop_reason":')
+    if c < 0 or e < c:
+        return line, None
+    content = line[c + 10 : e]
+    tools: dict[str, str] = {}
+    n_tools = content.count(b'"tool_use"')
+    if n_tools:
+        found = _TOOL_RE.findall(content)
+        if len(found) != n_tools:
+            return line, None
+        for tid, name in found:
+            tools[tid.decode("utf-8", "replace")] = name.decode("utf-8", "replace")
+    return line[: c + 10] + b"[]" + line[e:], tools
+
+
+def _tools_of(obj: dict[str, Any]) -> dict[str, str]:
+    tools: dict[str, str] = {}
+    msg = obj.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    if isinstance(content, list):
+        for n, block in enumerate(content):
+            if isinstance(block, dict) and block.get("type") == "tool_use":
+                name = block.get("name")
+                if isinstance(name, str) and name:
+                    tools[str(block.get("id") or f"#{n}")] = name
+    return tools
+
+
+def _total(r: RawTurn) -> int:
+    return r[11] + r[12] + r[13] + r[14] + r[15]
+
+
+def _turn(
+    obj: dict[str, Any],
+    tools: dict[str, str],
+    result: ParseResult,
+    project: str,
+    subagent_file: bool,
+    session_hint: str,
+) -> RawTurn | None:
+    msg = obj.get("message")
+    if type(msg) is not dict:
+        result.malformed += 1
+        return None
+    model = msg.get("model")
+    usage = msg.get("usage")
+    if model == "<synthetic>" or obj.get("isApiErrorMessage") is True:
+        result.skipped += 1
+        return None
+    if usage is None:
+        # An assistant line without usage bills nothing (older versions, local notices).
+        result.skipped += 1
+        return None
+    result.turn_lines += 1
+    if type(usage) is not dict or type(model) is not str or not model:
+        result.malformed += 1
+        return None
+    ts = iso_to_ms(obj.get("timestamp"))
+    mid = msg.get("id")
+    rid = obj.get("requestId", "")
+    session = obj.get("sessionId", session_hint)
+    version = obj.get("version")
+    if (
+        ts is None
+        or type(mid) is not str
+        or not mid
+        or type(rid) is not str
+        or ("requestId" in obj and not rid)
+        or type(session) is not str
+        or not session
+        or (version is not None and (type(version) is not str or not _SEMVER.match(version)))
+    ):
+        result.malformed += 1
+        return None
+    get = usage.get
+    inp = get("input_tokens", 0)
+    out = get("output_tokens", 0)
+    cread = get("cache_read_input_tokens", 0)
+    cwrite = get("cache_creation_input_tokens", 0)
+    if not (
+        type(inp) is int
+        and type(out) is int
+        and type(cread) is int
+        and type(cwrite) is int
+        and inp >= 0
+        and out >= 0
+        and cread >= 0
+        and cwrite >= 0
+    ):
+        counts = [token_count(v) for v in (inp, out, cread, cwrite)]
+        if None in counts:
+            result.malformed += 1
+            return None
+        inp, out, cread, cwrite = counts
+    w5, w1 = cwrite, 0
+    cc = get("cache_creation")
+    if type(cc) is dict:
+        a = token_count(cc.get("ephemeral_5m_input_tokens", 0))
+        b = token_count(cc.get("ephemeral_1h_input_tokens", 0))
+        if a is None or b is None:
+            result.malformed += 1
+            return None
+        if a + b:
+            w5, w1 = a, b
+    web = 0
+    stu = get("server_tool_use")
+    if type(stu) is dict:
+        web = token_count(stu.get("web_search_requests", 0)) or 0
+    if inp + out + cread + w5 + w1 == 0 and web == 0:
+        result.skipped += 1
+        return None
+    sidechain = obj.get("isSidechain") is True or subagent_file
+    agent_id = obj.get("agentId")
+    subagent = agent_id if agent_id and type(agent_id) is str else None
+    cost = obj.get("costUSD")
+    reported = float(cost) if type(cost) is float or type(cost) is int else None
+    speed = get("speed")
+    branch = obj.get("gitBranch")
+    return (
+        f"{mid}:{rid}" if rid else mid,
+        mid,
+        NAME,
+        subagent if sidechain and subagent else "claude",
+        project,
+        session,
+        subagent,
+        1 if sidechain else 0,
+        model,
+        "anthropic",
+        ts,
+        inp,
+        out,
+        cread,
+        w5,
+        w1,
+        web,
+        speed if type(speed) is str else None,
+        reported,
+        branch if type(branch) is str else "",
+        tools,
+    )

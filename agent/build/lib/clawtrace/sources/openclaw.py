@@ -1,0 +1,293 @@
+"""OpenClaw transcripts: `<state>/agents/<agent>/sessions/*.jsonl` (formats.md section 2).
+
+Every line is decoded (OpenClaw files are small and the model of a turn may come from an earlier
+`model_change` / `model-snapshot` entry). Archived copies (`*.jsonl.reset.<ts>`,
+`*.jsonl.deleted.<ts>`) are read too; their turns share the de-dup key of the live file
+(`agent`, session id, entry id), so a transcript seen before and after archiving counts once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clawtrace.sources.base import (
+    Discovery,
+    FileEntry,
+    IndexSession,
+    ParseResult,
+    RawTurn,
+    iso_to_ms,
+    split_lines,
+    token_count,
+)
+
+NAME = "openclaw"
+_ARCHIVE = re.compile(r"^(?P<stem>.+)\.jsonl(?:\.(?:deleted|reset)\.[^/]+)?$")
+
+
+def _is_transcript(name: str) -> bool:
+    if ".bak" in name or "checkpoint" in name or name.endswith(".tmp"):
+        return False
+    return name.endswith(".jsonl") or ".jsonl.deleted." in name or ".jsonl.reset." in name
+
+
+def _kind(key: str) -> str:
+    rest = key.split(":", 2)[2] if key.count(":") >= 2 else key
+    if ":subagent:" in f":{rest}" or rest.startswith("subagent:"):
+        return "subagent"
+    if rest.startswith("cron:"):
+        return "cron"
+    if rest == "main":
+        return "main"
+    if "group:" in rest or "channel:" in rest:
+        return "group"
+    if "direct:" in rest:
+        return "direct"
+    return "other"
+
+
+def _read_index(
+    sessions_dir: Path, agent: str
+) -> tuple[list[IndexSession], dict[str, dict[str, Any]]]:
+    """sessions.json → index entries and a map from transcript file name to its session facts."""
+    path = sessions_dir / "sessions.json"
+    entries: list[IndexSession] = []
+    by_file: dict[str, dict[str, Any]] = {}
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return entries, by_file
+    if not isinstance(data, dict):
+        return entries, by_file
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            continue
+        sid = entry.get("sessionId") if isinstance(entry.get("sessionId"), str) else None
+        sfile = entry.get("sessionFile") if isinstance(entry.get("sessionFile"), str) else None
+        name = Path(sfile).name if sfile else (f"{sid}.jsonl" if sid else None)
+        exists = bool(name) and (sessions_dir / name).is_file()
+        spawned = entry.get("spawnedBy") if isinstance(entry.get("spawnedBy"), str) else None
+        depth = entry.get("spawnDepth")
+        kind = _kind(str(key).lower())
+        entries.append(
+            IndexSession(
+                agent=agent,
+                session_key=str(key),
+                session_id=sid,
+                transcript=name,
+                transcript_exists=exists,
+                spawned_by=spawned,
+                spawn_depth=depth
+                if isinstance(depth, int) and not isinstance(depth, bool)
+                else None,
+                kind=kind,
+            )
+        )
+        facts = {"session_key": str(key), "kind": kind, "subagent": kind == "subagent"}
+        if name:
+            by_file[name] = facts
+        if sid:
+            by_file.setdefault(f"{sid}.jsonl", facts)
+    return entries, by_file
+
+
+class OpenClaw:
+    name = NAME
+
+    def discover(self, roots: list[Path]) -> Discovery:
+        found = Discovery()
+        for root in roots:
+            agents_dir = root / "agents"
+            if not agents_dir.is_dir():
+                found.roots_missing.append(root)
+                continue
+            found.roots_found.append(root)
+            for agent_dir in sorted(p for p in agents_dir.iterdir() if p.is_dir()):
+                sessions_dir = agent_dir / "sessions"
+                if not sessions_dir.is_dir():
+                    continue
+                agent = agent_dir.name
+                index, by_file = _read_index(sessions_dir, agent)
+                found.index.extend(index)
+                for path in sorted(sessions_dir.iterdir()):
+                    if not path.is_file() or not _is_transcript(path.name):
+                        continue
+                    m = _ARCHIVE.match(path.name)
+                    stem = m.group("stem") if m else path.name
+                    facts = by_file.get(f"{stem}.jsonl", {})
+                    session_hint = stem.split("-topic-", 1)[0]
+                    found.files.append(
+                        FileEntry(
+                            path=path,
+                            ctx={
+                                "agent": agent,
+                                "session_hint": session_hint,
+                                "subagent": bool(facts.get("subagent")),
+                                "session_key": facts.get("session_key"),
+                                "archived": path.name != f"{stem}.jsonl",
+                            },
+                        )
+                    )
+        return found
+
+    def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
+        state = dict(state or {})
+        result = ParseResult()
+        lines, result.consumed = split_lines(data)
+        result.lines = len(lines)
+        agent = ctx.get("agent") or "main"
+        offset = int(state.get("offset", 0))
+        pos = offset
+        for line in lines:
+            line_pos = pos
+            pos += len(line) + 1
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                result.malformed += 1
+                continue
+            if not isinstance(obj, dict):
+                result.malformed += 1
+                continue
+            kind = obj.get("type")
+            if kind == "session":
+                if isinstance(obj.get("id"), str):
+                    state["session_id"] = obj["id"]
+                if isinstance(obj.get("cwd"), str):
+                    state["cwd"] = obj["cwd"]
+                continue
+            if kind == "model_change":
+                if isinstance(obj.get("provider"), str):
+                    state["provider"] = obj["provider"]
+                if isinstance(obj.get("modelId"), str):
+                    state["model"] = obj["modelId"]
+                continue
+            if kind == "custom" and obj.get("customType") == "model-snapshot":
+                d = obj.get("data")
+                if isinstance(d, dict):
+                    if isinstance(d.get("provider"), str):
+                        state["provider"] = d["provider"]
+                    if isinstance(d.get("modelId"), str):
+                        state["model"] = d["modelId"]
+                continue
+            if kind != "message":
+                continue
+            msg = obj.get("message")
+            if not isinstance(msg, dict):
+                result.malformed += 1
+                continue
+            if msg.get("role") != "assistant":
+                continue
+            record = _turn(obj, msg, state, ctx, agent, line_pos, result)
+            if record is not None:
+                result.turns.append(record)
+        state["offset"] = offset + result.consumed
+        result.state = state
+        return result
+
+
+def _turn(
+    obj: dict[str, Any],
+    msg: dict[str, Any],
+    state: dict[str, Any],
+    ctx: dict[str, Any],
+    agent: str,
+    line_pos: int,
+    result: ParseResult,
+) -> RawTurn | None:
+    usage = msg.get("usage")
+    if usage is None:
+        result.skipped += 1
+        return None
+    result.turn_lines += 1
+    if not isinstance(usage, dict):
+        result.malformed += 1
+        return None
+    parts = []
+    for k in ("input", "output", "cacheRead", "cacheWrite"):
+        v = token_count(usage.get(k, 0))
+        if v is None:
+            result.malformed += 1
+            return None
+        parts.append(v)
+    inp, out, cread, cwrite = parts
+    if not any(k in usage for k in ("input", "output", "cacheRead", "cacheWrite")):
+        # Only a total: book it as output, as ccusage does.
+        total = token_count(usage.get("totalTokens", 0))
+        if total is None:
+            result.malformed += 1
+            return None
+        out = total
+    if inp + out + cread + cwrite == 0:
+        # Delivery mirrors and error/aborted replies with zero usage were never billed.
+        result.skipped += 1
+        return None
+    ts = iso_to_ms(obj.get("timestamp"))
+    if ts is None:
+        mts = msg.get("timestamp")
+        if isinstance(mts, int | float) and not isinstance(mts, bool) and mts > 0:
+            ts = int(mts)
+    if ts is None:
+        result.malformed += 1
+        return None
+    model = (
+        msg.get("model")
+        if isinstance(msg.get("model"), str) and msg.get("model")
+        else state.get("model")
+    )
+    provider = (
+        msg.get("provider")
+        if isinstance(msg.get("provider"), str) and msg.get("provider")
+        else state.get("provider")
+    )
+    if not model:
+        result.malformed += 1
+        return None
+    session = state.get("session_id") or ctx.get("session_hint") or "unknown"
+    entry_id = obj.get("id")
+    key_tail = entry_id if isinstance(entry_id, str) and entry_id else f"@{line_pos}"
+    cost = usage.get("cost")
+    reported = None
+    if isinstance(cost, dict):
+        total_cost = cost.get("total")
+        if isinstance(total_cost, int | float) and not isinstance(total_cost, bool):
+            reported = float(total_cost)
+    tools: list[str] = []
+    content = msg.get("content")
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "toolCall":
+                name = block.get("name")
+                if isinstance(name, str) and name:
+                    tools.append(name)
+    sub = bool(ctx.get("subagent"))
+    session_key = ctx.get("session_key")
+    return (
+        f"oc:{agent}:{session}:{key_tail}",
+        None,
+        NAME,
+        agent,
+        state.get("cwd") or agent,
+        session,
+        session_key if sub else None,
+        1 if sub else 0,
+        model,
+        provider or "unknown",
+        ts,
+        inp,
+        out,
+        cread,
+        cwrite,
+        0,
+        0,
+        None,
+        reported,
+        "",
+        tuple(tools),
+    )
