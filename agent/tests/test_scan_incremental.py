@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -211,3 +212,21 @@ def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
     assert conn.execute(q).fetchall() == scanned
     assert conn.execute(qt).fetchall() == scanned_tools
     assert len(scanned) > 3
+
+
+def test_pieces_of_one_response_split_across_read_chunks_count_once(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 1500)
+    filler = [claude_assistant(msg_id=f"f{i}") for i in range(6)]
+    write_lines(
+        _file(tmp_path),
+        [
+            claude_assistant(msg_id="m1", out=5, tools=[("t1", "Read")]),
+            *filler,
+            claude_assistant(msg_id="m1", out=70, tools=[("t2", "Grep")]),
+        ],
+    )
+    run_scan(conn, tmp_path / "claude")
+    rows = {r["msg_id"]: r for r in turn_rows(conn)}
+    assert len(rows) == 7
+    assert rows["m1"]["output_tokens"] == 70
+    assert sorted(json.loads(rows["m1"]["tools"])) == ["Grep", "Read"]

@@ -5,33 +5,36 @@ A's slug but B's object ids), by GET, POST, PATCH and DELETE. Each must answer 4
 where the same request for an object that never existed also gets 405), no response may contain
 B's names or emails, and nothing of B may change.
 
-Object kwargs are filled from `OBJECT_KWARG_FILLERS`. A URL kwarg that is not registered there
-fails the walk: a later issue that adds `<int:device_id>` must register how to make one for org B,
-so its routes are covered automatically.
+Object kwargs are filled from `OBJECT_KWARG_FILLERS` (in `urlwalk.py`, shared with the
+hostile-input walk). A URL kwarg that is not registered there fails the walk: a later issue that
+adds `<int:device_id>` must register how to make one for an org, so its routes are covered
+automatically.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from django.apps import apps
 from django.db import connection
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from accounts.models import Invitation, Membership, Organization, Role, User
-from accounts.services import invitation_create
 from accounts.tenancy import OrgOwnedModel, OrgScopedManager, TenantScopeMissing, organization_scope
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-
-ORG_KWARG = "org_slug"
-MISSING_SLUG = "no-such-org-7f3a9c"
-MISSING_ID = 987_654_321
-MISSING_TOKEN = "x" * 43
+from clawtrace_site.tests.urlwalk import (
+    MISSING_SLUG,
+    OBJECT_KWARG_FILLERS,
+    ORG_KWARG,
+    Route,
+    UnknownUrlKwargError,
+    org_world_create,
+    routes_walk,
+    url_build,
+)
+from clawtrace_site.tests.urlwalk import OrgWorld as OtherOrgWorld
 
 # Patterns the walk does not request, each with its reason.
 SKIPPED_NAMESPACES = {
@@ -46,68 +49,6 @@ SKIPPED_VIEW_MODULE_PREFIXES = (
     "django.contrib.staticfiles.",
     "django.views.static.",
 )
-
-
-@dataclass
-class OtherOrgWorld:
-    """Org B and everything in it that a member of A must never reach."""
-
-    organization: Organization
-    owner: User
-    member: User
-    membership: Membership
-    invitation: Invitation
-    invitation_token: str
-    secrets_in_text: list[str] = field(default_factory=list)
-
-
-# kwarg name -> how to fill it with an object of org B (or with a never-existing value).
-OBJECT_KWARG_FILLERS: dict[str, tuple[Callable[[OtherOrgWorld], Any], Any]] = {
-    "membership_id": (lambda world: world.membership.pk, MISSING_ID),
-    "invitation_id": (lambda world: world.invitation.pk, MISSING_ID),
-    "token": (lambda world: world.invitation_token, MISSING_TOKEN),
-}
-
-
-class UnknownUrlKwargError(AssertionError):
-    pass
-
-
-@dataclass
-class Route:
-    pattern: str
-    name: str | None
-    lookup: str
-    kwargs: tuple[str, ...]
-    namespace: str = ""
-
-
-def _kwargs_of(pattern: Any) -> list[str]:
-    converters = getattr(pattern, "converters", None)
-    if converters is not None:
-        return list(converters)
-    return list(pattern.regex.groupindex)
-
-
-def routes_walk(
-    resolver: URLResolver | None = None,
-    prefix: str = "",
-    namespace: str = "",
-    kwargs: tuple[str, ...] = (),
-) -> Iterator[Route]:
-    resolver = resolver or get_resolver()
-    for entry in resolver.url_patterns:
-        entry_kwargs = (*kwargs, *_kwargs_of(entry.pattern))
-        if isinstance(entry, URLResolver):
-            child_namespace = ":".join(part for part in (namespace, entry.namespace) if part)
-            yield from routes_walk(
-                entry, prefix + str(entry.pattern), child_namespace, entry_kwargs
-            )
-        elif isinstance(entry, URLPattern):
-            name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
-            yield Route(
-                prefix + str(entry.pattern), name, entry.lookup_str, entry_kwargs, namespace
-            )
 
 
 def _is_skipped(route: Route) -> bool:
@@ -130,7 +71,7 @@ def route_url_variants(
             "OBJECT_KWARG_FILLERS so the isolation walk covers it."
         )
     if not route.kwargs:
-        return [("plain", _url(route, {}), _url(route, {}))]
+        return [("plain", url_build(route, {}), url_build(route, {}))]
     if not route.name:
         raise UnknownUrlKwargError(f"{route.pattern} takes kwargs but has no name to reverse.")
     other_objects = {k: OBJECT_KWARG_FILLERS[k][0](world) for k in route.kwargs if k != ORG_KWARG}
@@ -163,12 +104,6 @@ def route_url_variants(
     return variants
 
 
-def _url(route: Route, kwargs: dict[str, Any]) -> str:
-    if route.name:
-        return reverse(route.name, kwargs=kwargs)
-    return "/" + re.sub(r"^\^|\$$", "", route.pattern)
-
-
 def _other_org_snapshot(world: OtherOrgWorld) -> dict[str, Any]:
     organization = Organization.objects.get(pk=world.organization.pk)
     return {
@@ -193,31 +128,8 @@ def _other_org_snapshot(world: OtherOrgWorld) -> dict[str, Any]:
 
 @pytest.fixture
 def other_world(db) -> OtherOrgWorld:
-    organization = OrganizationFactory(name="Bravo Secret Works", slug="bravo-secret-works")
-    owner = UserFactory(email="ceo@bravo-secret.example")
-    member = UserFactory(email="engineer@bravo-secret.example")
-    MembershipFactory(organization=organization, user=owner, role=Role.OWNER)
-    membership = MembershipFactory(organization=organization, user=member, role=Role.MEMBER)
-    invitation, token = invitation_create(
-        organization=organization,
-        invited_by=owner,
-        email="newhire@bravo-secret.example",
-        role=Role.ADMIN,
-        site_url="http://testserver",
-    )
-    return OtherOrgWorld(
-        organization=organization,
-        owner=owner,
-        member=member,
-        membership=membership,
-        invitation=invitation,
-        invitation_token=token,
-        secrets_in_text=[
-            "Bravo Secret Works",
-            "ceo@bravo-secret.example",
-            "engineer@bravo-secret.example",
-            "newhire@bravo-secret.example",
-        ],
+    return org_world_create(
+        name="Bravo Secret Works", slug="bravo-secret-works", email_domain="bravo-secret.example"
     )
 
 

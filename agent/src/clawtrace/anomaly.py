@@ -177,7 +177,7 @@ class RunawaySettings:
     # ...and exceed this absolute rate, so a cheap session speeding up is not news.
     min_rate_usd_per_min: float = 1.0
     # Consecutive turns making the very same tool call(s) that count as a loop.
-    repeat_run: int = 15
+    repeat_run: int = 20
     # A repeat run is only a runaway once it has cost at least this much.
     repeat_min_cost_usd: float = 1.0
 

@@ -834,8 +834,9 @@ def doctor(
         )
         for r in s["roots"]:
             console.print(f"  {'found  ' if r['exists'] else 'missing'} {r['path']}")
-    for f in data["malformed_files"]:
-        console.print(f"  malformed: {f['malformed']} of {f['lines']} lines in {f['path']}")
+        for f in data["malformed_files"]:
+            if f["source"] == name:
+                console.print(f"  malformed: {f['malformed']} of {f['lines']} lines in {f['path']}")
     for p in data["pending_partial_lines"]:
         console.print(
             f"  waiting for the rest of a half-written line ({p['bytes']} bytes) in {p['path']}"

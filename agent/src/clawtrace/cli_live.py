@@ -6,6 +6,7 @@ Registered on the main typer app by `cli.py` with `cli_live.register(app)`. Heav
 
 from __future__ import annotations
 
+import errno
 import json
 from typing import Annotated, Any
 
@@ -84,18 +85,29 @@ def serve(
         openclaw_dirs=openclaw_dir,
         fallback_seconds=rescan_seconds,
     )
-    shown = "localhost" if host in ("127.0.0.1", "::1") else host
-    typer.echo(
-        f"ClawTrace is watching your agent logs. Open http://{shown}:{port}/  (Ctrl-C to stop)"
-    )
-    if not token and not server_cfg.get("token"):
+
+    def announce() -> None:
+        shown = "localhost" if host in ("127.0.0.1", "::1") else host
         typer.echo(
-            f"Write endpoints (POST /api/rescan) take the token in {home_dir() / 'api-token'}"
+            f"ClawTrace is watching your agent logs. Open http://{shown}:{port}/  (Ctrl-C to stop)"
         )
+        if not token and not server_cfg.get("token"):
+            typer.echo(
+                f"Write endpoints (POST /api/rescan) take the token in {home_dir() / 'api-token'}"
+            )
+
     try:
-        serve_forever(stack, host, port, allow_remote=allow_remote, token=api_token)
+        serve_forever(
+            stack, host, port, allow_remote=allow_remote, token=api_token, announce=announce
+        )
     except OSError as exc:
-        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = (
+                f" (is another `clawtrace serve` running? see http://127.0.0.1:{port}/api/health;"
+                " or pick another --port)"
+            )
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
 
 
 @service_app.command("install")

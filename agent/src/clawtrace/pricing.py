@@ -219,6 +219,9 @@ def _thresholds(model_price: Any) -> list[int]:
     return sorted(found)
 
 
+_MISSING: Any = object()
+
+
 class Pricer:
     """Prices turns with caching; one per process (workers build their own after fork)."""
 
@@ -389,7 +392,9 @@ class Pricer:
         """(cost picodollars or None, price_source, cache savings, cache write cost)."""
         if model == "<synthetic>":
             return None, "none", 0, 0
-        card = self.card(provider, model, ts_ms, speed)
+        card = self._cards.get((provider, model, ts_ms // 86_400_000, speed), _MISSING)
+        if card is _MISSING:
+            card = self.card(provider, model, ts_ms, speed)
         if card is None:
             if reported_pico:
                 return reported_pico, "reported", 0, 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import marshal
 import os
 import queue
 import sqlite3
@@ -36,6 +37,8 @@ CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge tran
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 AGG_FLUSH_ROWS = 10_000  # bounds the main process's memory on huge first scans
 IN_FLIGHT_PER_WORKER = 2
+BATCH_BYTES = 2 * 1024 * 1024
+BATCH_FILES = 64
 
 ProgressFactory = Callable[[int, int], Callable[[int], None] | None]
 
@@ -157,14 +160,51 @@ def parse_task(task: dict[str, Any]) -> dict[str, Any]:
         out["error"] = f"{exc.__class__.__name__}: {exc.strerror or exc}"
     out["offset"] = offset
     out["state"] = state
+    if len(rows) > 1 and offset - task["offset"] > CHUNK_BYTES:
+        rows, tools_seq = _dedup_across_chunks(rows, tools_seq)
+        out["rows"] = rows
     # Pre-aggregate here, in parallel: the main process merges small dictionaries instead of
     # recomputing rollups over every row it stored.
     agg: dict[tuple[Any, ...], list[int]] = {}
     tool_agg: dict[tuple[Any, ...], list[float]] = {}
     store.rollup_accumulate(rows, agg, tool_agg, tools_seq)
-    out["agg"] = agg
-    out["tool_agg"] = tool_agg
+    # marshal, not pickle, carries the rows between processes: several times faster for
+    # plain tuples of ints and strings, and this process boundary is on the hot path.
+    out["rows"] = marshal.dumps(rows)
+    out["agg"] = marshal.dumps(agg)
+    out["tool_agg"] = marshal.dumps(tool_agg)
     return out
+
+
+_TOTAL = store.TURN_COLUMNS.index("total_tokens")
+_TOOLS = store.TURN_COLUMNS.index("tools")
+
+
+def _dedup_across_chunks(
+    rows: list[tuple[Any, ...]], tools_seq: list[tuple[str, ...]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[str, ...]]]:
+    """Streamed pieces of one response split across read chunks: keep one row per key (the
+    largest total, ties to the later) with the union of their tool names, as the store would."""
+    at: dict[int, int] = {}
+    out_rows: list[tuple[Any, ...]] = []
+    out_tools: list[tuple[str, ...]] = []
+    for row, tools in zip(rows, tools_seq, strict=True):
+        i = at.get(row[0])
+        if i is None:
+            at[row[0]] = len(out_rows)
+            out_rows.append(row)
+            out_tools.append(tools)
+            continue
+        merged = out_tools[i] + tuple(t for t in tools if t not in out_tools[i])
+        keep = row if row[_TOTAL] >= out_rows[i][_TOTAL] else out_rows[i]
+        tools_json = orjson.dumps(list(merged)).decode() if merged else "[]"
+        out_rows[i] = (*keep[:_TOOLS], tools_json, *keep[_TOOLS + 1 :])
+        out_tools[i] = merged
+    return out_rows, out_tools
+
+
+def parse_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [parse_task(t) for t in tasks]
 
 
 def _head_of(data: bytes) -> str:
@@ -241,76 +281,83 @@ def scan(
     prices_reprice_if_stale(conn, config, result)
 
     roots = source_roots(config, claude_dirs, openclaw_dirs)
-    known = _files_table(conn)
-    tasks: list[dict[str, Any]] = []
-    seen_paths: set[str] = set()
-    discoveries: dict[str, Discovery] = {}
-    pending_files: list[tuple[Any, ...]] = []
-    for name, source in SOURCES.items():
-        found = source.discover(roots[name])
-        discoveries[name] = found
-        result.roots[name] = {
-            "found": [str(p) for p in found.roots_found],
-            "missing": [str(p) for p in found.roots_missing],
-        }
-        for entry in found.files:
-            key = str(entry.path)
-            seen_paths.add(key)
-            result.files_seen += 1
-            try:
-                st = entry.path.stat()
-            except OSError:
-                continue
-            row = known.get(key)
-            reset = False
-            if row is None:
-                offset, state = 0, None
-            else:
-                unchanged = st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
-                if unchanged and st.st_ino == row["inode"]:
-                    result.files_unchanged += 1
-                    if row["missing_since"] is not None:
-                        pending_files.append(("present", row["id"]))
+    # Two scans at once (the CLI while `serve` runs) must not both start from the same
+    # offsets: the write lock is taken before the file table is read.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        known = _files_table(conn)
+        tasks: list[dict[str, Any]] = []
+        seen_paths: set[str] = set()
+        discoveries: dict[str, Discovery] = {}
+        pending_files: list[tuple[Any, ...]] = []
+        for name, source in SOURCES.items():
+            found = source.discover(roots[name])
+            discoveries[name] = found
+            result.roots[name] = {
+                "found": [str(p) for p in found.roots_found],
+                "missing": [str(p) for p in found.roots_missing],
+            }
+            for entry in found.files:
+                key = str(entry.path)
+                seen_paths.add(key)
+                result.files_seen += 1
+                try:
+                    st = entry.path.stat()
+                except OSError:
                     continue
-                if (
-                    st.st_ino != row["inode"]
-                    or st.st_size < row["offset"]
-                    or not _head_matches(entry.path, row["head_hash"])
-                ):
-                    reset = True
+                row = known.get(key)
+                reset = False
+                if row is None:
                     offset, state = 0, None
-                    result.files_reset += 1
                 else:
-                    offset = row["offset"]
-                    state = orjson.loads(row["state_json"]) if row["state_json"] else None
-            tasks.append(
-                {
-                    "source": name,
-                    "path": key,
-                    "offset": offset,
-                    "state": state,
-                    "ctx": entry.ctx,
-                    "size": st.st_size,
-                    "mtime_ns": st.st_mtime_ns,
-                    "inode": st.st_ino,
-                    "reset": reset,
-                    "file_id": row["id"] if row else None,
-                }
-            )
+                    unchanged = st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
+                    if unchanged and st.st_ino == row["inode"]:
+                        result.files_unchanged += 1
+                        if row["missing_since"] is not None:
+                            pending_files.append(("present", row["id"]))
+                        continue
+                    if (
+                        st.st_ino != row["inode"]
+                        or st.st_size < row["offset"]
+                        or not _head_matches(entry.path, row["head_hash"])
+                    ):
+                        reset = True
+                        offset, state = 0, None
+                        result.files_reset += 1
+                    else:
+                        offset = row["offset"]
+                        state = orjson.loads(row["state_json"]) if row["state_json"] else None
+                tasks.append(
+                    {
+                        "source": name,
+                        "path": key,
+                        "offset": offset,
+                        "state": state,
+                        "ctx": entry.ctx,
+                        "size": st.st_size,
+                        "mtime_ns": st.st_mtime_ns,
+                        "inode": st.st_ino,
+                        "reset": reset,
+                        "file_id": row["id"] if row else None,
+                    }
+                )
 
-    for path, row in known.items():
-        if path not in seen_paths and row["missing_since"] is None and not os.path.exists(path):
-            pending_files.append(("missing", row["id"]))
-            result.files_missing += 1
+        for path, row in known.items():
+            if path not in seen_paths and row["missing_since"] is None and not os.path.exists(path):
+                pending_files.append(("missing", row["id"]))
+                result.files_missing += 1
 
-    to_read = sum(max(t["size"] - t["offset"], 0) for t in tasks)
+        to_read = sum(max(t["size"] - t["offset"], 0) for t in tasks)
+        for found in discoveries.values():
+            found.files = []  # only the index is needed from here on; a big tree has many files
+    except BaseException:
+        conn.rollback()
+        raise
+
     tick = progress(to_read, len(tasks)) if progress else None
 
     bulk = to_read > PARALLEL_MIN_BYTES
-    if bulk:
-        # A crash mid-scan loses nothing: the offsets are in the same transaction as the turns,
-        # and the logs are still on disk to be read again.
-        conn.execute("PRAGMA synchronous=OFF")
+    # The offsets are in the same transaction as the turns: a crash mid-scan loses nothing.
     with conn:
         for kind, file_id in pending_files:
             conn.execute(
@@ -336,11 +383,11 @@ def scan(
         ts_col = store.TURN_COLUMNS.index("ts")
         for out in _run(tasks, config, workers, to_read):
             t = by_id[out["file_id"]]
-            rows = out["rows"]
+            rows = marshal.loads(out["rows"])  # noqa: S302 (our own worker wrote it)
             if rows:
                 if store.turns_insert_new(conn, rows):
-                    store.rollup_merge(agg, out["agg"], True)
-                    store.rollup_merge(tool_agg, out["tool_agg"], False)
+                    store.rollup_merge(agg, marshal.loads(out["agg"]), True)  # noqa: S302
+                    store.rollup_merge(tool_agg, marshal.loads(out["tool_agg"]), False)  # noqa: S302
                     if len(agg) > AGG_FLUSH_ROWS:
                         store.rollup_flush(conn, agg, tool_agg, flushed)
                 else:
@@ -386,9 +433,11 @@ def scan(
         store.rollup_flush(conn, agg, tool_agg, flushed)
         store.rollups_refresh(conn)
         _index_store(conn, discoveries)
-    if bulk:
-        conn.execute("PRAGMA synchronous=NORMAL")
-    result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+    previous = store.meta_get(conn, "last_scan_result")
+    if result.turn_rows == 0 and not result.repriced and previous:
+        result.turns_total = int(orjson.loads(previous).get("turns_total", 0))
+    else:
+        result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
     result.seconds = round(time.perf_counter() - started, 3)
     store.meta_set(conn, "last_scan", str(now))
     store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
@@ -405,29 +454,41 @@ def _run(tasks: list[dict[str, Any]], config: Config, workers: int | None, to_re
     import multiprocessing
 
     ordered = sorted(tasks, key=lambda t: t["offset"] - t["size"])  # largest first
-    slim = [
-        {k: t[k] for k in ("source", "path", "offset", "state", "ctx", "file_id")} for t in ordered
-    ]
+
+    def batches() -> Any:
+        # Small files travel in batches: one round trip per file costs more than parsing it.
+        batch: list[dict[str, Any]] = []
+        batch_bytes = 0
+        for t in ordered:
+            size = t["size"] - t["offset"]
+            if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_FILES):
+                yield batch
+                batch, batch_bytes = [], 0
+            batch.append(t)
+            batch_bytes += size
+        if batch:
+            yield batch
+
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(n, initializer=_pool_init, initargs=(config,)) as pool:
         # A bounded window of tasks in flight, taken in completion order: when SQLite writes
         # lag behind the parsers, work waits in the queue instead of piling up as results here.
         done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        todo = iter(slim)
+        todo = batches()
         in_flight = 0
-        for task in itertools.islice(todo, n * IN_FLIGHT_PER_WORKER):
-            pool.apply_async(parse_task, (task,), callback=done.put, error_callback=done.put)
+        for batch in itertools.islice(todo, n * IN_FLIGHT_PER_WORKER):
+            pool.apply_async(parse_batch, (batch,), callback=done.put, error_callback=done.put)
             in_flight += 1
         while in_flight:
-            out = done.get()
+            outs = done.get()
             in_flight -= 1
-            if isinstance(out, BaseException):
-                raise out
+            if isinstance(outs, BaseException):
+                raise outs
             nxt = next(todo, None)
             if nxt is not None:
-                pool.apply_async(parse_task, (nxt,), callback=done.put, error_callback=done.put)
+                pool.apply_async(parse_batch, (nxt,), callback=done.put, error_callback=done.put)
                 in_flight += 1
-            yield out
+            yield from outs
 
 
 def _index_store(conn: sqlite3.Connection, discoveries: dict[str, Discovery]) -> None:

@@ -60,6 +60,7 @@ class LiveScanner:
         self._observer: Any = None
         self._watched: set[str] = set()
         self.scans = 0
+        self.scanning = False
         self.last_error: str | None = None
         self.last_result: dict[str, Any] | None = None
         self.scanned = threading.Condition()
@@ -135,20 +136,27 @@ class LiveScanner:
             self.scanned.notify_all()
         return result
 
-    def start(self, initial_scan: bool = True) -> None:
-        if initial_scan:
+    def start(self, initial_scan: bool = True, background: bool = False) -> None:
+        """Scan, then watch. With `background` the first scan runs in the watcher thread, so a
+        server can answer (from the store as it is) while a big first import is under way."""
+        if initial_scan and not background:
             self._safe_scan()
         self._arm()
+        if initial_scan and background:
+            self._wake.set()
         self._thread = threading.Thread(target=self._loop, name="clawtrace-watch", daemon=True)
         self._thread.start()
 
     def _safe_scan(self) -> None:
+        self.scanning = True
         try:
             self.scan_once()
         except Exception as exc:
             # A locked or broken store must not kill the server; say so in /api/health.
             self.last_error = f"{exc.__class__.__name__}: {exc}"
             log.exception("scan failed")
+        finally:
+            self.scanning = False
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -179,6 +187,7 @@ class LiveScanner:
             "watching": self._thread is not None and self._thread.is_alive(),
             "watched_roots": sorted(self._watched),
             "scans": self.scans,
+            "scanning": self.scanning,
             "last_error": self.last_error,
         }
 

@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from clawtrace import store
-from clawtrace.alerts.channels import Alert, desktop_send, email_send, webhook_body, webhook_send
+from clawtrace.alerts.channels import (
+    Alert,
+    ChannelResult,
+    desktop_send,
+    email_send,
+    webhook_body,
+    webhook_send,
+)
 from clawtrace.alerts.engine import AlertDispatcher, AlertEngine, alerts_run
 from clawtrace.alerts.settings import (
     AlertSettings,
@@ -201,6 +208,24 @@ def test_a_failed_delivery_is_recorded_beside_the_alert(db):
     assert json.loads(channels) == [
         {"channel": "webhook", "ok": False, "skipped": False, "attempts": 2, "error": "HTTP 500"}
     ]
+
+
+def test_many_alerts_at_once_go_out_as_one_digest_and_every_record_gets_the_outcome(db):
+    sent: list[Alert] = []
+
+    def send(alert, settings):
+        sent.append(alert)
+        return [ChannelResult("webhook", ok=True, attempts=1)]
+
+    settings = AlertSettings(desktop=False)
+    dispatcher = AlertDispatcher(db, settings, send=send)
+    fired = run_once(db, settings, dispatcher)
+    dispatcher.close(wait=True)
+    assert len(fired) > 3
+    (digest,) = sent
+    assert digest.title == f"{len(fired)} ClawTrace alerts"
+    assert digest.severity == "critical"  # the runaway session is among them
+    assert all(json.loads(ch)[0]["ok"] for _, _, ch in fired_rows(db))
 
 
 # --- channels -----------------------------------------------------------------------------
@@ -401,24 +426,3 @@ def test_alerts_test_says_so_when_no_channel_can_deliver(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "desktop: skipped" in result.output
     assert "No channel could deliver" in result.output
-
-
-def test_serve_refuses_a_public_address_without_the_flag_and_a_token(tmp_path, monkeypatch):
-    from clawtrace.cli import app
-
-    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path))
-    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])  # noqa: S104
-    assert result.exit_code == 2
-    assert "--allow-remote" in result.output
-    assert not (tmp_path / "clawtrace.db").exists()
-
-
-def test_serve_with_a_corrupt_config_names_the_line_and_key(tmp_path, monkeypatch):
-    from clawtrace.cli import app
-
-    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path))
-    write_config(tmp_path, "[alerts]\nsession_spike_usd = -1\n")
-    result = CliRunner().invoke(app, ["serve"])
-    assert result.exit_code == 2
-    assert "line 2" in result.output and "alerts.session_spike_usd" in result.output
-    assert "Traceback" not in result.output

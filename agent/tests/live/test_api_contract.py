@@ -186,7 +186,10 @@ def test_the_saved_example_for_the_macos_app_matches_what_the_server_returns(cli
 
 def test_the_examples_index_names_the_request_behind_each_example():
     index = json.loads((EXAMPLES / "index.json").read_text())
-    assert index == {f"{name}.json": path for name, path in EXAMPLE_REQUESTS.items()}
+    expected = {f"{name}.json": path for name, path in EXAMPLE_REQUESTS.items()}
+    expected["error-400.json"] = ERROR_EXAMPLES["error-400"][0]
+    expected["error-421.json"] = "/api/summary (Host: rebound.example:19898)"
+    assert index == expected
 
 
 def test_a_fresh_install_with_no_store_yet_answers_every_endpoint(tmp_path):
@@ -248,3 +251,25 @@ def test_the_unusual_hour_of_the_loop_is_in_the_anomalies(client):
     hours = client.get("/api/anomalies?range=today").json()["hours"]
     loop_hour = next(h for h in hours if h["hour"] == "2026-11-20T16:00")  # 15:xx UTC in Paris
     assert loop_hour["cost_usd"] > 5 * max(loop_hour["expected_usd"], 0.5)
+
+
+ERROR_EXAMPLES = {
+    "error-400": ("/api/costs?range=fortnight", "127.0.0.1:19898", 400),
+    "error-421": ("/api/summary", "rebound.example:19898", 421),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_EXAMPLES))
+def test_the_saved_error_examples_match_what_the_server_returns(server_state, name):
+    path, host, status = ERROR_EXAMPLES[name]
+    with TestClient(app_create(server_state, 19898), base_url=f"http://{host}") as c:
+        response = c.get(path)
+    assert response.status_code == status
+    body = response.json()
+    jsonschema.Draft202012Validator(
+        {"$ref": "#/components/schemas/Error", "components": OPENAPI["components"]}
+    ).validate(body)
+    target = EXAMPLES / f"{name}.json"
+    if os.environ.get("CLAWTRACE_UPDATE_FIXTURES") == "1":
+        target.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    assert json.loads(target.read_text()) == body

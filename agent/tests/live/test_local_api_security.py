@@ -92,11 +92,11 @@ def test_loopback_addresses_need_no_flag():
 
 def test_in_remote_mode_every_request_needs_the_token(server_state):
     server_state.token_hash = token_hash("remote-secret")
-    app = app_create(
-        server_state, PORT, extra_hosts=("10.0.0.5:19898",), require_token_for_reads=True
-    )
-    assert get(app, "10.0.0.5:19898").status_code == 401
-    assert get(app, "10.0.0.5:19898", Authorization="Bearer remote-secret").status_code == 200
+    app = app_create(server_state, PORT, require_token_for_reads=True)
+    for host in ("10.0.0.5:19898", "laptop.lan:19898", f"127.0.0.1:{PORT}"):
+        assert get(app, host).status_code == 401
+        assert get(app, host, Authorization="Bearer wrong").status_code == 401
+        assert get(app, host, Authorization="Bearer remote-secret").status_code == 200
 
 
 def test_the_local_token_file_is_created_private_and_reused(tmp_path):

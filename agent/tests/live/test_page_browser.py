@@ -53,6 +53,8 @@ def page_server(fixture_db, tmp_path):
 @pytest.fixture
 def browser_page():
     sync_api = pytest.importorskip("playwright.sync_api")
+    # Generous waits (a loaded CI box is slow); none of them is a timing assertion.
+    sync_api.expect.set_options(timeout=20_000)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         context = browser.new_context(
@@ -144,6 +146,8 @@ def test_a_new_turn_written_to_a_log_appears_on_the_open_page(tmp_path, browser_
         AlertSettings(desktop=False),
         claude_dirs=[str(tmp_path / "claude")],
         openclaw_dirs=[str(tmp_path / "openclaw")],
+        # Should a CI box not deliver file events, the rescan timer still gets there in time.
+        fallback_seconds=5.0,
     )
     with ServerThread(stack) as server:
         page = browser_page

@@ -27,6 +27,8 @@ HOUR_MS = 3_600_000
 BASELINE_WEEKS = 8
 MIN_HISTORY_DAYS = 14
 RUNAWAY_LOOKBACK_MS = 30 * 60_000
+# More new alerts than this from one evaluation are sent as a single digest.
+DIGEST_OVER = 3
 # A month-end forecast from fewer days than this is too noisy to alert on.
 FORECAST_MIN_DAY = 5
 # How much of an active session the runaway detector reads (its "start" is within this).
@@ -346,9 +348,25 @@ class AlertDispatcher:
         self._lock = threading.Lock()
 
     def submit(self, alert_id: int, alert: Alert) -> Future:
-        return self._pool.submit(self._deliver, alert_id, alert)
+        return self._pool.submit(self._deliver, [alert_id], alert)
 
-    def _deliver(self, alert_id: int, alert: Alert) -> list[ChannelResult]:
+    def submit_batch(self, fired: list[tuple[int, Alert]]) -> list[Future]:
+        """Send what one evaluation fired; more than DIGEST_OVER alerts go out as one digest
+        (each record still gets the outcome), so a busy day does not ring the phone 15 times."""
+        if len(fired) <= DIGEST_OVER:
+            return [self.submit(alert_id, alert) for alert_id, alert in fired]
+        worst = "critical" if any(a.severity == "critical" for _, a in fired) else "warning"
+        digest = Alert(
+            rule="digest",
+            window_key=",".join(str(i) for i, _ in fired),
+            severity=worst,
+            title=f"{len(fired)} ClawTrace alerts",
+            message="\n".join(f"- {a.title}" for _, a in fired),
+            details={"alerts": [a.rule for _, a in fired]},
+        )
+        return [self._pool.submit(self._deliver, [i for i, _ in fired], digest)]
+
+    def _deliver(self, alert_ids: list[int], alert: Alert) -> list[ChannelResult]:
         try:
             results = self._send(alert, self.settings)
         except Exception as exc:  # a channel bug must not lose the record's outcome
@@ -360,7 +378,8 @@ class AlertDispatcher:
         with self._lock:
             conn = store.connect(self.db_path)
             try:
-                alert_channels_save(conn, alert_id, results)
+                for alert_id in alert_ids:
+                    alert_channels_save(conn, alert_id, results)
             finally:
                 conn.close()
         return results
@@ -382,6 +401,6 @@ def alerts_run(
         if alert_id is None:
             continue
         fired.append((alert_id, alert))
-        if dispatcher is not None:
-            dispatcher.submit(alert_id, alert)
+    if dispatcher is not None and fired:
+        dispatcher.submit_batch(fired)
     return fired

@@ -48,7 +48,6 @@ from clawtrace.server.security import (
     HostCheckMiddleware,
     allowed_hosts,
     bearer_from_header,
-    token_hash,
     token_matches,
 )
 
@@ -203,6 +202,7 @@ def health(request: Request, state: ServerState, conn: sqlite3.Connection) -> di
         "turns": int(turns),
         "last_scan_at": last_scan,
         "watching": bool(status.get("watching", False)),
+        "scanning": bool(status.get("scanning", False)),
         "scan_error": status.get("last_error"),
         "uptime_seconds": round((state.now() - state.started_at).total_seconds(), 1)
         if state.started_at
@@ -438,11 +438,16 @@ def app_create(
         Route("/api/rescan", rescan, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_web_dir()), name="static"),
     ]
-    middleware = [Middleware(HostCheckMiddleware, hosts=allowed_hosts(port, extra_hosts))]
     if require_token_for_reads:
+        # Remote mode: clients arrive under whatever name or address reaches this machine, so
+        # the Host check cannot list them; the token on every request replaces it (a rebinding
+        # page cannot attach an Authorization header to a cross-origin request without a CORS
+        # preflight, which is never answered).
         if not state.token_hash:
             raise ValueError("remote access needs a token")
-        middleware.append(Middleware(RemoteTokenMiddleware, expected_hash=state.token_hash))
+        middleware = [Middleware(RemoteTokenMiddleware, expected_hash=state.token_hash)]
+    else:
+        middleware = [Middleware(HostCheckMiddleware, hosts=allowed_hosts(port, extra_hosts))]
     app = Starlette(
         routes=routes,
         middleware=middleware,
@@ -454,4 +459,4 @@ def app_create(
     return app
 
 
-__all__ = ["ServerState", "app_create", "token_hash"]
+__all__ = ["ServerState", "app_create"]

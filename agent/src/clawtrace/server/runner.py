@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
@@ -128,6 +129,19 @@ def _uvicorn_server(app: Any, host: str, port: int) -> Any:
     return uvicorn.Server(config)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind before anything else starts, so "port in use" is a clear error, not a log line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve_forever(
     stack: LiveStack,
     host: str = DEFAULT_HOST,
@@ -135,19 +149,27 @@ def serve_forever(
     *,
     allow_remote: bool = False,
     token: str | None = None,
+    announce: Callable[[], None] | None = None,
 ) -> None:
     bind_check(host, allow_remote, token)
-    extra = () if is_loopback(host) else (f"{host}:{port}".lower(),)
-    app = app_create(
-        stack.state, port, extra_hosts=extra, require_token_for_reads=not is_loopback(host)
-    )
+    try:
+        sock = listening_socket(host, port)
+    except OSError:
+        stack.stop()
+        raise
+    if announce is not None:
+        announce()
+    app = app_create(stack.state, port, require_token_for_reads=not is_loopback(host))
     if stack.scanner is not None:
-        stack.scanner.start(initial_scan=True)
+        # Listen at once; the first import (seconds on a big history) runs in the background
+        # and /api/health says `scanning` meanwhile.
+        stack.scanner.start(initial_scan=True, background=True)
     server = _uvicorn_server(app, host, port)
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         stack.stop()
+        sock.close()
 
 
 class ServerThread:
@@ -155,9 +177,7 @@ class ServerThread:
 
     def __init__(self, stack: LiveStack, host: str = "127.0.0.1", port: int = 0) -> None:
         self.stack = stack
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
+        self.sock = listening_socket(host, port)
         self.host = host
         self.port = self.sock.getsockname()[1]
         self.app = app_create(stack.state, self.port)

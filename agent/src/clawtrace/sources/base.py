@@ -26,6 +26,10 @@ from typing import Any, Protocol
 # 19 git_branch, 20 tools (tuple of names)
 RawTurn = tuple[Any, ...]
 
+# Anything larger is corrupt, and would overflow SQLite's 64-bit integers once summed.
+MAX_TOKENS = 10**12
+MAX_USD = 10**6
+
 
 @dataclass
 class FileEntry:
@@ -120,7 +124,14 @@ def token_count(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return value if 0 <= value < MAX_TOKENS else None
+    if isinstance(value, float) and value.is_integer() and 0 <= value < MAX_TOKENS:
         return int(value)
+    return None
+
+
+def money(value: Any) -> float | None:
+    """A logged dollar cost: a finite, non-negative, plausible number, else None."""
+    if (type(value) is int or type(value) is float) and 0 <= value < MAX_USD:
+        return float(value)
     return None

@@ -17,11 +17,13 @@ from typing import Any
 import orjson
 
 from clawtrace.sources.base import (
+    MAX_TOKENS,
     Discovery,
     FileEntry,
     ParseResult,
     RawTurn,
     iso_to_ms,
+    money,
     split_lines,
     token_count,
 )
@@ -238,10 +240,10 @@ def _turn(
         and type(out) is int
         and type(cread) is int
         and type(cwrite) is int
-        and inp >= 0
-        and out >= 0
-        and cread >= 0
-        and cwrite >= 0
+        and 0 <= inp < MAX_TOKENS
+        and 0 <= out < MAX_TOKENS
+        and 0 <= cread < MAX_TOKENS
+        and 0 <= cwrite < MAX_TOKENS
     ):
         counts = [token_count(v) for v in (inp, out, cread, cwrite)]
         if None in counts:
@@ -269,7 +271,7 @@ def _turn(
     agent_id = obj.get("agentId")
     subagent = agent_id if agent_id and type(agent_id) is str else None
     cost = obj.get("costUSD")
-    reported = float(cost) if type(cost) is float or type(cost) is int else None
+    reported = money(cost)
     speed = get("speed")
     branch = obj.get("gitBranch")
     return (

@@ -21,6 +21,7 @@ from clawtrace.sources.base import (
     ParseResult,
     RawTurn,
     iso_to_ms,
+    money,
     split_lines,
     token_count,
 )
@@ -231,7 +232,7 @@ def _turn(
     ts = iso_to_ms(obj.get("timestamp"))
     if ts is None:
         mts = msg.get("timestamp")
-        if isinstance(mts, int | float) and not isinstance(mts, bool) and mts > 0:
+        if type(mts) in (int, float) and 0 < mts < 10**14:
             ts = int(mts)
     if ts is None:
         result.malformed += 1
@@ -255,9 +256,7 @@ def _turn(
     cost = usage.get("cost")
     reported = None
     if isinstance(cost, dict):
-        total_cost = cost.get("total")
-        if isinstance(total_cost, int | float) and not isinstance(total_cost, bool):
-            reported = float(total_cost)
+        reported = money(cost.get("total"))
     tools: list[str] = []
     content = msg.get("content")
     if isinstance(content, list):

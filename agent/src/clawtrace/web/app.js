@@ -247,8 +247,10 @@ async function poll() {
   try {
     const h = await api("/api/health");
     const seen = `${h.turns}|${h.last_scan_at}`;
-    document.getElementById("status-dot").className = "dot ok";
-    setText("status-text", `${fmtInt(h.turns)} turns · ${h.watching ? "live" : "not watching"} · last scan ${fmtWhen(h.last_scan_at)}`);
+    const mode = h.scanning ? "importing logs…" : h.watching ? "live" : "not watching";
+    const problem = h.scan_error ? ` · scan error: ${h.scan_error}` : "";
+    setText("status-text", `${fmtInt(h.turns)} turns · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}`);
+    document.getElementById("status-dot").className = h.scan_error ? "dot bad" : "dot ok";
     if (seen !== state.lastSeen) {
       state.lastSeen = seen;
       await refreshAll();
