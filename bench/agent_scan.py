@@ -214,6 +214,17 @@ def check_ours(report: dict, truth: dict) -> str:
     return f"DIFFERS ({len(diffs)} models, e.g. {m}: ours {got.get(m)} truth {want.get(m)})"
 
 
+def check_ours_by_day(report: dict, truth: dict) -> str:
+    """Our `cost-report --by day --timezone UTC --json` against truth's UTC days."""
+    want = {r["day"]: _key_totals(r) for r in truth["by_day"]}
+    got = {row["day"]: _key_totals(row) for row in report.get("rows", [])}
+    if got == want:
+        return "exact"
+    diffs = [d for d in sorted(set(want) | set(got)) if want.get(d) != got.get(d)]
+    d = diffs[0]
+    return f"DIFFERS by day ({len(diffs)} days, e.g. {d}: ours {got.get(d)} truth {want.get(d)})"
+
+
 def check_ccusage(data: dict, truth: dict) -> str:
     """ccusage's all-agents daily JSON against truth per (source, model), tokens only."""
     want: dict[tuple[str, str], tuple[int, ...]] = {}
@@ -326,14 +337,21 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
     if steps_wanted & {"cold", "warm", "reports"}:
         cold_run = median_run([*ct, "scan"], ct_env, args.repeat_heavy, prepare=fresh_home)
         cold = record("clawtrace scan (cold)", cold_run)
+        # Flush the store's dirty pages now, so the kernel's writeback of a cold scan's
+        # hundreds of MB does not land in the warm-scan and report timings that follow.
+        os.sync()
         if cold["rc"] == 0:
             # A benchmark that measures wrong numbers is worthless: check the store first.
             check = run_measured(
                 [*ct, "cost-report", "--by", "model", "--range", "all", "--no-scan", "--json"],
                 ct_env,
             )
+            day_cmd = ["cost-report", "--by", "day", "--range", "all", "--timezone", "UTC"]
+            check_day = run_measured([*ct, *day_cmd, "--no-scan", "--json"], ct_env)
             try:
                 cold["truth"] = check_ours(json.loads(check["stdout"]), truth)
+                if cold["truth"] == "exact":
+                    cold["truth"] = check_ours_by_day(json.loads(check_day["stdout"]), truth)
             except (ValueError, KeyError) as exc:
                 cold["truth"] = f"unreadable cost-report output: {exc} {check['stderr'][-200:]}"
             cold["note"] = (cold.get("note") or "") + f"totals vs truth: {cold['truth']}"

@@ -12,12 +12,14 @@ from contextlib import ExitStack
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
 from rest_framework import exceptions, serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.permissions import SAFE_METHODS
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -37,6 +39,12 @@ API_PATH_PREFIX = "/api/"
 # --- Error shape --------------------------------------------------------------------------------
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
+
+
 def error_body(code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
@@ -48,7 +56,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             error_body(exc.code, exc.message, exc.extra.get("fields")), status=exc.status_code
         )
-    if isinstance(exc, DjangoValidationError):
+    if isinstance(exc, RequestDataTooBig):
+        # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE when DRF reads them; left
+        # alone it reached handler400 as a vague "not valid". Say what is wrong, with a 413.
+        exc = RequestTooLarge()
+    elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(as_serializer_error(exc))
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
@@ -58,6 +70,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # an unexpected error: handler500 answers JSON, the log keeps the traceback
+    _render_as_json(context)
     if isinstance(exc, exceptions.ValidationError):
         detail = response.data
         fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
@@ -67,6 +80,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         message = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
         response.data = error_body(code if isinstance(code, str) else "error", str(message))
     return response
+
+
+def _render_as_json(context: dict[str, Any]) -> None:
+    """Errors leave as JSON whatever renderer the request negotiated: the browsable API (on in
+    DEBUG, `?format=api`) would otherwise render them as an HTML page, and drf-spectacular's
+    schema view as OpenAPI YAML, neither of which has the error shape. Found by the
+    hostile-input walk (`clawtrace_site/tests/test_hostile_input.py`)."""
+    request = context.get("request")
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
 
 
 def _is_api_request(request: HttpRequest) -> bool:
@@ -89,6 +113,18 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
     if _is_api_request(request):
         return JsonResponse(error_body("not_found", "Not found."), status=404)
     return defaults.page_not_found(request, exception)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """`CSRF_FAILURE_VIEW`: Django's own answers an HTML page, also under `/api/` for views that
+    are not DRF's (the `/api/` catch-all; DRF views are CSRF-exempt and check it themselves).
+    Found by the hostile-input walk."""
+    if _is_api_request(request):
+        return JsonResponse(
+            error_body("csrf_failed", "CSRF verification failed; reload and try again."),
+            status=403,
+        )
+    return csrf.csrf_failure(request, reason)
 
 
 def api_not_found(request: HttpRequest) -> HttpResponse:

@@ -116,3 +116,14 @@ def test_doctor_reports_malformed_gone_files_cleanup_and_missing_transcripts(con
     assert data["claude_cleanup"]["days"] == 99999 and not data["claude_cleanup"]["default"]
     assert data["openclaw_sessions_without_transcript"][0]["session_key"] == "agent:main:cron:x"
     assert data["store"]["turns"] == 1
+
+
+def test_a_store_from_a_development_build_is_refused_with_advice(tmp_path):
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE turns (id INTEGER PRIMARY KEY, dedup_key TEXT UNIQUE)")
+    old.execute(f"PRAGMA user_version = {len(store.MIGRATIONS)}")
+    old.commit()
+    old.close()
+    with pytest.raises(store.StoreError, match="move it aside"):
+        store.connect(path)

@@ -230,3 +230,21 @@ def test_pieces_of_one_response_split_across_read_chunks_count_once(conn, tmp_pa
     assert len(rows) == 7
     assert rows["m1"]["output_tokens"] == 70
     assert sorted(json.loads(rows["m1"]["tools"])) == ["Grep", "Read"]
+
+
+def test_a_verbatim_copy_in_a_resumed_session_recomputes_no_rollup(conn, tmp_path, monkeypatch):
+    from clawtrace import store
+
+    line = claude_assistant(msg_id="m1", out=10)
+    write_lines(_file(tmp_path), [line])
+    run_scan(conn, tmp_path / "claude")
+    rebuilt = []
+    original = store.rollups_rebuild
+    monkeypatch.setattr(
+        store, "rollups_rebuild", lambda c, ranges: rebuilt.append(ranges) or original(c, ranges)
+    )
+    later = claude_assistant(msg_id="m2", ts="2026-02-11T10:00:00.000Z")  # a bucket of its own
+    write_lines(_file(tmp_path).with_name("resumed.jsonl"), [line, later])
+    run_scan(conn, tmp_path / "claude")
+    assert rebuilt == []
+    assert reports.totals(conn).turns == 2

@@ -24,20 +24,26 @@ succeed (say, removing a member) does not take the objects away from the ones af
 from __future__ import annotations
 
 import json
+import re
+from html import unescape as html_unescape
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
+from django.contrib import admin as django_admin
 from django.core.cache import cache
 from django.db import transaction
+from django.http import HttpResponseBase
 from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from accounts.models import User
+from accounts.tests.factories import UserFactory
 from clawtrace_site.tests.urlwalk import (
     OBJECT_KWARG_FILLERS,
     ORG_KWARG,
@@ -59,6 +65,7 @@ API_PREFIX = "/api/"
 REQUESTS_SENT: Counter[str] = Counter()
 MINIMUM_SWEEP_REQUESTS_PER_ROLE = 3000
 EXPLORATION_EXAMPLES_PER_ROLE = 400
+FORM_EXAMPLES_PER_ROLE = 300
 
 # --- The hostile catalogue ----------------------------------------------------------------------
 
@@ -160,6 +167,10 @@ HOSTILE_PATH_VALUES = [
     "\u202e",
     " ",
 ]
+
+# How a re-rendered page shows that input was refused: Django's `errorlist`, our `.form-error` /
+# `.message-error`, or allauth's "invalid link" pages.
+FORM_ERROR_MARKERS = (b"errorlist", b"error", b"invalid")
 
 METHODS_WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 METHODS_WITHOUT_BODY = ("GET", "HEAD", "OPTIONS", "PROPFIND")
@@ -267,19 +278,20 @@ class Probe:
 class Walker:
     """Sends probes as one role and collects every broken promise."""
 
-    def __init__(self, role: str, world: OrgWorld) -> None:
+    def __init__(self, role: str, world: OrgWorld, user: User | None = None) -> None:
         self.role = role
         self.client = Client(raise_request_exception=False)
         self.csrf_client = Client(enforce_csrf_checks=True, raise_request_exception=False)
-        user = {"member": world.member, "owner": world.owner}.get(role)
+        user = user or {"member": world.member, "owner": world.owner}.get(role)
         if user is not None:
             self.client.force_login(user)
             self.csrf_client.cookies = SimpleCookie(self.client.cookies.output(header=""))
         self.csrf_client.cookies["csrftoken"] = "a" * 32
         self.failures: list[str] = []
         self.sent = 0
+        self.require_form_error_on_200 = True
 
-    def send(self, probe: Probe) -> None:
+    def send(self, probe: Probe) -> HttpResponseBase:
         client = self.csrf_client if probe.enforce_csrf else self.client
         cookies = client.cookies.output(header="")
         extra: dict[str, str] = {"QUERY_STRING": probe.query}
@@ -300,12 +312,13 @@ class Walker:
         client.cookies = SimpleCookie(cookies)  # the session row was rolled back with the rest
         self.sent += 1
         REQUESTS_SENT[self.role] += 1
-        problem = _response_problem(probe, response)
+        problem = _response_problem(probe, response, self.require_form_error_on_200)
         if problem:
             self.failures.append(f"{self.role}: {probe.describe()} -> {problem}")
+        return response
 
 
-def _response_problem(probe: Probe, response) -> str | None:
+def _response_problem(probe: Probe, response, require_form_error_on_200: bool = True) -> str | None:
     status = response.status_code
     exc_info = getattr(response, "exc_info", None)
     if exc_info or status >= 500:
@@ -314,6 +327,17 @@ def _response_problem(probe: Probe, response) -> str | None:
     content = response.content if not getattr(response, "streaming", False) else b""
     if b"Traceback (most recent call last)" in content or b'id="traceback"' in content:
         return f"{status} with a traceback in the body"
+    is_html = response.get("Content-Type", "").startswith("text/html")
+    # Hostile input is never accepted, so a 200 page must be the form again saying what is wrong.
+    shows_error = any(marker in content.lower() for marker in FORM_ERROR_MARKERS)
+    if (
+        require_form_error_on_200
+        and probe.method in METHODS_WITH_BODY
+        and status == 200
+        and is_html
+        and not shows_error
+    ):
+        return "200 page after hostile input without a form error"
     if probe.path.startswith(API_PREFIX) and 400 <= status < 500 and probe.method != "HEAD":
         if not response.get("Content-Type", "").startswith("application/json"):
             return f"{status} under /api/ with {response.get('Content-Type')!r}, not JSON"
@@ -329,9 +353,13 @@ def _response_problem(probe: Probe, response) -> str | None:
 # --- URLs ---------------------------------------------------------------------------------------
 
 
-def _route_kwargs(route: Route, world: OrgWorld) -> dict[str, object]:
-    values: dict[str, object] = {}
+def _route_kwargs(
+    route: Route, world: OrgWorld, overrides: dict[str, object] | None = None
+) -> dict[str, object]:
+    values: dict[str, object] = dict(overrides or {})
     for kwarg in route.kwargs:
+        if kwarg in values:
+            continue
         if kwarg == ORG_KWARG:
             values[kwarg] = world.organization.slug
         elif kwarg in OBJECT_KWARG_FILLERS:
@@ -351,9 +379,26 @@ def _walkable_routes() -> list[Route]:
     return list(routes_walk())
 
 
-def _sweep_probes(route: Route, world: OrgWorld) -> Iterator[Probe]:
-    kwargs = _route_kwargs(route, world)
+def _sweep_probes(
+    route: Route,
+    world: OrgWorld,
+    *,
+    full: bool = True,
+    overrides: dict[str, object] | None = None,
+) -> Iterator[Probe]:
+    """The catalogue for one route. `full=False` (a route whose view another route already got
+    the full catalogue for, like the admin's per-model pages) keeps one probe of each kind."""
+    kwargs = _route_kwargs(route, world, overrides)
     path = url_build(route, kwargs)
+    if not full:
+        yield Probe("GET", path, QUERY_STRINGS[3])
+        for method, body in zip(METHODS_WITH_BODY, _fixed_bodies()[:8:2], strict=True):
+            yield Probe(method, path, body=body)
+        yield Probe("POST", path, body=_fixed_bodies()[0], enforce_csrf=True)
+        for kwarg in route.kwargs:
+            for value in HOSTILE_PATH_VALUES[::3]:
+                yield Probe("GET", url_fill(route, {**kwargs, kwarg: value}))
+        return
     for query in QUERY_STRINGS:
         yield Probe("GET", path, query)
     for method in METHODS_WITHOUT_BODY[1:]:
@@ -363,6 +408,7 @@ def _sweep_probes(route: Route, world: OrgWorld) -> Iterator[Probe]:
             yield Probe(method, path, body=body)
     for body in _oversized_bodies():
         yield Probe("POST", path, body=body)
+    yield Probe("PATCH", path, body=_oversized_bodies()[1])
     form = _fixed_bodies()[0]
     yield Probe("POST", path, body=form, enforce_csrf=True)
     yield Probe("POST", path, body=form, enforce_csrf=True, headers={"HTTP_X_CSRFTOKEN": "b" * 32})
@@ -392,11 +438,13 @@ _json_leaf = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     _text,
 )
-_json_values = st.recursive(
-    _json_leaf,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4),
-    max_leaves=12,
-)
+
+
+def _json_containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4)
+
+
+_json_values = st.recursive(_json_leaf, _json_containers, max_leaves=12)
 _form_data = st.dictionaries(
     _keys.map(lambda key: key or "_"), st.one_of(_text, st.lists(_text, max_size=3)), max_size=8
 )
@@ -454,14 +502,93 @@ def test_every_url_answers_a_hostile_catalogue_with_a_4xx_never_a_500(
 ):
     caplog.set_level("DEBUG")
     walker = Walker(role, fuzz_world)
+    views_swept: set[str] = set()
     for route in _walkable_routes():
-        for probe in _sweep_probes(route, fuzz_world):
+        full = route.lookup not in views_swept
+        views_swept.add(route.lookup)
+        for probe in _sweep_probes(route, fuzz_world, full=full):
             walker.send(probe)
 
     print(f"\nhostile-input sweep as {role}: {walker.sent} requests")
     assert not walker.failures, "\n".join(walker.failures[:60])
     assert CANARY not in caplog.text
     assert walker.sent > MINIMUM_SWEEP_REQUESTS_PER_ROLE
+
+
+_POST_FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.DOTALL | re.IGNORECASE)
+_ACTION = re.compile(r"""action=["']([^"']*)["']""", re.IGNORECASE)
+_FIELD_NAME = re.compile(r"""<(?:input|select|textarea)\b[^>]*\bname=["']([^"']+)["']""", re.I)
+
+# Values for a form's own fields: plausible ones, so validation gets past the first field,
+# mixed with the hostile catalogue and generated text.
+_form_field_values = st.one_of(
+    st.sampled_from(["owner", "admin", "member", "alpha-fuzz", "Alpha Fuzz", "on", "1"]),
+    st.sampled_from(["engineer@alpha-fuzz.example", "new@alpha-fuzz.example", "a@b.co"]),
+    st.sampled_from(HOSTILE_STRINGS),
+    st.emails().map(lambda email: email[:300]),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=80),
+)
+
+
+def _post_forms(html: str, page_path: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(path, query, field names) of every POST form on a page, as the browser would send it."""
+    forms = []
+    for attributes, inner in _POST_FORM.findall(html):
+        if "post" not in attributes.lower():
+            continue
+        action = _ACTION.search(attributes)
+        target = urlsplit(html_unescape(action.group(1)) if action and action.group(1) else "")
+        if target.netloc:
+            continue  # a form that posts elsewhere is not ours to fuzz
+        names = tuple(dict.fromkeys(_FIELD_NAME.findall(inner)))
+        forms.append((target.path or page_path, target.query, names))
+    return forms
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_form_answers_generated_values_in_its_own_fields_with_a_4xx_or_its_errors(
+    role: str, fuzz_world: OrgWorld, caplog: pytest.LogCaptureFixture
+):
+    """The forms are found by reading every page the role can GET, so a form a later issue
+    adds is fuzzed field by field without being named here."""
+    caplog.set_level("DEBUG")
+    walker = Walker(role, fuzz_world)
+    forms: set[tuple[str, str, tuple[str, ...]]] = set()
+    for route in _walkable_routes():
+        path = url_build(route, _route_kwargs(route, fuzz_world))
+        page = walker.send(Probe("GET", path))
+        if page.status_code == 200 and page.get("Content-Type", "").startswith("text/html"):
+            forms.update(_post_forms(page.content.decode(errors="replace"), path))
+    assert forms, "no POST form found on any page: the form walk would prove nothing"
+    ordered_forms = sorted(forms)
+
+    @settings(
+        max_examples=FORM_EXAMPLES_PER_ROLE,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(data=st.data())
+    def fill_in(data: st.DataObject):
+        path, query, names = data.draw(st.sampled_from(ordered_forms))
+        values = data.draw(st.fixed_dictionaries({name: _form_field_values for name in names}))
+        body = urlencode(values).encode()
+        walker.send(
+            Probe(
+                "POST",
+                path,
+                query,
+                Body("generated form", "application/x-www-form-urlencoded", body),
+            )
+        )
+
+    fill_in()
+
+    print(f"\nhostile-input form fill as {role}: {len(forms)} forms, {walker.sent} requests")
+    assert not walker.failures, "\n".join(walker.failures[:60])
+    assert CANARY not in caplog.text
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -497,6 +624,109 @@ def test_every_url_answers_generated_hostile_requests_with_a_4xx_never_a_500(
     assert not walker.failures, "\n".join(walker.failures[:60])
     assert CANARY not in caplog.text
     assert walker.sent >= EXPLORATION_EXAMPLES_PER_ROLE
+
+
+def _admin_object_id(route: Route) -> dict[str, object]:
+    """A real row for the admin's per-object pages, so an operator's probes reach the forms."""
+    if "object_id" not in route.kwargs:
+        return {}
+    for model in django_admin.site._registry:
+        prefix = f"admin:{model._meta.app_label}_{model._meta.model_name}_"
+        if (route.name or "").startswith(prefix):
+            row = model._default_manager.order_by("pk").first()
+            return {"object_id": row.pk} if row is not None else {}
+    return {}
+
+
+def test_the_admin_answers_an_operators_hostile_input_with_a_4xx_never_a_500(
+    fuzz_world: OrgWorld, caplog: pytest.LogCaptureFixture
+):
+    """The admin is staff-only, so the three roles above only meet its login redirect; an
+    operator reaches its forms, changelist filters and searches."""
+    caplog.set_level("DEBUG")
+    operator = UserFactory(email="ops@clawtrace.example", is_staff=True, is_superuser=True)
+    walker = Walker("operator", fuzz_world, user=operator)
+    # Django's admin answers a POST to a page without a form (index, logout) with the page.
+    walker.require_form_error_on_200 = False
+    for route in _walkable_routes():
+        if route.top_namespace != "admin":
+            continue
+        overrides = _admin_object_id(route)
+        path = url_build(route, _route_kwargs(route, fuzz_world, overrides))
+        for query in QUERY_STRINGS:  # changelist search, filters, ordering and paging
+            walker.send(Probe("GET", path, query))
+        for probe in _sweep_probes(route, fuzz_world, full=False, overrides=overrides):
+            walker.send(probe)
+
+    print(f"\nhostile-input admin sweep as operator: {walker.sent} requests")
+    assert not walker.failures, "\n".join(walker.failures[:60])
+    assert CANARY not in caplog.text
+    assert walker.sent > 500
+
+
+# --- The faults the walk found, pinned one by one ------------------------------------------------
+
+
+def _api_error(response) -> dict:
+    assert response["Content-Type"].startswith("application/json")
+    return response.json()["error"]
+
+
+def test_api_answers_deeply_nested_json_with_a_400_not_a_recursion_error(
+    fuzz_world: OrgWorld, client_for
+):
+    client = client_for(fuzz_world.owner)
+    url = f"/api/v1/organizations/alpha-fuzz/members/{fuzz_world.membership.pk}/"
+    deep = b"[" * DEEP_JSON_DEPTH + b"]" * DEEP_JSON_DEPTH
+    response = client.patch(url, deep, content_type="application/json")
+    assert response.status_code == 400
+    assert _api_error(response)["code"] == "parse_error"
+
+
+def test_api_answers_a_json_body_over_the_upload_limit_with_a_413(
+    fuzz_world: OrgWorld, client_for, settings
+):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    client = client_for(fuzz_world.owner)
+    url = f"/api/v1/organizations/alpha-fuzz/members/{fuzz_world.membership.pk}/"
+    padded = b'{"role": "admin"' + b" " * 1000 + b"}"  # valid, only too big
+    response = client.patch(url, padded, content_type="application/json")
+    assert response.status_code == 413
+    assert _api_error(response)["code"] == "request_too_large"
+    fuzz_world.membership.refresh_from_db()
+    assert fuzz_world.membership.role == "member"
+    small = client.patch(url, b'{"role": "admin"}', content_type="application/json")
+    assert small.status_code == 200
+
+
+def test_api_errors_are_json_even_when_html_or_the_browsable_api_is_asked_for(
+    fuzz_world: OrgWorld, client_for
+):
+    client = client_for(fuzz_world.member)
+    url = f"/api/v1/organizations/alpha-fuzz/members/{fuzz_world.membership.pk}/"
+    for response in (
+        client.get("/api/v1/organizations/alpha-fuzz/members/?format=api&page=x"),
+        client.delete(url, headers={"accept": "text/html"}),
+        Client().get("/api/v1/organizations/", headers={"accept": "text/html"}),
+    ):
+        assert 400 <= response.status_code < 500
+        assert _api_error(response)["message"]
+
+
+def test_schema_view_errors_are_json_not_openapi_yaml():
+    response = Client().post("/api/schema/", {"x": "y"})
+    assert response.status_code == 405
+    assert _api_error(response)["code"] == "method_not_allowed"
+
+
+def test_csrf_failure_under_api_answers_json_and_elsewhere_a_page():
+    client = Client(enforce_csrf_checks=True)
+    api = client.post("/api/v2/anything/", {"a": "b"})
+    assert api.status_code == 403
+    assert _api_error(api)["code"] == "csrf_failed"
+    page = client.post("/orgs/new/", {"name": "x"})
+    assert page.status_code == 403
+    assert page["Content-Type"].startswith("text/html")
 
 
 def test_the_walk_covers_every_kind_of_route():
@@ -536,6 +766,8 @@ def test_the_judge_catches_a_500_and_a_non_json_api_error():
     )
     assert _response_problem(api, FakeResponse(400, b"<h1>Bad</h1>", "text/html"))
     assert _response_problem(api, FakeResponse(400, b'{"detail": "x"}', "application/json"))
+    assert _response_problem(page, FakeResponse(200, b"<form>Welcome</form>", "text/html"))
     assert _response_problem(page, FakeResponse(400, b"<ul class=errorlist>", "text/html")) is None
+    assert _response_problem(page, FakeResponse(200, b"<ul class=errorlist>", "text/html")) is None
     ok = b'{"error": {"code": "invalid_input", "message": "The request is not valid."}}'
     assert _response_problem(api, FakeResponse(400, ok, "application/json")) is None

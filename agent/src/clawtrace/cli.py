@@ -174,10 +174,10 @@ def _progress_factory(total_bytes: int, files: int) -> Any:
 # --- output helpers ----------------------------------------------------------------------------
 
 
-def _console(soft_wrap: bool = False) -> Any:
+def _console(soft_wrap: bool = False, highlight: bool = True) -> Any:
     from rich.console import Console
 
-    return Console(soft_wrap=soft_wrap)
+    return Console(soft_wrap=soft_wrap, highlight=highlight)
 
 
 def _money(value: float) -> str:
@@ -300,7 +300,7 @@ def scan(
     if json_out:
         _print_json(result.as_dict())
         return
-    console = _console()
+    console = _console(highlight=False)  # plain figures: no colour on every digit
     console.print(
         f"Scanned {result.files_seen} files ({result.files_read} read, "
         f"{result.files_unchanged} unchanged"

@@ -464,7 +464,8 @@ def sessions_top(
         GROUP BY source, session_id
         ORDER BY SUM({p}_pico) DESC,
                  SUM(input_tokens + output_tokens + cache_read_tokens
-                     + cache_write_5m_tokens + cache_write_1h_tokens) DESC
+                     + cache_write_5m_tokens + cache_write_1h_tokens) DESC,
+                 session_id
         LIMIT ?
         """,  # noqa: S608
         [*params, n],

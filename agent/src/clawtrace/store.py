@@ -208,6 +208,40 @@ MIGRATIONS: list[str] = [
         UNIQUE (rule, window_key)
     );
     """,
+    # 2: an update that changes nothing a rollup holds (a resumed session re-writing a turn
+    # verbatim from another file) no longer marks its bucket for recomputation.
+    """
+    DROP TRIGGER turns_dirty_on_update;
+    CREATE TRIGGER turns_dirty_on_update AFTER UPDATE ON turns
+        WHEN old.ts IS NOT new.ts
+            OR old.total_tokens IS NOT new.total_tokens
+            OR old.cost_pico IS NOT new.cost_pico
+            OR old.reported_pico IS NOT new.reported_pico
+            OR old.price_source IS NOT new.price_source
+            OR old.tools IS NOT new.tools
+            OR old.session_id IS NOT new.session_id
+            OR old.agent IS NOT new.agent
+            OR old.project IS NOT new.project
+            OR old.model IS NOT new.model
+            OR old.provider IS NOT new.provider
+            OR old.git_branch IS NOT new.git_branch
+            OR old.is_sidechain IS NOT new.is_sidechain
+            OR old.source IS NOT new.source
+            OR old.input_tokens IS NOT new.input_tokens
+            OR old.output_tokens IS NOT new.output_tokens
+            OR old.cache_read_tokens IS NOT new.cache_read_tokens
+            OR old.cache_write_5m_tokens IS NOT new.cache_write_5m_tokens
+            OR old.cache_write_1h_tokens IS NOT new.cache_write_1h_tokens
+            OR old.web_search_requests IS NOT new.web_search_requests
+            OR old.cache_savings_pico IS NOT new.cache_savings_pico
+            OR old.cache_write_pico IS NOT new.cache_write_pico
+    BEGIN
+        INSERT INTO dirty_buckets (bucket) SELECT old.ts / 900000
+            WHERE NOT EXISTS (SELECT 1 FROM dirty_buckets WHERE bucket = old.ts / 900000);
+        INSERT INTO dirty_buckets (bucket) SELECT new.ts / 900000
+            WHERE NOT EXISTS (SELECT 1 FROM dirty_buckets WHERE bucket = new.ts / 900000);
+    END;
+    """,
 ]
 
 
@@ -233,8 +267,17 @@ def connect(path: Path | str | None = None, *, readonly: bool = False) -> sqlite
         conn = sqlite3.connect(path, timeout=30.0)
         _configure(conn)
         migrate(conn)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+    if "key_hash" not in columns:
+        conn.close()
+        # Only stores written by pre-release development builds lack it; the logs are still
+        # on disk (or were copied into that store), so nothing is silently reinterpreted.
+        raise StoreError(
+            f"the store at {path} was written by a development build of ClawTrace with an "
+            "older layout; move it aside and run `clawtrace scan` again"
+        )
     return conn
 
 

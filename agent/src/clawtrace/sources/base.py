@@ -33,7 +33,9 @@ MAX_USD = 10**6
 
 @dataclass
 class FileEntry:
-    path: Path
+    # A plain string, not a Path: a big tree has tens of thousands of files, and building Path
+    # objects for them was most of the cost of a warm rescan.
+    path: str
     ctx: dict[str, Any]
 
 

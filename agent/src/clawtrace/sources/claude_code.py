@@ -56,23 +56,19 @@ class ClaudeCode:
             real_roots.add(real_root)
             found.roots_found.append(root)
             root_len = len(str(root)) + 1
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames.sort()
+            for dirpath, filenames in _walk(str(root)):
                 rel = dirpath[root_len:]
                 parts = rel.split(os.sep) if rel else []
-                for fn in sorted(filenames):
-                    if not fn.endswith(".jsonl"):
-                        continue
-                    key = os.path.join(dirpath, fn)
+                for fn in filenames:
+                    key = f"{dirpath}{os.sep}{fn}"
                     if key in seen:
                         continue
                     seen.add(key)
-                    path = Path(key)
                     project_dir = parts[0] if parts else ""
                     subagent_file = "subagents" in parts or fn.startswith("agent-")
                     found.files.append(
                         FileEntry(
-                            path=path,
+                            path=key,
                             ctx={
                                 "project_dir": project_dir or root.name,
                                 "subagent_file": subagent_file,
@@ -182,6 +178,32 @@ def _tools_of(obj: dict[str, Any]) -> dict[str, str]:
                 if isinstance(name, str) and name:
                     tools[str(block.get("id") or f"#{n}")] = name
     return tools
+
+
+def _walk(top: str) -> Any:
+    """(directory, sorted *.jsonl names) under `top`, depth first in name order.
+
+    Like os.walk without its per-directory symlink checks (scandir's entry types are enough),
+    and in a stable order: the tie and first-seen rules must not depend on the disk.
+    """
+    stack = [top]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as it:
+                dirs: list[str] = []
+                files: list[str] = []
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(entry.path)
+                    elif entry.name.endswith(".jsonl"):
+                        files.append(entry.name)
+        except OSError:
+            continue
+        files.sort()
+        yield current, files
+        dirs.sort(reverse=True)
+        stack.extend(dirs)
 
 
 def _total(r: RawTurn) -> int:

@@ -8,6 +8,7 @@ Every line is decoded (OpenClaw files are small and the model of a turn may come
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def _kind(key: str) -> str:
 
 
 def _read_index(
-    sessions_dir: Path, agent: str
+    sessions_dir: Path, agent: str, names: set[str]
 ) -> tuple[list[IndexSession], dict[str, dict[str, Any]]]:
     """sessions.json → index entries and a map from transcript file name to its session facts."""
     path = sessions_dir / "sessions.json"
@@ -70,7 +71,7 @@ def _read_index(
         sid = entry.get("sessionId") if isinstance(entry.get("sessionId"), str) else None
         sfile = entry.get("sessionFile") if isinstance(entry.get("sessionFile"), str) else None
         name = Path(sfile).name if sfile else (f"{sid}.jsonl" if sid else None)
-        exists = bool(name) and (sessions_dir / name).is_file()
+        exists = bool(name) and name in names
         spawned = entry.get("spawnedBy") if isinstance(entry.get("spawnedBy"), str) else None
         depth = entry.get("spawnDepth")
         kind = _kind(str(key).lower())
@@ -109,27 +110,30 @@ class OpenClaw:
             found.roots_found.append(root)
             for agent_dir in sorted(p for p in agents_dir.iterdir() if p.is_dir()):
                 sessions_dir = agent_dir / "sessions"
-                if not sessions_dir.is_dir():
+                try:
+                    with os.scandir(sessions_dir) as it:
+                        listing = {e.name: e.path for e in it if e.is_file()}
+                except OSError:
                     continue
                 agent = agent_dir.name
-                index, by_file = _read_index(sessions_dir, agent)
+                index, by_file = _read_index(sessions_dir, agent, set(listing))
                 found.index.extend(index)
-                for path in sorted(sessions_dir.iterdir()):
-                    if not path.is_file() or not _is_transcript(path.name):
+                for name in sorted(listing):
+                    if not _is_transcript(name):
                         continue
-                    m = _ARCHIVE.match(path.name)
-                    stem = m.group("stem") if m else path.name
+                    m = _ARCHIVE.match(name)
+                    stem = m.group("stem") if m else name
                     facts = by_file.get(f"{stem}.jsonl", {})
                     session_hint = stem.split("-topic-", 1)[0]
                     found.files.append(
                         FileEntry(
-                            path=path,
+                            path=listing[name],
                             ctx={
                                 "agent": agent,
                                 "session_hint": session_hint,
                                 "subagent": bool(facts.get("subagent")),
                                 "session_key": facts.get("session_key"),
-                                "archived": path.name != f"{stem}.jsonl",
+                                "archived": name != f"{stem}.jsonl",
                             },
                         )
                     )
