@@ -217,7 +217,54 @@ def run_scan(
     )
 
 
+# key hash -> (readable de-dup key, message id), from every log a test's store has read.
+_KEYS: dict[int, tuple[str, str | None]] = {}
+
+
+def _learn_keys(conn: Any) -> None:
+    """The store keeps 64-bit key hashes only; tests read the keys back from the logs."""
+    from clawtrace.store import key_hash
+
+    for path, source in conn.execute("SELECT path, source FROM files"):
+        try:
+            lines = Path(path).read_bytes().splitlines()
+        except OSError:
+            continue
+        session = None
+        stem = Path(path).name.split(".jsonl", 1)[0].split("-topic-", 1)[0]
+        agent = Path(path).parent.parent.name
+        pos = 0
+        for raw in lines:
+            line_pos, pos = pos, pos + len(raw) + 1
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            if source == "claude-code":
+                msg = obj.get("message")
+                mid = msg.get("id") if isinstance(msg, dict) else None
+                if isinstance(mid, str) and mid:
+                    rid = obj.get("requestId")
+                    key = f"{mid}:{rid}" if isinstance(rid, str) and rid else mid
+                    _KEYS[key_hash(key)] = (key, mid)
+            elif obj.get("type") == "session" and isinstance(obj.get("id"), str):
+                session = obj["id"]
+            elif obj.get("type") == "message":
+                eid = obj.get("id")
+                tail = eid if isinstance(eid, str) and eid else f"@{line_pos}"
+                key = f"oc:{agent}:{session or stem}:{tail}"
+                _KEYS[key_hash(key)] = (key, None)
+
+
 def turn_rows(conn: Any) -> list[dict[str, Any]]:
-    cur = conn.execute("SELECT * FROM turns ORDER BY ts, dedup_key")
+    """Stored turns as dicts (the `turns_wide` view), with `dedup_key` and `msg_id` read back
+    from the logs, in (ts, key) order."""
+    _learn_keys(conn)
+    cur = conn.execute("SELECT * FROM turns_wide")
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r, strict=True)) for r in cur]
+    rows = [dict(zip(cols, r, strict=True)) for r in cur]
+    for r in rows:
+        r["dedup_key"], r["msg_id"] = _KEYS.get(r["key_hash"], (None, None))
+    return sorted(rows, key=lambda r: (r["ts"], r["dedup_key"] or ""))

@@ -146,7 +146,7 @@ def test_cache_write_ttls_web_searches_and_sub_agent_turns_equal_the_truth(scann
         (source, model): (cw5, cw1h, web)
         for source, model, cw5, cw1h, web in conn.execute(
             "SELECT source, model, SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens),"
-            " SUM(web_search_requests) FROM turns GROUP BY source, model"
+            " SUM(web_search_requests) FROM turns_wide GROUP BY source, model"
         )
     }
     want = {
@@ -159,7 +159,9 @@ def test_cache_write_ttls_web_searches_and_sub_agent_turns_equal_the_truth(scann
     }
     assert got == want
     sub = dict(
-        conn.execute("SELECT source, COUNT(*) FROM turns WHERE is_sidechain = 1 GROUP BY source")
+        conn.execute(
+            "SELECT source, COUNT(*) FROM turns_wide WHERE is_sidechain = 1 GROUP BY source"
+        )
     )
     want_sub = {r["source"]: r["turns"] for r in truth["by_kind"] if r["kind"] == "subagent"}
     assert sub == want_sub

@@ -248,7 +248,9 @@ def test_openclaw_cron_session_without_transcript_is_reported_not_invented(scann
     ).fetchall()
     assert ("agent:main:cron:daily-digest", 0, "cron") in rows
     assert (
-        conn.execute("SELECT COUNT(*) FROM turns WHERE session_id LIKE '0d4c1b2a%'").fetchone()[0]
+        conn.execute(
+            "SELECT COUNT(*) FROM turns_wide WHERE session_id LIKE '0d4c1b2a%'"
+        ).fetchone()[0]
         == 0
     )
 

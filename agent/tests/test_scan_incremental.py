@@ -28,7 +28,7 @@ def test_warm_rescan_of_an_unchanged_tree_parses_nothing(conn, tmp_path, monkeyp
     write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
     run_scan(conn, tmp_path / "claude")
     calls = []
-    monkeypatch.setattr(scan_module, "parse_task", lambda task: calls.append(task))
+    monkeypatch.setattr(scan_module, "_read_file", lambda task, parse: calls.append(task))
     result = run_scan(conn, tmp_path / "claude")
     assert calls == []
     assert (result.files_read, result.files_unchanged, result.bytes_read) == (0, 1, 0)
@@ -144,19 +144,19 @@ def test_parallel_and_serial_scans_store_the_same_turns(tmp_path, monkeypatch):
     parallel = store.connect(tmp_path / "parallel.db")
     run_scan(serial, tmp_path / "claude", workers=1)
     run_scan(parallel, tmp_path / "claude", workers=2)
-    cols = "dedup_key, output_tokens, cost_pico, ts"
-    q = f"SELECT {cols} FROM turns ORDER BY dedup_key"  # noqa: S608
+    cols = "key_hash, output_tokens, cost_pico, ts"
+    q = f"SELECT {cols} FROM turns_wide ORDER BY key_hash"  # noqa: S608
     assert serial.execute(q).fetchall() == parallel.execute(q).fetchall()
     assert len(serial.execute(q).fetchall()) == 300
 
 
-@pytest.mark.parametrize("flush_rows", [1, 20_000])
+@pytest.mark.parametrize("batch_files", [1, 128])
 def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
-    conn, tmp_path, monkeypatch, flush_rows
+    conn, tmp_path, monkeypatch, batch_files
 ):
     from clawtrace import store
 
-    monkeypatch.setattr(scan_module, "AGG_FLUSH_ROWS", flush_rows)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", batch_files)
     base = tmp_path / "claude" / "projects"
     for i in range(4):
         write_lines(
@@ -199,7 +199,7 @@ def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
         )
     )
     q = (
-        f"SELECT {dims}, {sums}, MIN(first_ts), MAX(last_ts) FROM rollup "  # noqa: S608
+        f"SELECT {dims}, {sums}, MIN(first_ts), MAX(last_ts) FROM rollup_wide "  # noqa: S608
         f"GROUP BY {dims} ORDER BY {dims}"
     )
     qt = (

@@ -74,7 +74,10 @@ def doctor_report(
             gone_files.append(path)
         if size > offset and missing is None:
             pending.append({"path": path, "bytes": size - offset})
-    for source, n in conn.execute("SELECT source, COUNT(*) FROM turns GROUP BY source"):
+    for source, n in conn.execute(
+        "SELECT c.source, SUM(r.turns) FROM rollup AS r JOIN contexts AS c ON c.id = r.context_id "
+        "GROUP BY c.source HAVING SUM(r.turns) > 0"
+    ):
         per_source.setdefault(
             source, {"roots": [], "files": 0, "files_gone": 0, "lines": 0, "malformed": 0}
         )

@@ -135,6 +135,11 @@ class RateCard:
             ints = tuple((t, tuple(int(r) for r in rates)) for t, rates in self.tiers)
         object.__setattr__(self, "_int_tiers", ints)
 
+    @property
+    def int_tiers(self) -> tuple[tuple[int, tuple[int, ...]], ...] | None:
+        """The tiers as whole picodollars, or None when a rate is fractional."""
+        return self._int_tiers  # type: ignore[attr-defined]
+
     def cost(self, counts: tuple[int, ...]) -> tuple[int, int, int]:
         """(total, cache savings, cache write cost), in integer picodollars."""
         i, o, cr, w5, w1, ws = counts
@@ -234,6 +239,13 @@ class Pricer:
         # Models whose price depends on the time of day (DeepSeek off-peak): cached per 15 minutes.
         self._time_of_day: dict[tuple[str, str], bool] = {}
 
+    def warm(self) -> None:
+        """Load the price library now rather than at the first turn (it takes a while)."""
+        if self._snapshot is None:
+            from genai_prices.data_snapshot import get_snapshot
+
+            self._snapshot = get_snapshot()
+
     # -- lookup ---------------------------------------------------------------------------------
 
     def _override_for(self, provider: str, model: str, day: date) -> PriceOverride | None:
@@ -305,6 +317,10 @@ class Pricer:
                 return None
             return info, "~name"  # matched by model name only: the provider was not known
         return info, ""
+
+    def is_time_of_day(self, provider: str, model: str) -> bool:
+        """Whether the model's price depends on the time of day (priced per 15 minutes)."""
+        return self._is_time_of_day(provider, model)
 
     def _is_time_of_day(self, provider: str, model: str) -> bool:
         key = (provider, model)

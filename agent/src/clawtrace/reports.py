@@ -1,8 +1,9 @@
 """Every read query ClawTrace answers, as plain functions of (conn, filters, timezone, now).
 
-The CLI and the local HTTP API both call these. They read the 15-minute rollups, never the
-per-turn table (except `sessions_top`' model list and nothing on the hot path), so a report over
-a million turns stays well under the interpreter's start-up time. Money comes back as float
+The CLI and the local HTTP API both call these. They read the 15-minute rollups (keyed by
+context and model ids, see `store`), never the per-turn table, and group by ids in SQL before
+names are looked up in the small dimension tables, so a report over a million turns stays well
+under the interpreter's start-up time. Money comes back as float
 dollars rounded to 10 decimals, computed from integer picodollars.
 
 Nothing here imports the price library: reports must start fast.
@@ -44,15 +45,6 @@ TOTAL_KEYS = (
     "cost_usd",
     "unpriced_tokens",
 )
-_DIM_COLUMN = {
-    "model": "model",
-    "provider": "provider",
-    "project": "project",
-    "agent": "agent",
-    "session": "session_id",
-    "branch": "git_branch",
-    "source": "source",
-}
 _MODE_PREFIX = {"auto": "auto", "calculate": "calc", "display": "display"}
 
 
@@ -239,7 +231,16 @@ def range_parse(text: str | None, tz: tzinfo, now: datetime) -> tuple[int | None
 # --- query building --------------------------------------------------------------------------
 
 
+_CONTEXT_FILTERS = (
+    ("project", "project"),
+    ("agent", "agent"),
+    ("source", "source"),
+    ("session", "session_id"),
+)
+
+
 def _where(filters: Filters | None) -> tuple[str, list[Any]]:
+    """WHERE clause over `rollup` / `tool_rollup` columns (bucket, context_id, model_id)."""
     f = filters or Filters()
     clauses: list[str] = []
     params: list[Any] = []
@@ -250,18 +251,52 @@ def _where(filters: Filters | None) -> tuple[str, list[Any]]:
     if f.until_ms is not None:
         clauses.append("bucket < ?")
         params.append(-(-f.until_ms // BUCKET_MS))
-    for attr, col in (
-        ("project", "project"),
-        ("model", "model"),
-        ("agent", "agent"),
-        ("source", "source"),
-        ("session", "session_id"),
-    ):
-        value = getattr(f, attr)
-        if value is not None:
-            clauses.append(f"{col} = ?")
-            params.append(value)
+    ctx = [
+        (col, getattr(f, attr)) for attr, col in _CONTEXT_FILTERS if getattr(f, attr) is not None
+    ]
+    if ctx:
+        # Column names come from the fixed list above; values are bound.
+        cond = " AND ".join(f"{col} = ?" for col, _ in ctx)
+        clauses.append(f"context_id IN (SELECT id FROM contexts WHERE {cond})")  # noqa: S608
+        params.extend(v for _, v in ctx)
+    if f.model is not None:
+        clauses.append("model_id IN (SELECT id FROM models WHERE model = ?)")
+        params.append(f.model)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _contexts(conn: sqlite3.Connection, ids: Iterable[int] | None = None) -> dict[int, tuple]:
+    """context id → (source, agent, project, session_id, subagent, is_sidechain, git_branch)."""
+    q = (
+        "SELECT id, source, agent, project, session_id, subagent, is_sidechain, git_branch "
+        "FROM contexts"
+    )
+    if ids is None:
+        return {r[0]: r[1:] for r in conn.execute(q)}
+    out: dict[int, tuple] = {}
+    wanted = list(set(ids))
+    for start in range(0, len(wanted), 900):
+        chunk = wanted[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        out.update((r[0], r[1:]) for r in conn.execute(f"{q} WHERE id IN ({marks})", chunk))
+    return out
+
+
+def _models(conn: sqlite3.Connection) -> dict[int, tuple]:
+    """model id → (provider, model, speed)."""
+    return {r[0]: r[1:] for r in conn.execute("SELECT id, provider, model, speed FROM models")}
+
+
+# Where each report dimension lives: (table, position in that table's tuple).
+_DIM = {
+    "model": ("models", 1),
+    "provider": ("models", 0),
+    "source": ("contexts", 0),
+    "agent": ("contexts", 1),
+    "project": ("contexts", 2),
+    "session": ("contexts", 3),
+    "branch": ("contexts", 6),
+}
 
 
 def _metrics(mode: str) -> str:
@@ -325,14 +360,20 @@ def cost_report(
             groups.setdefault(key, Totals()).add(metrics)
         ordered = sorted(groups.items())
     else:
-        col = _DIM_COLUMN[by]
+        table, pos = _DIM[by]
+        id_col = "model_id" if table == "models" else "context_id"
         where, params = _where(filters)
-        for row in conn.execute(
-            f"SELECT {col}, {_metrics(mode)} FROM rollup{where} GROUP BY {col}",  # noqa: S608
+        rows = conn.execute(
+            f"SELECT {id_col}, {_metrics(mode)} FROM rollup{where} GROUP BY {id_col}",  # noqa: S608
             params,
-        ):
-            groups[row[0]] = Totals()
-            groups[row[0]].add(row[1:])
+        ).fetchall()
+        names = _models(conn) if table == "models" else _contexts(conn, (r[0] for r in rows))
+        for row in rows:
+            name = names[row[0]][pos]
+            t = groups.get(name)
+            if t is None:
+                t = groups[name] = Totals()
+            t.add(row[1:])
         ordered = sorted(
             groups.items(), key=lambda kv: (-kv[1].cost_pico, -kv[1].total_tokens, kv[0])
         )
@@ -422,16 +463,12 @@ def status(
 
 def _count_sessions(conn: sqlite3.Connection, filters: Filters) -> int:
     where, params = _where(filters)
-    return int(
-        conn.execute(
-            f"SELECT COUNT(*) FROM (SELECT DISTINCT source, session_id FROM rollup{where})",  # noqa: S608
-            params,
-        ).fetchone()[0]
-    )
+    ids = [r[0] for r in conn.execute(f"SELECT DISTINCT context_id FROM rollup{where}", params)]  # noqa: S608
+    return len({(c[0], c[3]) for c in _contexts(conn, ids).values()})
 
 
 def _last_turn_iso(conn: sqlite3.Connection) -> str | None:
-    row = conn.execute("SELECT MAX(last_ts) FROM rollup").fetchone()
+    row = conn.execute("SELECT MAX(ts) FROM turns").fetchone()
     if not row or row[0] is None:
         return None
     return datetime.fromtimestamp(row[0] / 1000, UTC).isoformat()
@@ -453,38 +490,58 @@ def sessions_top(
     if p is None:
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
     rows = conn.execute(
-        f"""
-        SELECT source, session_id,
-               COALESCE(MAX(CASE WHEN is_sidechain = 0 THEN agent END), MIN(agent)),
-               MIN(project), MIN(first_ts), MAX(last_ts),
-               {_metrics(mode)},
-               SUM(CASE WHEN is_sidechain = 1 THEN turns ELSE 0 END),
-               group_concat(DISTINCT model), MAX(git_branch)
-        FROM rollup{where}
-        GROUP BY source, session_id
-        ORDER BY SUM({p}_pico) DESC,
-                 SUM(input_tokens + output_tokens + cache_read_tokens
-                     + cache_write_5m_tokens + cache_write_1h_tokens) DESC,
-                 session_id
-        LIMIT ?
-        """,  # noqa: S608
-        [*params, n],
+        f"SELECT context_id, model_id, MIN(first_ts), MAX(last_ts), {_metrics(mode)} "  # noqa: S608
+        f"FROM rollup{where} GROUP BY context_id, model_id",
+        params,
     ).fetchall()
+    contexts = _contexts(conn, (r[0] for r in rows))
+    models = _models(conn)
+    sessions: dict[tuple[str, str], dict[str, Any]] = {}
+    for cid, mid, first, last, *metrics in rows:
+        source, agent, project, session, _sub, side, branch = contexts[cid]
+        s = sessions.get((source, session))
+        if s is None:
+            s = sessions[(source, session)] = {
+                "t": Totals(),
+                "main_agents": set(),
+                "agents": set(),
+                "projects": set(),
+                "first": first,
+                "last": last,
+                "models": set(),
+                "branches": set(),
+                "sidechain_turns": 0,
+            }
+        s["t"].add(metrics)
+        (s["agents"] if side else s["main_agents"]).add(agent)
+        s["projects"].add(project)
+        s["models"].add(models[mid][1])
+        s["branches"].add(branch)
+        if first is not None and (s["first"] is None or first < s["first"]):
+            s["first"] = first
+        if last is not None and (s["last"] is None or last > s["last"]):
+            s["last"] = last
+        if side:
+            s["sidechain_turns"] += metrics[0]
+    ranked = sorted(
+        (kv for kv in sessions.items() if kv[1]["t"].turns > 0),
+        key=lambda kv: (-kv[1]["t"].cost_pico, -kv[1]["t"].total_tokens, kv[0][1]),
+    )[:n]
     out = []
-    for r in rows:
-        t = Totals()
-        t.add(r[6:14])
+    for (source, session), s in ranked:
+        t = s["t"]
+        agents = s["main_agents"] or s["agents"]
         out.append(
             {
-                "session": r[1],
-                "source": r[0],
-                "agent": r[2],
-                "project": r[3],
-                "branch": r[16] or "",
-                "started_at": datetime.fromtimestamp(r[4] / 1000, UTC).isoformat(),
-                "ended_at": datetime.fromtimestamp(r[5] / 1000, UTC).isoformat(),
-                "models": sorted((r[15] or "").split(",")) if r[15] else [],
-                "sidechain_turns": r[14],
+                "session": session,
+                "source": source,
+                "agent": max(s["main_agents"]) if s["main_agents"] else min(agents),
+                "project": min(s["projects"]),
+                "branch": max(s["branches"]) or "",
+                "started_at": datetime.fromtimestamp(s["first"] / 1000, UTC).isoformat(),
+                "ended_at": datetime.fromtimestamp(s["last"] / 1000, UTC).isoformat(),
+                "models": sorted(s["models"]),
+                "sidechain_turns": s["sidechain_turns"],
                 **t.as_dict(),
             }
         )
@@ -574,7 +631,8 @@ def tools_report(
     where, params = _where(replace(f, session=None))
     rows = conn.execute(
         f"SELECT tool, SUM(calls), SUM(turns), SUM({p}_pico) FROM tool_rollup{where} "  # noqa: S608
-        f"GROUP BY tool ORDER BY SUM({p}_pico) DESC, SUM(calls) DESC, tool",
+        f"GROUP BY tool HAVING SUM(turns) > 0 "
+        f"ORDER BY SUM({p}_pico) DESC, SUM(calls) DESC, tool",
         params,
     ).fetchall()
     all_cost = totals(conn, f, mode).cost_pico
@@ -594,15 +652,19 @@ def cache_report(
 ) -> dict[str, Any]:
     """Per model: what cache reads saved against the full input price, and what writes cost."""
     where, params = _where(filters)
-    rows = conn.execute(
-        f"""
-        SELECT model, SUM(cache_read_tokens), SUM(cache_write_5m_tokens),
-               SUM(cache_write_1h_tokens), SUM(input_tokens), SUM(cache_savings_pico),
-               SUM(cache_write_pico)
-        FROM rollup{where} GROUP BY model ORDER BY SUM(cache_savings_pico) DESC, model
-        """,  # noqa: S608
+    per_id = conn.execute(
+        f"SELECT model_id, SUM(cache_read_tokens), SUM(cache_write_5m_tokens), "  # noqa: S608
+        f"SUM(cache_write_1h_tokens), SUM(input_tokens), SUM(cache_savings_pico), "
+        f"SUM(cache_write_pico) FROM rollup{where} GROUP BY model_id",
         params,
     ).fetchall()
+    models = _models(conn)
+    by_model: dict[str, list[int]] = {}
+    for mid, *sums in per_id:
+        acc = by_model.setdefault(models[mid][1], [0] * 6)
+        for i, v in enumerate(sums):
+            acc[i] += v or 0
+    rows = sorted(((m, *v) for m, v in by_model.items()), key=lambda r: (-r[5], r[0]))
     out_rows = []
     saved = written = 0
     for model, cr, w5, w1, inp, sav, wc in rows:
@@ -719,12 +781,16 @@ def unpriced_models(
 ) -> list[dict[str, Any]]:
     """Models we could not price, with the turns and tokens that are therefore unpriced."""
     where, params = _where(filters)
+    where = where.replace("bucket", "r.bucket").replace("context_id IN", "r.context_id IN")
+    where = where.replace("model_id IN", "r.model_id IN")
     return [
         {"source": r[0], "provider": r[1], "model": r[2], "turns": r[3], "tokens": r[4]}
         for r in conn.execute(
-            f"SELECT source, provider, model, SUM(calc_unpriced_turns), SUM(calc_unpriced_tokens) "  # noqa: S608
-            f"FROM rollup{where} GROUP BY source, provider, model "
-            "HAVING SUM(calc_unpriced_turns) > 0 ORDER BY SUM(calc_unpriced_tokens) DESC, model",
+            "SELECT c.source, m.provider, m.model, SUM(r.calc_unpriced_turns), "  # noqa: S608
+            "SUM(r.calc_unpriced_tokens) FROM rollup AS r "
+            "JOIN contexts AS c ON c.id = r.context_id JOIN models AS m ON m.id = r.model_id"
+            f"{where} GROUP BY 1, 2, 3 "
+            "HAVING SUM(r.calc_unpriced_turns) > 0 ORDER BY SUM(r.calc_unpriced_tokens) DESC, 3",
             params,
         )
     ]

@@ -3,23 +3,33 @@
 Per file the store keeps its size, mtime, inode, a hash of its first bytes and the offset read so
 far. A file whose size and mtime are unchanged is not opened (a warm rescan parses nothing). A
 grown file with the same inode and head is read from the stored offset; a truncated, rotated or
-replaced one is read again from the start (its turns are upserted under the same de-dup keys, so
-nothing is counted twice, and turns of content that vanished stay: history never shrinks).
+replaced one is read again from the start (its turns meet their stored keys, so nothing is
+counted twice, and turns of content that vanished stay: history never shrinks).
 
-Parsing and pricing run in worker processes (fork) when there is enough to read; the main
-process alone writes SQLite, in one transaction.
+Work goes out in batches of files; a batch is read, parsed, priced and de-duplicated, then
+written in one transaction with its files' new offsets: a scan that stops halfway loses
+nothing. A small scan runs in this process (`_Ingest`, the reference pipeline in Python with C
+helpers). A big one (a first scan, a new machine's worth of logs) runs in worker processes
+(fork), started as soon as discovery finds enough to read so that their start-up overlaps it.
+Each worker parses and prices its batches on its own and takes turns writing to the store (a
+lock hands it from one to the next); where the C extension is built, a worker does all of that
+in C (`_native.Ingest`, held to the Python pipeline by tests/test_native_parity.py).
+
+One scan runs at a time per store (a lock file beside it): the CLI and `serve` never read the
+same offsets twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import itertools
-import marshal
 import os
 import queue
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,16 +39,16 @@ import orjson
 from clawtrace import store
 from clawtrace.config import Config
 from clawtrace.paths import claude_roots, openclaw_roots
-from clawtrace.sources import SOURCES
+from clawtrace.sources import SOURCES, base
 from clawtrace.sources.base import Discovery
 
 HEAD_BYTES = 4096
 CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge transcripts
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
-AGG_FLUSH_ROWS = 10_000  # bounds the main process's memory on huge first scans
 IN_FLIGHT_PER_WORKER = 2
-BATCH_BYTES = 2 * 1024 * 1024
-BATCH_FILES = 64
+BATCH_BYTES = 8 * 1024 * 1024
+BATCH_FILES = 256
+WORKER_CACHE_KIB = 16_000
 
 ProgressFactory = Callable[[int, int], Callable[[int], None] | None]
 
@@ -72,6 +82,10 @@ def source_roots(
     }
 
 
+def _head_of(data: bytes) -> str:
+    return f"{len(data)}:{hashlib.blake2b(data, digest_size=12).hexdigest()}"
+
+
 def _head_matches(path: str, stored: str | None) -> bool:
     if not stored:
         return False
@@ -85,59 +99,211 @@ def _head_matches(path: str, stored: str | None) -> bool:
     return len(data) == n and hashlib.blake2b(data, digest_size=12).hexdigest() == digest
 
 
-# --- worker side ---------------------------------------------------------------------------
-
-_worker_pricer: Any = None
-_worker_config: Config | None = None
+# --- the writer (in a worker process, or in-process) ----------------------------------------
 
 
-def _pricer() -> Any:
-    global _worker_pricer
-    if _worker_pricer is None:
+class _Ingest:
+    """Reads, parses and prices files, and writes their turns: one per process."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: Config,
+        rollup_before: int,
+        lock: Any = None,
+    ) -> None:
         from clawtrace.pricing import Pricer
 
-        _worker_pricer = Pricer(_worker_config)
-    return _worker_pricer
+        self.conn = conn
+        self.pricer = Pricer(config)
+        self.dims = store.Dims()
+        self.writer = store.TurnWriter(self.dims, rollup_before)
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.now = store.now_ms()
+        # (provider, model, UTC day, speed) → what the C scanner needs to price a turn
+        # (see _card_for); filled as models and days turn up.
+        self.cards: dict[tuple[Any, ...], Any] = {}
+
+    def batch(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Read and write a batch of files in one transaction; returns per-file outcomes
+        (`files`) and how many turns were new to the store (`new`)."""
+        rows: list[tuple[Any, ...]] = []
+
+        def parse(task: dict[str, Any], buf: bytearray, n: int, state: Any) -> Any:
+            res = SOURCES[task["source"]].parse(bytes(buf[:n]), task["ctx"], state)
+            self._price(task["source"], task["file_id"], res.turns, rows)
+            res.records = len(res.turns)
+            return res
+
+        outs = [_read_file(t, parse) for t in tasks]
+        rows = store.rows_dedup(self.dims, rows)
+        conn = self.conn
+        with self.lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                new = self.writer.write(conn, rows)
+                files_done(conn, tasks, outs, self.now)
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return {"files": outs, "new": new}
+
+    def _price(
+        self, source: str, file_id: int, turns: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Raw turns (sources.base.RawTurn) → `turns` rows (store.TURN_COLUMNS)."""
+        native = base.native()
+        if native is not None:
+            native.finish(
+                turns,
+                source,
+                file_id,
+                self.dims,
+                self.cards,
+                self._card_for,
+                self._price_slow,
+                rows,
+                store.REPORTED_SOURCE_ID,
+                store.NONE_SOURCE_ID,
+            )
+            return
+        dims = self.dims
+        contexts, models, toolsets = dims.contexts, dims.models, dims.toolsets
+        price = self.pricer.price
+        sources = dims.sources
+        pico = store.PICO
+        for r in turns:
+            ckey = (source, r[3], r[4], r[5], r[6], r[7], r[19])
+            cid = contexts.get(ckey)
+            if cid is None:
+                cid = dims.context(ckey)
+            mkey = (r[9], r[8], r[17])
+            mid = models.get(mkey)
+            if mid is None:
+                mid = dims.model(mkey)
+            reported = r[18]
+            rep = round(reported * pico) if reported is not None else None
+            cost, src, savings, writes = price(
+                r[9], r[8], r[10], (r[11], r[12], r[13], r[14], r[15], r[16]), r[17], rep
+            )
+            sid = sources.get(src)
+            if sid is None:
+                sid = dims.source(src)
+            tools = r[20]
+            if tools:
+                tid = toolsets.get(tools)
+                if tid is None:
+                    tid = dims.toolset(tools)
+            else:
+                tid = 0
+            rows.append(
+                (
+                    r[0],
+                    r[1],
+                    file_id,
+                    cid,
+                    mid,
+                    r[10],
+                    r[11],
+                    r[12],
+                    r[13],
+                    r[14],
+                    r[15],
+                    r[16],
+                    cost,
+                    sid,
+                    rep,
+                    savings,
+                    writes,
+                    tid,
+                )
+            )
+
+    def _card_for(self, provider: str, model: str, ts: int, speed: str | None) -> Any:
+        """`card_for`, remembered for the C helpers."""
+        value = card_for(self.pricer, provider, model, ts, speed)
+        if value:
+            self.dims.source(value[1])
+        self.cards[(provider, model, ts // 86_400_000, speed)] = value
+        return value
+
+    def _price_slow(
+        self,
+        provider: str,
+        model: str,
+        ts: int,
+        counts: tuple[int, ...],
+        speed: str | None,
+        reported: int | None,
+    ) -> tuple[Any, ...]:
+        cost, src, savings, writes = self.pricer.price(provider, model, ts, counts, speed, reported)
+        return cost, self.dims.source(src), src, savings, writes
 
 
-def _pool_init(config: Config) -> None:
-    global _worker_config, _worker_pricer
-    _worker_config = config
-    _worker_pricer = None
+def card_for(pricer: Any, provider: str, model: str, ts: int, speed: str | None) -> Any:
+    """The C scanner's price for (provider, model, the UTC day of `ts`, speed): None for no
+    price, (source id, source name, ((threshold, six integer rates), ...)), or False for "ask
+    Python turn by turn" (prices that are not whole picodollars, or that change within a
+    day)."""
+    from clawtrace.pricing import clean_model
+
+    if model == "<synthetic>" or pricer.is_time_of_day(provider, clean_model(model)):
+        return False
+    card = pricer.card(provider, model, ts, speed)
+    if card is None:
+        return None
+    if card.int_tiers is None:
+        return False
+    tiers = tuple((t, *rates) for t, rates in card.int_tiers)
+    return (store.dim_id("p", card.source), card.source, tiers)
 
 
-def parse_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Read one file from `offset`, parse and price its turns. Runs in a worker process."""
-    source = SOURCES[task["source"]]
-    path = Path(task["path"])
+# A bulk load's writers journal (key, rowid) of every row here; the main process merges the
+# keys met twice from these (see _bulk_dedup) instead of sorting every key.
+KEYS_SUFFIX = ".keys-"
+
+# One read buffer per process, reused: a fresh `bytes` per read costs a page fault per 4 KB,
+# which over a gigabyte of logs is seconds.
+_buf = bytearray()
+
+
+def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any]:
+    """Read one file from its offset up to the size it had when discovered, in chunks, each
+    through `parse(task, buf, n, state)` (the chunk is buf[:n]; returns a
+    sources.base.ParseResult); returns the file's outcome. What was appended since discovery
+    waits for the next scan."""
+    global _buf
     offset = task["offset"]
     state = task["state"]
-    pricer = _pricer()
-    _interned.clear()
     out: dict[str, Any] = {
         "file_id": task["file_id"],
-        "rows": [],
         "lines": 0,
         "malformed": 0,
         "turn_lines": 0,
-        "skipped": 0,
+        "rows": 0,
         "error": None,
         "head": None,
     }
-    rows = out["rows"]
-    tools_seq: list[tuple[str, ...]] = []
+    end = task["size"]
     chunk = CHUNK_BYTES
     try:
-        with open(path, "rb") as fh:
-            out["head"] = _head_of(fh.read(HEAD_BYTES))
-            fh.seek(offset)
-            while True:
-                data = fh.read(chunk)
-                if not data:
-                    break
-                res = source.parse(data, task["ctx"], state)
+        with open(task["path"], "rb", buffering=0) as fh:
+            if offset:
+                out["head"] = _head_of(fh.read(HEAD_BYTES))
+                fh.seek(offset)
+            while offset < end:
+                want = min(chunk, end - offset)
+                if len(_buf) < want:
+                    _buf = bytearray(max(want, 2 * len(_buf)))
+                n = fh.readinto(memoryview(_buf)[:want]) or 0
+                if out["head"] is None:
+                    out["head"] = _head_of(_buf[: min(n, HEAD_BYTES)])
+                if not n:
+                    break  # shorter than it was: the next scan sees it reset
+                res = parse(task, _buf, n, state)
                 if res.consumed == 0:
-                    if len(data) < chunk:
+                    if offset + n >= end:
                         break  # only a half-written last line: wait for the rest
                     chunk *= 2  # a line longer than the chunk
                     fh.seek(offset)
@@ -147,111 +313,203 @@ def parse_task(task: dict[str, Any]) -> dict[str, Any]:
                 out["lines"] += res.lines
                 out["malformed"] += res.malformed
                 out["turn_lines"] += res.turn_lines
-                out["skipped"] += res.skipped
-                file_id = task["file_id"]
-                for r in res.turns:
-                    rows.append(_priced(pricer, r, file_id))
-                    tools_seq.append(r[20])
-                if res.consumed < len(data):
+                out["rows"] += res.records
+                if res.consumed < n:
                     fh.seek(offset)
-                    if len(data) < chunk:
-                        break
     except OSError as exc:
         out["error"] = f"{exc.__class__.__name__}: {exc.strerror or exc}"
     out["offset"] = offset
     out["state"] = state
-    if len(rows) > 1 and offset - task["offset"] > CHUNK_BYTES:
-        rows, tools_seq = _dedup_across_chunks(rows, tools_seq)
-        out["rows"] = rows
-    # Pre-aggregate here, in parallel: the main process merges small dictionaries instead of
-    # recomputing rollups over every row it stored.
-    agg: dict[tuple[Any, ...], list[int]] = {}
-    tool_agg: dict[tuple[Any, ...], list[float]] = {}
-    store.rollup_accumulate(rows, agg, tool_agg, tools_seq)
-    # marshal, not pickle, carries the rows between processes: several times faster for
-    # plain tuples of ints and strings, and this process boundary is on the hot path.
-    out["rows"] = marshal.dumps(rows)
-    out["agg"] = marshal.dumps(agg)
-    out["tool_agg"] = marshal.dumps(tool_agg)
     return out
 
 
-_TOTAL = store.TURN_COLUMNS.index("total_tokens")
-_TOOLS = store.TURN_COLUMNS.index("tools")
-
-
-def _dedup_across_chunks(
-    rows: list[tuple[Any, ...]], tools_seq: list[tuple[str, ...]]
-) -> tuple[list[tuple[Any, ...]], list[tuple[str, ...]]]:
-    """Streamed pieces of one response split across read chunks: keep one row per key (the
-    largest total, ties to the later) with the union of their tool names, as the store would."""
-    at: dict[int, int] = {}
-    out_rows: list[tuple[Any, ...]] = []
-    out_tools: list[tuple[str, ...]] = []
-    for row, tools in zip(rows, tools_seq, strict=True):
-        i = at.get(row[0])
-        if i is None:
-            at[row[0]] = len(out_rows)
-            out_rows.append(row)
-            out_tools.append(tools)
-            continue
-        merged = out_tools[i] + tuple(t for t in tools if t not in out_tools[i])
-        keep = row if row[_TOTAL] >= out_rows[i][_TOTAL] else out_rows[i]
-        tools_json = orjson.dumps(list(merged)).decode() if merged else "[]"
-        out_rows[i] = (*keep[:_TOOLS], tools_json, *keep[_TOOLS + 1 :])
-        out_tools[i] = merged
-    return out_rows, out_tools
-
-
-def parse_batch(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [parse_task(t) for t in tasks]
-
-
-def _head_of(data: bytes) -> str:
-    return f"{len(data)}:{hashlib.blake2b(data, digest_size=12).hexdigest()}"
-
-
-_interned: dict[str, str] = {}
-
-
-def _priced(pricer: Any, r: tuple[Any, ...], file_id: int) -> tuple[Any, ...]:
-    reported = r[18]
-    reported_pico = round(reported * store.PICO) if reported is not None else None
-    cost, source, savings, writes = pricer.price(
-        r[9], r[8], r[10], (r[11], r[12], r[13], r[14], r[15], r[16]), r[17], reported_pico
-    )
-    total = r[11] + r[12] + r[13] + r[14] + r[15]
-    msg_id = r[1]
-    # One object per distinct dimension string: pickle then sends each once per batch.
-    intern = _interned.setdefault
+def _file_update(t: dict[str, Any], out: dict[str, Any], now: int) -> tuple[Any, ...]:
     return (
-        store.key_hash(r[0]),
-        store.key_hash(msg_id) if msg_id else None,
-        r[0],
-        msg_id,
-        intern(r[2], r[2]),
-        intern(r[3], r[3]),
-        intern(r[4], r[4]),
-        intern(r[5], r[5]),
-        r[6],
-        r[7],
-        intern(r[8], r[8]),
-        intern(r[9], r[9]),
-        *r[10:17],
-        total,
-        r[17],
-        cost,
-        source,
-        reported_pico,
-        savings,
-        writes,
-        intern(r[19], r[19]),
-        orjson.dumps(list(r[20])).decode() if r[20] else "[]",
-        file_id,
+        t["reset"],
+        t["size"] if out["error"] is None else 0,
+        t["mtime_ns"],
+        t["inode"],
+        out["head"],
+        out["offset"],
+        out["lines"],
+        out["malformed"],
+        out["turn_lines"],
+        orjson.dumps(out["state"]).decode() if out["state"] else None,
+        now,
+        out["file_id"],
     )
 
 
-# --- main side -----------------------------------------------------------------------------
+class _NativeIngest:
+    """A worker's writer in C (`_native.Ingest`): the same rows, rollups and offsets as
+    `_Ingest`, without a Python object per turn."""
+
+    def __init__(self, db: str, config: Config, lock: Any, stale: list[int], bulk: bool) -> None:
+        from clawtrace.pricing import Pricer
+
+        native = _ingest_module()
+        assert native is not None
+        self.pricer = Pricer(config)
+        self.pricer.warm()
+        self.sink = native.Ingest(
+            db,
+            self._card_for,
+            self._price_slow,
+            store.REPORTED_SOURCE_ID,
+            store.NONE_SOURCE_ID,
+            stale,
+            1 if bulk else 0,
+            f"{db}{KEYS_SUFFIX}{os.getpid()}" if bulk else None,
+        )
+        self.lock = lock if lock is not None else contextlib.nullcontext()
+        self.now = store.now_ms()
+
+    def _card_for(self, provider: str, model: str, ts: int, speed: str | None) -> Any:
+        return card_for(self.pricer, provider, model, ts, speed)
+
+    def _price_slow(
+        self,
+        provider: str,
+        model: str,
+        ts: int,
+        counts: tuple[int, ...],
+        speed: str | None,
+        reported: int | None,
+    ) -> tuple[Any, ...]:
+        cost, src, savings, writes = self.pricer.price(provider, model, ts, counts, speed, reported)
+        return cost, store.dim_id("p", src), src, savings, writes
+
+    def batch(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+        sink = self.sink
+
+        def parse(task: dict[str, Any], buf: bytearray, n: int, state: Any) -> Any:
+            return SOURCES[task["source"]].ingest(sink, buf, n, task["ctx"], state, task["file_id"])
+
+        outs = [_read_file(t, parse) for t in tasks]
+        updates = [_file_update(t, o, self.now) for t, o in zip(tasks, outs, strict=True)]
+        sink.prepare()  # what can be done before taking the store's write lock
+        with self.lock:
+            new = sink.commit(updates)
+        return {"files": outs, "new": new}
+
+
+def files_done(
+    conn: sqlite3.Connection, tasks: list[dict[str, Any]], outs: list[dict[str, Any]], now: int
+) -> None:
+    """Each file's new size, offset, counts and parser state (inside the caller's transaction:
+    offsets move exactly when their turns are stored)."""
+    updates = [_file_update(t, o, now) for t, o in zip(tasks, outs, strict=True)]
+    head = "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, "
+    tail = ", state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?"
+    fresh = [u[1:] for u in updates if u[0]]
+    grown = [u[1:] for u in updates if not u[0]]
+    if fresh:
+        conn.executemany(head + "lines = ?, malformed = ?, turn_lines = ?" + tail, fresh)
+    if grown:
+        conn.executemany(
+            head
+            + "lines = lines + ?, malformed = malformed + ?, turn_lines = turn_lines + ?"
+            + tail,
+            grown,
+        )
+
+
+_worker: Any = None
+
+
+def _pool_init(
+    db_path: str, config: Config, lock: Any, stale: list[int], rollup_before: int, bulk: bool
+) -> None:
+    """A worker: its writer, and the price library loaded up front (it is slow to import, and
+    this runs while the main process is still discovering files)."""
+    global _worker
+    gc.disable()  # the scan makes millions of small objects and no cycles
+    if _native_workers():
+        _worker = _NativeIngest(db_path, config, lock, stale, bulk)
+        return
+    conn = sqlite3.connect(db_path, timeout=60.0, isolation_level=None)
+    store._configure(conn, WORKER_CACHE_KIB)
+    if bulk:
+        conn.execute("PRAGMA synchronous=OFF")
+    _worker = _Ingest(conn, config, rollup_before, lock)
+    _worker.pricer.warm()
+
+
+def _pool_batch(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    assert _worker is not None
+    return _worker.batch(tasks)
+
+
+class _Pool:
+    """Worker processes that parse, price and write batches (see the module doc)."""
+
+    def __init__(
+        self, n: int, db: str, config: Config, stale: list[int], rollup_before: int, bulk: bool
+    ) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.n = n
+        lock = ctx.Lock()
+        self.pool = ctx.Pool(
+            n, initializer=_pool_init, initargs=(db, config, lock, stale, rollup_before, bulk)
+        )
+
+    def run(self, tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Every batch's outcome, in completion order, with a bounded window in flight: the
+        results are small, and memory stays flat whatever the tree's size."""
+        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Largest first, so that one big file does not run alone at the end.
+        todo = _batches(sorted(tasks, key=lambda t: t["offset"] - t["size"]))
+        in_flight = 0
+        for batch in itertools.islice(todo, self.n * IN_FLIGHT_PER_WORKER):
+            self._submit(batch, results)
+            in_flight += 1
+        while in_flight:
+            done = results.get()
+            in_flight -= 1
+            if isinstance(done, BaseException):
+                raise done
+            nxt = next(todo, None)
+            if nxt is not None:
+                self._submit(nxt, results)
+                in_flight += 1
+            yield done
+
+    def _submit(self, batch: list[dict[str, Any]], results: queue.SimpleQueue[Any]) -> None:
+        self.pool.apply_async(
+            _pool_batch, (batch,), callback=results.put, error_callback=results.put
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+    def terminate(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+# --- the scan (main process) -----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _scan_lock(db: str) -> Iterator[None]:
+    """One scan at a time per store, across processes (an advisory lock on a file beside it)."""
+    if not db:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: SQLite's own locking is all there is
+        yield
+        return
+    with open(db + ".scan-lock", "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _files_table(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
@@ -276,20 +534,47 @@ def scan(
     """Bring the store up to date with the source logs; returns what was done."""
     started = time.perf_counter()
     config = config or Config()
+    gc_was_on = gc.isenabled()
+    gc.disable()  # millions of small acyclic objects: the collector would only slow us down
+    try:
+        with _scan_lock(store.db_file(conn)):
+            result = _scan_locked(conn, config, claude_dirs, openclaw_dirs, workers, progress)
+    finally:
+        if gc_was_on:
+            gc.enable()
+    result.seconds = round(time.perf_counter() - started, 3)
+    store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
+    return result
+
+
+def _scan_locked(
+    conn: sqlite3.Connection,
+    config: Config,
+    claude_dirs: list[str] | None,
+    openclaw_dirs: list[str] | None,
+    workers: int | None,
+    progress: ProgressFactory | None,
+) -> ScanResult:
     result = ScanResult()
     now = store.now_ms()
+    db = store.db_file(conn)
+    _journals_remove(db)  # left by a scan that was stopped
     prices_reprice_if_stale(conn, config, result)
+    since_id = store.max_turn_id(conn)
+    rollup_before = store.rollup_rowid_max(conn)
+    cold = since_id == 0
 
+    n = workers or config.workers or min(os.cpu_count() or 1, 4)
+    parallel_ok = n > 1 and bool(db) and _fork_available()
+    pool: _Pool | None = None
     roots = source_roots(config, claude_dirs, openclaw_dirs)
-    # Two scans at once (the CLI while `serve` runs) must not both start from the same
-    # offsets: the write lock is taken before the file table is read.
-    conn.execute("BEGIN IMMEDIATE")
+    known = _files_table(conn)
+    tasks: list[dict[str, Any]] = []
+    seen_paths: set[str] = set()
+    discoveries: dict[str, Discovery] = {}
+    pending_files: list[tuple[str, int]] = []
+    to_read = 0
     try:
-        known = _files_table(conn)
-        tasks: list[dict[str, Any]] = []
-        seen_paths: set[str] = set()
-        discoveries: dict[str, Discovery] = {}
-        pending_files: list[tuple[Any, ...]] = []
         for name, source in SOURCES.items():
             found = source.discover(roots[name])
             discoveries[name] = found
@@ -298,204 +583,247 @@ def scan(
                 "missing": [str(p) for p in found.roots_missing],
             }
             for entry in found.files:
-                key = entry.path
-                seen_paths.add(key)
-                result.files_seen += 1
-                try:
-                    st = os.stat(key)
-                except OSError:
+                task = _task_for(name, entry, known, result, pending_files)
+                seen_paths.add(entry.path)
+                if task is None:
                     continue
-                row = known.get(key)
-                reset = False
-                if row is None:
-                    offset, state = 0, None
-                else:
-                    unchanged = st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
-                    if unchanged and st.st_ino == row["inode"]:
-                        result.files_unchanged += 1
-                        if row["missing_since"] is not None:
-                            pending_files.append(("present", row["id"]))
-                        continue
-                    if (
-                        st.st_ino != row["inode"]
-                        or st.st_size < row["offset"]
-                        or not _head_matches(key, row["head_hash"])
-                    ):
-                        reset = True
-                        offset, state = 0, None
-                        result.files_reset += 1
-                    else:
-                        offset = row["offset"]
-                        state = orjson.loads(row["state_json"]) if row["state_json"] else None
-                tasks.append(
-                    {
-                        "source": name,
-                        "path": key,
-                        "offset": offset,
-                        "state": state,
-                        "ctx": entry.ctx,
-                        "size": st.st_size,
-                        "mtime_ns": st.st_mtime_ns,
-                        "inode": st.st_ino,
-                        "reset": reset,
-                        "file_id": row["id"] if row else None,
-                    }
-                )
+                tasks.append(task)
+                to_read += max(task["size"] - task["offset"], 0)
+                if pool is None and parallel_ok and to_read > PARALLEL_MIN_BYTES:
+                    # Enough to read for the workers to pay: start them now, while discovery
+                    # goes on (they spend their first moments importing the price library).
+                    stale = [] if cold else store.rollup_buckets(conn)
+                    pool = _Pool(n, db, config, stale, rollup_before, cold)
+            found.files = []  # only the index is needed from here on; a big tree has many files
 
         for path, row in known.items():
             if path not in seen_paths and row["missing_since"] is None and not os.path.exists(path):
                 pending_files.append(("missing", row["id"]))
                 result.files_missing += 1
+        del known, seen_paths
+        if pool is not None and len(tasks) < 2:
+            pool.terminate()
+            pool = None
 
-        to_read = sum(max(t["size"] - t["offset"], 0) for t in tasks)
-        for found in discoveries.values():
-            found.files = []  # only the index is needed from here on; a big tree has many files
-    except BaseException:
-        conn.rollback()
-        raise
-
-    tick = progress(to_read, len(tasks)) if progress else None
-
-    bulk = to_read > PARALLEL_MIN_BYTES
-    # The offsets are in the same transaction as the turns: a crash mid-scan loses nothing.
-    with conn:
-        for kind, file_id in pending_files:
-            conn.execute(
-                "UPDATE files SET missing_since = ? WHERE id = ?",
-                (now if kind == "missing" else None, file_id),
-            )
-        # New files need ids before workers tag their turns.
-        for t in tasks:
-            if t["file_id"] is None:
-                cur = conn.execute(
-                    "INSERT INTO files (path, source, first_seen, last_scan) VALUES (?, ?, ?, ?)",
-                    (t["path"], t["source"], now, now),
+        previous = store.meta_get(conn, "last_scan_result")
+        before_total = int(orjson.loads(previous).get("turns_total", -1)) if previous else -1
+        with conn:
+            for kind, file_id in pending_files:
+                conn.execute(
+                    "UPDATE files SET missing_since = ? WHERE id = ?",
+                    (now if kind == "missing" else None, file_id),
                 )
-                t["file_id"] = cur.lastrowid
-        since_id = store.max_turn_id(conn)
-        # On a first (bulk) scan, secondary indexes are built once at the end: sorting a
-        # million keys is far cheaper than a million random b-tree inserts.
-        deferred = since_id == 0 and bulk and store.secondary_indexes_drop(conn)
-        by_id = {t["file_id"]: t for t in tasks}
-        flushed: set[int] = set()
-        agg: dict[tuple[Any, ...], list[int]] = {}
-        tool_agg: dict[tuple[Any, ...], list[float]] = {}
-        for out in _run(tasks, config, workers, to_read):
-            t = by_id[out["file_id"]]
-            rows = marshal.loads(out["rows"])  # noqa: S302 (our own worker wrote it)
-            if rows:
-                before_id = store.max_turn_id(conn)
-                if store.turns_insert_new(conn, rows):
-                    store.rollup_merge(agg, marshal.loads(out["agg"]), True)  # noqa: S302
-                    store.rollup_merge(tool_agg, marshal.loads(out["tool_agg"]), False)  # noqa: S302
-                    if len(agg) > AGG_FLUSH_ROWS:
-                        store.rollup_flush(conn, agg, tool_agg, flushed)
-                else:
-                    # Some keys were seen before (a resumed session, a re-read file). The new
-                    # ones are in; the others go through the largest-total rule, and only rows
-                    # it actually changes mark their buckets for recomputation (a trigger).
-                    new_keys = {
-                        k
-                        for (k,) in conn.execute(
-                            "SELECT key_hash FROM turns WHERE id > ?", (before_id,)
-                        )
-                    }
-                    store.rollup_accumulate([r for r in rows if r[0] in new_keys], agg, tool_agg)
-                    store.turns_upsert(conn, [r for r in rows if r[0] not in new_keys])
-                result.turn_rows += len(rows)
-            read = out["offset"] - t["offset"]
-            result.bytes_read += read
-            result.files_read += 1
-            result.lines += out["lines"]
-            result.malformed += out["malformed"]
-            head = out["head"]
-            counts_sql = (
-                "lines = ?, malformed = ?, turn_lines = ?"
-                if t["reset"]
-                else "lines = lines + ?, malformed = malformed + ?, turn_lines = turn_lines + ?"
-            )
-            conn.execute(
-                f"UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, "  # noqa: S608
-                f"{counts_sql}, state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?",
-                (
-                    t["size"] if out["error"] is None else 0,
-                    t["mtime_ns"],
-                    t["inode"],
-                    head,
-                    out["offset"],
-                    out["lines"],
-                    out["malformed"],
-                    out["turn_lines"],
-                    orjson.dumps(out["state"]).decode() if out["state"] else None,
-                    now,
-                    out["file_id"],
-                ),
-            )
-            if tick:
-                tick(read)
-        if deferred:
-            store.secondary_indexes_create(conn)
-        if result.turn_rows:
-            store.sidechain_replays_drop(conn, since_id)
-        store.rollup_flush(conn, agg, tool_agg, flushed)
-        store.rollups_refresh(conn)
-        _index_store(conn, discoveries)
-    previous = store.meta_get(conn, "last_scan_result")
-    if result.turn_rows == 0 and not result.repriced and previous:
-        result.turns_total = int(orjson.loads(previous).get("turns_total", 0))
+            # New files get their ids here, in discovery order: the de-dup tie rule reads them.
+            for t in tasks:
+                if t["file_id"] is None:
+                    cur = conn.execute(
+                        "INSERT INTO files (path, source, first_seen, last_scan) "
+                        "VALUES (?, ?, ?, ?)",
+                        (t["path"], t["source"], now, now),
+                    )
+                    t["file_id"] = cur.lastrowid
+            store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them out
+            # Into an empty store, secondary indexes are built once at the end: sorting a
+            # million keys is far cheaper than a million random b-tree inserts.
+            cold_bulk = cold and pool is not None
+            if cold_bulk:
+                # Native workers append without the unique key index too, and the keys met
+                # twice are merged after the load (store.bulk_dedup): a sort instead of a
+                # random index probe per turn. The Python writer needs the index.
+                store.secondary_indexes_drop(conn, keys=_native_workers())
+
+        tick = progress(to_read, len(tasks)) if progress else None
+        new_turns = removed = 0
+        # A first scan into an empty store is a bulk load: no fsync until it is done (see
+        # store.bulk_load). Anything else keeps the store's normal durability.
+        with store.bulk_load(conn) if cold_bulk else contextlib.nullcontext():
+            if pool is None:
+                ingest = _Ingest(conn, config, rollup_before)
+                isolation = conn.isolation_level
+                conn.isolation_level = None  # the writer opens its own transactions
+                try:
+                    for batch in _batches(tasks):
+                        done = ingest.batch(batch)
+                        new_turns += done["new"]
+                        _count(result, done, {t["file_id"]: t for t in batch}, tick)
+                finally:
+                    conn.isolation_level = isolation
+                writer = ingest.writer
+            else:
+                by_id = {t["file_id"]: t for t in tasks}
+                for done in pool.run(tasks):
+                    new_turns += done["new"]
+                    _count(result, done, by_id, tick)
+                pool.close()
+                pool = None
+                writer = store.TurnWriter(store.Dims(), rollup_before)
+
+            if cold_bulk and _native_workers():
+                new_turns -= _bulk_dedup(db)
+            with conn:
+                if cold_bulk:
+                    store.secondary_indexes_create(conn)
+                if new_turns:
+                    replays = store.sidechain_replays(conn, since_id)
+                    if replays:
+                        removed = writer.delete(conn, replays)
+                store.rollups_refresh(conn)
+                _index_store(conn, discoveries)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    if before_total >= 0 and not result.repriced:
+        result.turns_total = before_total + new_turns - removed
     else:
         result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
-    result.seconds = round(time.perf_counter() - started, 3)
     store.meta_set(conn, "last_scan", str(now))
-    store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
     return result
 
 
-def _run(tasks: list[dict[str, Any]], config: Config, workers: int | None, to_read: int):
-    n = workers or config.workers or min(os.cpu_count() or 1, 4)
-    if n <= 1 or to_read < PARALLEL_MIN_BYTES or len(tasks) < 2:
-        _pool_init(config)
-        for t in tasks:
-            yield parse_task(t)
-        return
-    import multiprocessing
+def _task_for(
+    source: str,
+    entry: Any,
+    known: dict[str, sqlite3.Row],
+    result: ScanResult,
+    pending_files: list[tuple[str, int]],
+) -> dict[str, Any] | None:
+    """What to read of one discovered file: None when it has not changed."""
+    key = entry.path
+    result.files_seen += 1
+    try:
+        st = os.stat(key)
+    except OSError:
+        return None
+    row = known.get(key)
+    reset = False
+    if row is None:
+        offset, state = 0, None
+    else:
+        unchanged = st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
+        if unchanged and st.st_ino == row["inode"]:
+            result.files_unchanged += 1
+            if row["missing_since"] is not None:
+                pending_files.append(("present", row["id"]))
+            return None
+        if (
+            st.st_ino != row["inode"]
+            or st.st_size < row["offset"]
+            or not _head_matches(key, row["head_hash"])
+        ):
+            reset = True
+            offset, state = 0, None
+            result.files_reset += 1
+        else:
+            offset = row["offset"]
+            state = orjson.loads(row["state_json"]) if row["state_json"] else None
+    return {
+        "source": source,
+        "path": key,
+        "offset": offset,
+        "state": state,
+        "ctx": entry.ctx,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "inode": st.st_ino,
+        "reset": reset,
+        "file_id": row["id"] if row else None,
+    }
 
-    ordered = sorted(tasks, key=lambda t: t["offset"] - t["size"])  # largest first
 
-    def batches() -> Any:
-        # Small files travel in batches: one round trip per file costs more than parsing it.
-        batch: list[dict[str, Any]] = []
-        batch_bytes = 0
-        for t in ordered:
-            size = t["size"] - t["offset"]
-            if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_FILES):
-                yield batch
-                batch, batch_bytes = [], 0
-            batch.append(t)
-            batch_bytes += size
-        if batch:
+def _count(
+    result: ScanResult,
+    done: dict[str, Any],
+    by_id: dict[int, dict[str, Any]],
+    tick: Callable[[int], None] | None,
+) -> None:
+    for out in done["files"]:
+        read = out["offset"] - by_id[out["file_id"]]["offset"]
+        result.bytes_read += read
+        result.files_read += 1
+        result.lines += out["lines"]
+        result.malformed += out["malformed"]
+        result.turn_rows += out["rows"]
+        if tick:
+            tick(read)
+
+
+def _journals_remove(db: str) -> list[str]:
+    import glob
+
+    found = glob.glob(glob.escape(db + KEYS_SUFFIX) + "*") if db else []
+    for path in found:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    return found
+
+
+def _bulk_dedup(db: str) -> int:
+    """After a native bulk load: the keys the workers journaled more than once, merged in C
+    (the rule of store.bulk_dedup); returns how many rows went."""
+    import glob
+
+    native = _ingest_module()
+    assert native is not None
+    journals = glob.glob(glob.escape(db + KEYS_SUFFIX) + "*")
+    groups = native.key_groups(journals)
+    removed = 0
+    if groups:
+        from clawtrace.pricing import Pricer
+
+        pricer = Pricer()
+        resolver = native.Ingest(
+            db,
+            lambda *a: card_for(pricer, *a),
+            lambda *a: False,
+            store.REPORTED_SOURCE_ID,
+            store.NONE_SOURCE_ID,
+            [],
+            2,
+        )
+        removed = resolver.resolve(groups)
+        del resolver
+    _journals_remove(db)
+    return removed
+
+
+def _ingest_module() -> Any:
+    """The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE)."""
+    if base.native() is None:
+        return None
+    try:
+        from clawtrace import _ingest
+    except ImportError:
+        return None
+    return _ingest
+
+
+def _native_workers() -> bool:
+    return _ingest_module() is not None
+
+
+def _fork_available() -> bool:
+    try:
+        import multiprocessing
+
+        multiprocessing.get_context("fork")
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def _batches(tasks: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Files grouped so that one batch is a few MB (small files share a transaction)."""
+    batch: list[dict[str, Any]] = []
+    batch_bytes = 0
+    for t in tasks:
+        size = max(t["size"] - t["offset"], 0)
+        if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_FILES):
             yield batch
-
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(n, initializer=_pool_init, initargs=(config,)) as pool:
-        # A bounded window of tasks in flight, taken in completion order: when SQLite writes
-        # lag behind the parsers, work waits in the queue instead of piling up as results here.
-        done: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        todo = batches()
-        in_flight = 0
-        for batch in itertools.islice(todo, n * IN_FLIGHT_PER_WORKER):
-            pool.apply_async(parse_batch, (batch,), callback=done.put, error_callback=done.put)
-            in_flight += 1
-        while in_flight:
-            outs = done.get()
-            in_flight -= 1
-            if isinstance(outs, BaseException):
-                raise outs
-            nxt = next(todo, None)
-            if nxt is not None:
-                pool.apply_async(parse_batch, (nxt,), callback=done.put, error_callback=done.put)
-                in_flight += 1
-            yield from outs
+            batch, batch_bytes = [], 0
+        batch.append(t)
+        batch_bytes += size
+    if batch:
+        yield batch
 
 
 def _index_store(conn: sqlite3.Connection, discoveries: dict[str, Discovery]) -> None:
@@ -548,18 +876,21 @@ def prices_reprice(conn: sqlite3.Connection, config: Config) -> int:
     from clawtrace.pricing import Pricer
 
     pricer = Pricer(config)
+    dims = store.Dims()
     rows = conn.execute(
-        "SELECT id, provider, model, ts, input_tokens, output_tokens, cache_read_tokens, "
-        "cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, speed, reported_pico "
-        "FROM turns"
+        "SELECT t.id, m.provider, m.model, t.ts, t.input_tokens, t.output_tokens, "
+        "t.cache_read_tokens, t.cache_write_5m_tokens, t.cache_write_1h_tokens, "
+        "t.web_search_requests, m.speed, t.reported_pico "
+        "FROM turns AS t JOIN models AS m ON m.id = t.model_id"
     ).fetchall()
     updates = []
     for r in rows:
         cost, source, savings, writes = pricer.price(r[1], r[2], r[3], tuple(r[4:10]), r[10], r[11])
-        updates.append((cost, source, savings, writes, r[0]))
+        updates.append((cost, dims.source(source), savings, writes, r[0]))
     with conn:
+        dims.flush(conn)
         conn.executemany(
-            "UPDATE turns SET cost_pico = ?, price_source = ?, cache_savings_pico = ?, "
+            "UPDATE turns SET cost_pico = ?, price_source_id = ?, cache_savings_pico = ?, "
             "cache_write_pico = ? WHERE id = ?",
             updates,
         )

@@ -4,56 +4,41 @@ Money is kept as integer picodollars (1e-12 USD): every list price in genai-pric
 six decimals per million tokens, so a token's price is an exact integer and sums never drift the
 way float sums do.
 
+Layout (schema 3). A turn row is narrow: integers only, plus its readable de-dup key. What many
+turns share lives in small dimension tables keyed by a 64-bit hash of their fields, so that the
+scanner's parallel workers agree on ids without asking each other:
+
+- `contexts`: source, agent, project, session, sub-agent, sidechain flag, git branch;
+- `models`: provider, model, speed;
+- `price_sources`: which price produced a cost (`genai-prices:<version>`, `override:<name>`,
+  `reported`, `local`, `none`);
+- `toolsets`: the JSON list of tool names a turn called (id 0 is "none").
+
+`turns_wide` and `rollup_wide` are views with the names spelled out, for people and for the
+less frequent queries. Rollups are sums per 15-minute bucket, context and model; a bucket may
+hold several rows for the same key (a scan adds its own, and a de-dup that replaces a turn adds
+a negative row for the one it replaced), and every reader sums them. A bucket a scan cannot
+simply add to is marked dirty and recomputed from `turns`.
+
 Migrations are a plain ordered list: each entry is applied once, in order, and the schema version
-is the number applied. Other modules (the live server, alerts) append to `MIGRATIONS`; never edit
-or reorder an entry that has shipped.
+is the number applied. Never edit or reorder an entry that has shipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 PICO = 10**12
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
-
-# Columns of `turns` written by the scanner, in the order of the tuples parsers produce.
-TURN_COLUMNS: tuple[str, ...] = (
-    "key_hash",
-    "msg_hash",
-    "dedup_key",
-    "msg_id",
-    "source",
-    "agent",
-    "project",
-    "session_id",
-    "subagent",
-    "is_sidechain",
-    "model",
-    "provider",
-    "ts",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "web_search_requests",
-    "total_tokens",
-    "speed",
-    "cost_pico",
-    "price_source",
-    "reported_pico",
-    "cache_savings_pico",
-    "cache_write_pico",
-    "git_branch",
-    "tools",
-    "file_id",
-)
 
 MIGRATIONS: list[str] = [
     # 1: the initial schema.
@@ -242,14 +227,186 @@ MIGRATIONS: list[str] = [
             WHERE NOT EXISTS (SELECT 1 FROM dirty_buckets WHERE bucket = new.ts / 900000);
     END;
     """,
+    # 3: narrow turns with dimension tables, rollups keyed by (bucket, context, model). The
+    # hashed ids come from `dim_id`, registered on every connection as ct_dim_id().
+    """
+    CREATE TABLE contexts (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        agent TEXT NOT NULL,
+        project TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        subagent TEXT,
+        is_sidechain INTEGER NOT NULL,
+        git_branch TEXT NOT NULL
+    );
+    CREATE TABLE models (
+        id INTEGER PRIMARY KEY,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        speed TEXT
+    );
+    CREATE TABLE price_sources (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+    CREATE TABLE toolsets (id INTEGER PRIMARY KEY, tools TEXT NOT NULL);
+    INSERT INTO toolsets (id, tools) VALUES (0, '[]');
+
+    INSERT OR IGNORE INTO contexts
+        SELECT ct_dim_id('c', source, agent, project, session_id, subagent, is_sidechain,
+                         git_branch),
+               source, agent, project, session_id, subagent, is_sidechain, git_branch
+        FROM turns GROUP BY source, agent, project, session_id, subagent, is_sidechain,
+                            git_branch;
+    INSERT OR IGNORE INTO models
+        SELECT ct_dim_id('m', provider, model, speed), provider, model, speed
+        FROM turns GROUP BY provider, model, speed;
+    INSERT OR IGNORE INTO price_sources
+        SELECT ct_dim_id('p', price_source), price_source FROM turns GROUP BY price_source;
+    INSERT OR IGNORE INTO toolsets
+        SELECT ct_dim_id('t', tools), tools FROM turns WHERE tools <> '[]' GROUP BY tools;
+
+    CREATE TABLE turns_v3 (
+        id INTEGER PRIMARY KEY,
+        key_hash INTEGER NOT NULL,
+        msg_hash INTEGER NOT NULL,
+        file_id INTEGER,
+        context_id INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        ts INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests INTEGER NOT NULL,
+        cost_pico INTEGER,
+        price_source_id INTEGER NOT NULL,
+        reported_pico INTEGER,
+        cache_savings_pico INTEGER NOT NULL,
+        cache_write_pico INTEGER NOT NULL,
+        toolset_id INTEGER NOT NULL
+    );
+    INSERT INTO turns_v3
+        SELECT id, key_hash, COALESCE(msg_hash, key_hash), file_id,
+               ct_dim_id('c', source, agent, project, session_id, subagent, is_sidechain,
+                         git_branch),
+               ct_dim_id('m', provider, model, speed), ts, input_tokens, output_tokens,
+               cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens,
+               web_search_requests, cost_pico, ct_dim_id('p', price_source), reported_pico,
+               cache_savings_pico, cache_write_pico,
+               CASE WHEN tools = '[]' THEN 0 ELSE ct_dim_id('t', tools) END
+        FROM turns;
+    DROP TRIGGER turns_dirty_on_update;
+    DROP TRIGGER turns_dirty_on_delete;
+    DROP TABLE turns;
+    ALTER TABLE turns_v3 RENAME TO turns;
+    -- One index for both lookups: by de-dup key (a key always has the same message id) and by
+    -- message id (the sidechain-replay rule). Sources without message ids store the key twice.
+    UPDATE turns SET msg_hash = key_hash WHERE msg_hash IS NULL;
+    CREATE UNIQUE INDEX turns_key ON turns (msg_hash, key_hash);
+    CREATE INDEX turns_ts ON turns (ts);
+
+    DROP TABLE rollup;
+    DROP TABLE tool_rollup;
+    CREATE TABLE rollup (
+        bucket INTEGER NOT NULL,
+        context_id INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        turns INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests INTEGER NOT NULL,
+        auto_pico INTEGER NOT NULL,
+        auto_unpriced_tokens INTEGER NOT NULL,
+        auto_unpriced_turns INTEGER NOT NULL,
+        calc_pico INTEGER NOT NULL,
+        calc_unpriced_tokens INTEGER NOT NULL,
+        calc_unpriced_turns INTEGER NOT NULL,
+        display_pico INTEGER NOT NULL,
+        display_unpriced_tokens INTEGER NOT NULL,
+        display_unpriced_turns INTEGER NOT NULL,
+        cache_savings_pico INTEGER NOT NULL,
+        cache_write_pico INTEGER NOT NULL,
+        -- NULL on the negative rows a replaced turn leaves; MIN/MAX skip them.
+        first_ts INTEGER,
+        last_ts INTEGER
+    );
+    CREATE INDEX rollup_bucket ON rollup (bucket);
+    CREATE TABLE tool_rollup (
+        bucket INTEGER NOT NULL,
+        context_id INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        tool TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        turns INTEGER NOT NULL,
+        auto_pico REAL NOT NULL,
+        calc_pico REAL NOT NULL,
+        display_pico REAL NOT NULL
+    );
+    CREATE INDEX tool_rollup_bucket ON tool_rollup (bucket);
+    DELETE FROM dirty_buckets;
+
+    CREATE VIEW turns_wide AS
+        SELECT t.id, t.key_hash, t.msg_hash, c.source, c.agent, c.project, c.session_id,
+               c.subagent, c.is_sidechain, m.model, m.provider, t.ts, t.input_tokens,
+               t.output_tokens, t.cache_read_tokens,
+               t.cache_write_5m_tokens, t.cache_write_1h_tokens, t.web_search_requests,
+               t.input_tokens + t.output_tokens + t.cache_read_tokens + t.cache_write_5m_tokens
+                   + t.cache_write_1h_tokens AS total_tokens,
+               m.speed, t.cost_pico, p.name AS price_source, t.reported_pico,
+               t.cache_savings_pico, t.cache_write_pico, c.git_branch, s.tools, t.file_id,
+               t.context_id, t.model_id
+        FROM turns AS t
+        JOIN contexts AS c ON c.id = t.context_id
+        JOIN models AS m ON m.id = t.model_id
+        JOIN price_sources AS p ON p.id = t.price_source_id
+        JOIN toolsets AS s ON s.id = t.toolset_id;
+    CREATE VIEW rollup_wide AS
+        SELECT r.*, c.source, c.agent, c.project, c.session_id, c.subagent, c.is_sidechain,
+               c.git_branch, m.model, m.provider, m.speed
+        FROM rollup AS r
+        JOIN contexts AS c ON c.id = r.context_id
+        JOIN models AS m ON m.id = r.model_id;
+    """,
 ]
+
+
+def _rollups_rebuild_all(conn: sqlite3.Connection) -> None:
+    rollups_rebuild(conn, None)
+
+
+# 4: rollups for the turns migration 3 carried over (derived data: rebuilt by the current code).
+MIGRATIONS.append(_rollups_rebuild_all)
 
 
 class StoreError(Exception):
     """The store cannot be opened or is from a newer ClawTrace."""
 
 
-def connect(path: Path | str | None = None, *, readonly: bool = False) -> sqlite3.Connection:
+def dim_id(kind: str, *fields: Any) -> int:
+    """The id of a dimension row: a signed 64-bit hash of its kind and fields.
+
+    Workers assign ids on their own and agree, and a store rebuilt from the same logs gets the
+    same ids. 64 bits make a collision among even a million distinct values a 1-in-10^7 event.
+    """
+    digest = hashlib.blake2b(orjson.dumps([kind, *fields]), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _sql_dim_id(*args: Any) -> int:
+    return dim_id(*args)
+
+
+REPORTED_SOURCE = "reported"
+REPORTED_SOURCE_ID = dim_id("p", REPORTED_SOURCE)
+NONE_SOURCE_ID = dim_id("p", "none")
+
+
+def connect(
+    path: Path | str | None = None, *, readonly: bool = False, cache_kib: int = 32_000
+) -> sqlite3.Connection:
     """Open (creating and migrating if needed) the store; WAL mode, foreign keys on."""
     if path is None:
         from clawtrace.paths import db_path
@@ -259,13 +416,14 @@ def connect(path: Path | str | None = None, *, readonly: bool = False) -> sqlite
     if readonly and not path.exists():
         # A report before any scan reads an empty in-memory store rather than creating files.
         conn = sqlite3.connect(":memory:")
-        _configure(conn)
+        _configure(conn, cache_kib)
         migrate(conn)
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
+    _bulk_load_recover(path)
     try:
-        conn = sqlite3.connect(path, timeout=30.0)
-        _configure(conn)
+        conn = sqlite3.connect(path, timeout=60.0)
+        _configure(conn, cache_kib)
         migrate(conn)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
     except sqlite3.DatabaseError as exc:
@@ -281,18 +439,90 @@ def connect(path: Path | str | None = None, *, readonly: bool = False) -> sqlite
     return conn
 
 
-def _configure(conn: sqlite3.Connection) -> None:
+def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA cache_size=-32000")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    # Sorts (index builds, GROUP BY) in helper threads: without them SQLite spills a big sort
+    # to temporary files, an order of magnitude slower on a million rows.
+    conn.execute("PRAGMA threads=2")
+    conn.create_function("ct_dim_id", -1, _sql_dim_id, deterministic=True)
+
+
+BULK_MARKER = ".bulk-load"
+
+
+@contextlib.contextmanager
+def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
+    """Fill an empty store without waiting for the disk: `synchronous=OFF` until the end, then
+    one checkpoint that is synced.
+
+    A crash of the process loses nothing (WAL stays consistent). A power cut mid-way could
+    damage the file, so a marker beside it says a bulk load is running; `connect` checks a
+    store found with the marker, and one that fails the check is started again (it held
+    nothing but what the logs on disk still hold: a bulk load only runs into an empty store).
+    """
+    db = db_file(conn)
+    marker = Path(db + BULK_MARKER) if db else None
+    if marker is not None:
+        with open(marker, "wb") as fh:
+            fh.write(b"bulk load in progress\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    conn.execute("PRAGMA synchronous=OFF")
+    try:
+        yield
+    finally:
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if marker is not None:
+            with contextlib.suppress(OSError):
+                fd = os.open(db, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            marker.unlink(missing_ok=True)
+
+
+def _bulk_load_recover(path: Path) -> None:
+    """A store left by an interrupted bulk load: keep it if it is sound, else start over."""
+    marker = Path(str(path) + BULK_MARKER)
+    if not marker.exists():
+        return
+    sound = False
+    if path.exists():
+        try:
+            probe = sqlite3.connect(path)
+            try:
+                sound = probe.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            finally:
+                probe.close()
+        except sqlite3.DatabaseError:
+            sound = False
+    if not sound:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    marker.unlink(missing_ok=True)
+
+
+def db_file(conn: sqlite3.Connection) -> str:
+    """The path of the connection's main database ('' for an in-memory one)."""
+    for _seq, name, file in conn.execute("PRAGMA database_list"):
+        if name == "main":
+            return file or ""
+    return ""
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection, migrations: Sequence[str] | None = None) -> int:
+Migration = str | Any  # SQL text, or a callable run on the connection inside a transaction
+
+
+def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] | None = None) -> int:
     """Apply pending migrations in order; returns the resulting schema version."""
     steps = MIGRATIONS if migrations is None else migrations
     current = schema_version(conn)
@@ -301,9 +531,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str] | None = None) -
             f"the store has schema version {current}, newer than this ClawTrace knows "
             f"({len(steps)}); upgrade ClawTrace"
         )
-    for number, sql in enumerate(steps[current:], start=current + 1):
-        with conn:
-            conn.executescript(f"BEGIN;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
+    for number, step in enumerate(steps[current:], start=current + 1):
+        if callable(step):
+            with conn:
+                step(conn)
+                conn.execute(f"PRAGMA user_version={number}")
+        else:
+            with conn:
+                conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version={number};\nCOMMIT;")
         meta_set(conn, "schema_version", str(number))
     return schema_version(conn)
 
@@ -326,129 +561,248 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-# --- writing turns ---------------------------------------------------------------------------
-
-_KEEP_NEW = "excluded.total_tokens >= turns.total_tokens"
-_UPSERT_SQL = (
-    f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) VALUES ({', '.join('?' * len(TURN_COLUMNS))}) "  # noqa: S608
-    "ON CONFLICT(key_hash) DO UPDATE SET "
-    + ", ".join(
-        f"{col} = CASE WHEN {_KEEP_NEW} THEN excluded.{col} ELSE turns.{col} END"
-        for col in TURN_COLUMNS
-        if col not in ("key_hash", "tools")
-    )
-    # Streamed pieces of one response each carry some of its tool_use blocks: keep the union.
-    + ", tools = CASE WHEN excluded.tools = '[]' OR excluded.tools = turns.tools THEN turns.tools "
-    "WHEN turns.tools = '[]' THEN excluded.tools "
-    "ELSE (SELECT json_group_array(value) FROM (SELECT value FROM json_each(turns.tools) "
-    "UNION ALL SELECT value FROM json_each(excluded.tools) "
-    "WHERE value NOT IN (SELECT value FROM json_each(turns.tools)))) END"
-    " WHERE excluded.total_tokens >= turns.total_tokens OR excluded.tools <> turns.tools"
-)
-
-
-_INSERT_NEW_SQL = (
-    f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) "  # noqa: S608
-    f"VALUES ({', '.join('?' * len(TURN_COLUMNS))}) ON CONFLICT(key_hash) DO NOTHING"
-)
-
-
-def turns_upsert(conn: sqlite3.Connection, rows: Iterable[Sequence[object]]) -> None:
-    """Insert turns; on a repeated dedup key the row with the larger total wins (ties: newer)."""
-    conn.executemany(_UPSERT_SQL, rows)
-
-
-def turns_insert_new(conn: sqlite3.Connection, rows: Sequence[Sequence[object]]) -> bool:
-    """Insert rows whose keys are all new; True when none collided (nothing was skipped).
-
-    When this returns False the caller must run `turns_upsert` on the same rows, which applies
-    the largest-total rule to the collisions (rows inserted here are then rewritten unchanged).
-    """
-    before = conn.total_changes
-    conn.executemany(_INSERT_NEW_SQL, rows)
-    return conn.total_changes - before == len(rows)
-
-
 def key_hash(key: str) -> int:
     """Signed 64-bit hash of a de-dup key (stable across runs and processes)."""
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-SECONDARY_INDEXES = {
-    "turns_ts": "CREATE INDEX IF NOT EXISTS turns_ts ON turns (ts)",
-    "turns_msg_hash": (
-        "CREATE INDEX IF NOT EXISTS turns_msg_hash ON turns (msg_hash) WHERE msg_hash IS NOT NULL"
-    ),
-}
+# --- turn rows -------------------------------------------------------------------------------
+
+# Columns of `turns` the scanner writes, in the order of its row tuples.
+TURN_COLUMNS: tuple[str, ...] = (
+    "key_hash",
+    "msg_hash",
+    "file_id",
+    "context_id",
+    "model_id",
+    "ts",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "web_search_requests",
+    "cost_pico",
+    "price_source_id",
+    "reported_pico",
+    "cache_savings_pico",
+    "cache_write_pico",
+    "toolset_id",
+)
+(
+    R_KEY,
+    R_MSG,
+    R_FILE,
+    R_CTX,
+    R_MODEL,
+    R_TS,
+    R_IN,
+    R_OUT,
+    R_CREAD,
+    R_W5,
+    R_W1,
+    R_WEB,
+    R_COST,
+    R_SRC,
+    R_REP,
+    R_SAV,
+    R_WC,
+    R_TOOLS,
+) = range(len(TURN_COLUMNS))
+
+_INSERT_SQL = (
+    f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(TURN_COLUMNS))}) ON CONFLICT(msg_hash, key_hash) DO NOTHING"
+)
+_SELECT_BY_KEY = f"SELECT {', '.join(TURN_COLUMNS)} FROM turns WHERE msg_hash = ? AND key_hash = ?"  # noqa: S608
+_UPDATE_BY_KEY = (
+    "UPDATE turns SET "  # noqa: S608
+    + ", ".join(f"{c} = ?" for c in TURN_COLUMNS[1:])
+    + " WHERE msg_hash = ? AND key_hash = ?"
+)
 
 
-def secondary_indexes_drop(conn: sqlite3.Connection) -> bool:
-    """Drop the indexes `secondary_indexes_create` rebuilds (inside the caller's transaction)."""
-    for name in SECONDARY_INDEXES:
-        conn.execute(f"DROP INDEX IF EXISTS {name}")
-    return True
+def total_tokens(row: Sequence[Any]) -> int:
+    return row[R_IN] + row[R_OUT] + row[R_CREAD] + row[R_W5] + row[R_W1]
 
 
-def secondary_indexes_create(conn: sqlite3.Connection) -> None:
-    for sql in SECONDARY_INDEXES.values():
-        conn.execute(sql)
+def replaces(new: Sequence[Any], old: Sequence[Any]) -> bool:
+    """formats.md 1.6 across files and scans: the larger total wins; on a tie the later turn,
+    then the later file (ids follow discovery order), then the newcomer. Deterministic whatever
+    order parallel workers write in."""
+    a, b = total_tokens(new), total_tokens(old)
+    if a != b:
+        return a > b
+    if new[R_TS] != old[R_TS]:
+        return new[R_TS] > old[R_TS]
+    return (new[R_FILE] or 0) >= (old[R_FILE] or 0)
 
 
-def max_turn_id(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0])
+def merge_rows(
+    dims: Dims, old: tuple[Any, ...], new: tuple[Any, ...], conn: sqlite3.Connection | None = None
+) -> tuple[Any, ...]:
+    """The row to keep for a key seen twice: `replaces` picks the winner, and the tool calls
+    are the union of both (streamed pieces each carry some of the response's tool_use blocks)."""
+    old_tools = dims.tools_of(conn, old[R_TOOLS])
+    new_tools = dims.tools_of(conn, new[R_TOOLS])
+    winner = new if replaces(new, old) else old
+    merged = old_tools + tuple(t for t in new_tools if t not in old_tools)
+    tid = old[R_TOOLS] if merged == old_tools else dims.toolset(merged)
+    return winner if winner[R_TOOLS] == tid else (*winner[:R_TOOLS], tid)
 
 
-def sidechain_replays_drop(conn: sqlite3.Connection, since_id: int) -> int:
-    """Apply formats.md 1.7 to rows added after `since_id`; returns rows deleted.
+def rows_dedup(dims: Dims, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """One row per key among `rows` (several files of one batch may hold the same turn)."""
+    if len({row[R_KEY] for row in rows}) == len(rows):
+        return rows
+    at: dict[int, int] = {}
+    out: list[tuple[Any, ...]] = []
+    for row in rows:
+        i = at.get(row[R_KEY])
+        if i is None:
+            at[row[R_KEY]] = len(out)
+            out.append(row)
+        else:
+            out[i] = merge_rows(dims, out[i], row)
+    return out
 
-    A sidechain row whose message id is also held by another row is a replay when that other
-    row is on the main thread, or is a sidechain row seen earlier.
-    """
-    cur = conn.execute(
-        """
-        DELETE FROM turns WHERE id IN (
-            SELECT s.id FROM turns AS s JOIN turns AS o
-              ON o.msg_hash = s.msg_hash AND o.id <> s.id
-            WHERE s.is_sidechain = 1 AND s.msg_hash IS NOT NULL
-              AND (o.is_sidechain = 0 OR o.id < s.id)
-              AND (s.id > :since OR o.id > :since)
-        )
-        """,
-        {"since": since_id},
-    )
-    return cur.rowcount
+
+class Dims:
+    """Dimension ids for one process, and the rows it still has to write."""
+
+    def __init__(self) -> None:
+        self.contexts: dict[tuple[Any, ...], int] = {}
+        self.models: dict[tuple[Any, ...], int] = {}
+        self.sources: dict[str, int] = {}
+        self.toolsets: dict[tuple[str, ...], int] = {(): 0}
+        self.tool_names: dict[int, tuple[str, ...]] = {0: ()}
+        self.pending: dict[str, list[tuple[Any, ...]]] = {
+            "contexts": [],
+            "models": [],
+            "price_sources": [],
+            "toolsets": [],
+        }
+        # Ids the C scanner uses without asking.
+        self.source(REPORTED_SOURCE)
+        self.source("none")
+
+    def context(self, key: tuple[Any, ...]) -> int:
+        cid = self.contexts.get(key)
+        if cid is None:
+            cid = self.contexts[key] = dim_id("c", *key)
+            self.pending["contexts"].append((cid, *key))
+        return cid
+
+    def model(self, key: tuple[Any, ...]) -> int:
+        mid = self.models.get(key)
+        if mid is None:
+            mid = self.models[key] = dim_id("m", *key)
+            self.pending["models"].append((mid, *key))
+        return mid
+
+    def source(self, name: str) -> int:
+        sid = self.sources.get(name)
+        if sid is None:
+            sid = self.sources[name] = dim_id("p", name)
+            self.pending["price_sources"].append((sid, name))
+        return sid
+
+    def toolset(self, names: tuple[str, ...]) -> int:
+        tid = self.toolsets.get(names)
+        if tid is None:
+            text = orjson.dumps(list(names)).decode()
+            tid = self.toolsets[names] = dim_id("t", text)
+            self.tool_names[tid] = names
+            self.pending["toolsets"].append((tid, text))
+        return tid
+
+    def tools_of(self, conn: sqlite3.Connection | None, tid: int) -> tuple[str, ...]:
+        names = self.tool_names.get(tid)
+        if names is None:
+            if conn is None:
+                raise KeyError(tid)
+            row = conn.execute("SELECT tools FROM toolsets WHERE id = ?", (tid,)).fetchone()
+            names = tuple(orjson.loads(row[0])) if row else ()
+            self.tool_names[tid] = names
+            self.toolsets.setdefault(names, tid)
+        return names
+
+    def flush(self, conn: sqlite3.Connection) -> None:
+        """Write the dimension rows first seen since the last flush (inside the caller's
+        transaction)."""
+        p = self.pending
+        if p["contexts"]:
+            conn.executemany(
+                "INSERT OR IGNORE INTO contexts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", p["contexts"]
+            )
+        if p["models"]:
+            conn.executemany("INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?)", p["models"])
+        if p["price_sources"]:
+            conn.executemany(
+                "INSERT OR IGNORE INTO price_sources VALUES (?, ?)", p["price_sources"]
+            )
+        if p["toolsets"]:
+            conn.executemany("INSERT OR IGNORE INTO toolsets VALUES (?, ?)", p["toolsets"])
+        for rows in p.values():
+            rows.clear()
 
 
 # --- rollups ---------------------------------------------------------------------------------
 
-_ROLLUP_DIMS = "source, agent, project, session_id, is_sidechain, model, provider, git_branch"
+ROLLUP_METRICS = (
+    "turns",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "web_search_requests",
+    "auto_pico",
+    "auto_unpriced_tokens",
+    "auto_unpriced_turns",
+    "calc_pico",
+    "calc_unpriced_tokens",
+    "calc_unpriced_turns",
+    "display_pico",
+    "display_unpriced_tokens",
+    "display_unpriced_turns",
+    "cache_savings_pico",
+    "cache_write_pico",
+)
+N_METRICS = len(ROLLUP_METRICS)
+
+_TOTAL_SQL = (
+    "(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
+    " + cache_write_1h_tokens)"
+)
 _ROLLUP_SELECT = f"""
-    SELECT ts / {BUCKET_MS} AS bucket, {_ROLLUP_DIMS},
+    SELECT ts / {BUCKET_MS} AS bucket, context_id, model_id,
         COUNT(*),
         SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens),
         SUM(cache_write_5m_tokens), SUM(cache_write_1h_tokens), SUM(web_search_requests),
         COALESCE(SUM(cost_pico), 0),
-        SUM(CASE WHEN cost_pico IS NULL THEN total_tokens ELSE 0 END),
+        SUM(CASE WHEN cost_pico IS NULL THEN {_TOTAL_SQL} ELSE 0 END),
         SUM(cost_pico IS NULL),
-        COALESCE(SUM(CASE WHEN price_source <> 'reported' THEN cost_pico END), 0),
-        SUM(CASE WHEN cost_pico IS NULL OR price_source = 'reported' THEN total_tokens ELSE 0 END),
-        SUM(cost_pico IS NULL OR price_source = 'reported'),
+        COALESCE(SUM(CASE WHEN price_source_id <> {REPORTED_SOURCE_ID} THEN cost_pico END), 0),
+        SUM(CASE WHEN cost_pico IS NULL OR price_source_id = {REPORTED_SOURCE_ID}
+            THEN {_TOTAL_SQL} ELSE 0 END),
+        SUM(cost_pico IS NULL OR price_source_id = {REPORTED_SOURCE_ID}),
         COALESCE(SUM(reported_pico), 0),
-        SUM(CASE WHEN reported_pico IS NULL THEN total_tokens ELSE 0 END),
+        SUM(CASE WHEN reported_pico IS NULL THEN {_TOTAL_SQL} ELSE 0 END),
         SUM(reported_pico IS NULL),
         SUM(cache_savings_pico), SUM(cache_write_pico),
         MIN(ts), MAX(ts)
     FROM turns
 """  # noqa: S608
 _TOOL_SELECT = f"""
-    SELECT t.ts / {BUCKET_MS} AS bucket, t.source, t.agent, t.project, t.model, j.value,
+    SELECT t.ts / {BUCKET_MS} AS bucket, t.context_id, t.model_id, j.value,
         COUNT(*),
         COUNT(DISTINCT t.id),
-        SUM(COALESCE(t.cost_pico, 0) * 1.0 / json_array_length(t.tools)),
-        SUM(CASE WHEN t.price_source <> 'reported' THEN COALESCE(t.cost_pico, 0) ELSE 0 END
-            * 1.0 / json_array_length(t.tools)),
-        SUM(COALESCE(t.reported_pico, 0) * 1.0 / json_array_length(t.tools))
-    FROM turns AS t, json_each(t.tools) AS j
+        SUM(COALESCE(t.cost_pico, 0) * 1.0 / json_array_length(s.tools)),
+        SUM(CASE WHEN t.price_source_id <> {REPORTED_SOURCE_ID} THEN COALESCE(t.cost_pico, 0)
+            ELSE 0 END * 1.0 / json_array_length(s.tools)),
+        SUM(COALESCE(t.reported_pico, 0) * 1.0 / json_array_length(s.tools))
+    FROM turns AS t JOIN toolsets AS s ON s.id = t.toolset_id, json_each(s.tools) AS j
 """  # noqa: S608
 
 
@@ -459,10 +813,9 @@ def rollups_rebuild(
     if bucket_ranges is None:
         conn.execute("DELETE FROM rollup")
         conn.execute("DELETE FROM tool_rollup")
-        conn.execute(f"INSERT INTO rollup {_ROLLUP_SELECT} GROUP BY bucket, {_ROLLUP_DIMS}")
+        conn.execute(f"INSERT INTO rollup {_ROLLUP_SELECT} GROUP BY 1, 2, 3")
         conn.execute(
-            f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.tools <> '[]' "
-            "GROUP BY bucket, t.source, t.agent, t.project, t.model, j.value"
+            f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.toolset_id <> 0 GROUP BY 1, 2, 3, 4"
         )
         return
     for first, last in bucket_ranges:
@@ -470,154 +823,151 @@ def rollups_rebuild(
         conn.execute("DELETE FROM rollup WHERE bucket BETWEEN ? AND ?", (first, last))
         conn.execute("DELETE FROM tool_rollup WHERE bucket BETWEEN ? AND ?", (first, last))
         conn.execute(
-            f"INSERT INTO rollup {_ROLLUP_SELECT} WHERE ts >= ? AND ts < ? "
-            f"GROUP BY bucket, {_ROLLUP_DIMS}",
+            f"INSERT INTO rollup {_ROLLUP_SELECT} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3",
             (lo, hi),
         )
         conn.execute(
             f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.ts >= ? AND t.ts < ? "
-            "AND t.tools <> '[]' GROUP BY bucket, t.source, t.agent, t.project, t.model, j.value",
+            "AND t.toolset_id <> 0 GROUP BY 1, 2, 3, 4",
             (lo, hi),
         )
+
+
+class Rollups:
+    """Rollup sums of turns added (or taken away) by a writer, until they are flushed.
+
+    Mirrors `_ROLLUP_SELECT` / `_TOOL_SELECT` exactly; `test_scan_incremental` holds the two to
+    each other.
+    """
+
+    def __init__(self) -> None:
+        self.agg: dict[tuple[int, int, int], list[Any]] = {}
+        self.tools: dict[tuple[int, int, int, str], list[float]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.agg)
+
+    def add(
+        self, row: Sequence[Any], tools: Sequence[str], reported_id: int, sign: int = 1
+    ) -> None:
+        ts = row[R_TS]
+        bucket = ts // BUCKET_MS
+        key = (bucket, row[R_CTX], row[R_MODEL])
+        m = self.agg.get(key)
+        if m is None:
+            m = self.agg[key] = [0] * N_METRICS + [None, None]
+        i, o, cr, w5, w1 = row[R_IN], row[R_OUT], row[R_CREAD], row[R_W5], row[R_W1]
+        total = i + o + cr + w5 + w1
+        cost, rep = row[R_COST], row[R_REP]
+        m[0] += sign
+        m[1] += sign * i
+        m[2] += sign * o
+        m[3] += sign * cr
+        m[4] += sign * w5
+        m[5] += sign * w1
+        m[6] += sign * row[R_WEB]
+        calc_ok = cost is not None and row[R_SRC] != reported_id
+        if cost is None:
+            m[8] += sign * total
+            m[9] += sign
+        else:
+            m[7] += sign * cost
+        if calc_ok:
+            m[10] += sign * cost
+        else:
+            m[11] += sign * total
+            m[12] += sign
+        if rep is None:
+            m[14] += sign * total
+            m[15] += sign
+        else:
+            m[13] += sign * rep
+        m[16] += sign * row[R_SAV]
+        m[17] += sign * row[R_WC]
+        if sign > 0:
+            if m[18] is None or ts < m[18]:
+                m[18] = ts
+            if m[19] is None or ts > m[19]:
+                m[19] = ts
+        if tools:
+            n = len(tools)
+            auto = (cost or 0) / n
+            calc = cost / n if calc_ok else 0.0
+            disp = (rep or 0) / n
+            for name in set(tools):
+                calls = tools.count(name)
+                tkey = (bucket, row[R_CTX], row[R_MODEL], name)
+                t = self.tools.get(tkey)
+                if t is None:
+                    t = self.tools[tkey] = [0, 0, 0.0, 0.0, 0.0]
+                t[0] += sign * calls
+                t[1] += sign
+                t[2] += sign * auto * calls
+                t[3] += sign * calc * calls
+                t[4] += sign * disp * calls
+
+    def flush(self, conn: sqlite3.Connection, skip_buckets: set[int] | frozenset[int]) -> None:
+        """Insert the sums (inside the caller's transaction), leaving out buckets that will be
+        recomputed anyway, and start over."""
+        if self.agg:
+            conn.executemany(
+                f"INSERT INTO rollup VALUES ({', '.join('?' * (N_METRICS + 5))})",  # noqa: S608
+                [(*k, *v) for k, v in self.agg.items() if k[0] not in skip_buckets],
+            )
+        if self.tools:
+            conn.executemany(
+                "INSERT INTO tool_rollup VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*k, *v) for k, v in self.tools.items() if k[0] not in skip_buckets],
+            )
+        self.agg.clear()
+        self.tools.clear()
+
+    def buckets(self) -> set[int]:
+        return {k[0] for k in self.agg}
+
+
+def rollup_buckets(conn: sqlite3.Connection) -> list[int]:
+    """Every bucket that holds rollup rows (a scan adds to none of them: see buckets_stale)."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT bucket FROM rollup")]
+
+
+def rollup_rowid_max(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM rollup").fetchone()[0])
+
+
+def buckets_stale(conn: sqlite3.Connection, buckets: Iterable[int], rollup_before: int) -> set[int]:
+    """Buckets (of `buckets`) that held rollup rows before the scan began (rowid at most
+    `rollup_before`) or are already dirty: adding to them would pile up rows, so they are
+    recomputed from `turns` at the end of the scan instead."""
+    wanted = sorted(set(buckets))
+    if not wanted:
+        return set()
+    dirty = {
+        r[0]
+        for r in conn.execute(
+            "SELECT bucket FROM dirty_buckets WHERE bucket BETWEEN ? AND ?", (wanted[0], wanted[-1])
+        )
+    }
+    if rollup_before <= 0:
+        return dirty & set(wanted)
+    stale = set()
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        stale.update(
+            r[0]
+            for r in conn.execute(
+                f"SELECT DISTINCT bucket FROM rollup WHERE bucket IN ({marks}) AND rowid <= ?",  # noqa: S608
+                [*chunk, rollup_before],
+            )
+        )
+    return stale | (dirty & set(wanted))
 
 
 def dirty_buckets_mark(conn: sqlite3.Connection, buckets: Iterable[int]) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO dirty_buckets (bucket) VALUES (?)", ((b,) for b in buckets)
     )
-
-
-_T = {c: i for i, c in enumerate(TURN_COLUMNS)}
-_I_TS, _I_TOTAL, _I_COST = _T["ts"], _T["total_tokens"], _T["cost_pico"]
-_I_SRC, _I_REP = _T["price_source"], _T["reported_pico"]
-_DIM_NAMES = "source agent project session_id is_sidechain model provider git_branch"
-_COUNT_NAMES = (
-    "input_tokens output_tokens cache_read_tokens cache_write_5m_tokens cache_write_1h_tokens "
-    "web_search_requests"
-)
-_I_DIMS = tuple(_T[c] for c in _DIM_NAMES.split())
-_I_TOKENS = tuple(_T[c] for c in _COUNT_NAMES.split())
-_I_SAV, _I_WC, _I_TOOLS = _T["cache_savings_pico"], _T["cache_write_pico"], _T["tools"]
-
-
-def rollup_accumulate(
-    rows: Iterable[Sequence[Any]],
-    agg: dict[tuple[Any, ...], list[int]],
-    tool_agg: dict[tuple[Any, ...], list[float]],
-    tools_seq: Sequence[Sequence[str]] | None = None,
-) -> None:
-    """Add turn rows (TURN_COLUMNS tuples) to rollup accumulators; mirrors `_ROLLUP_SELECT`.
-
-    Runs in the scan's workers so the main process only merges small per-file dictionaries.
-    `tools_seq[i]` are row i's tool names (default: decode the row's JSON column).
-    """
-    for n_row, r in enumerate(rows):
-        ts = r[_I_TS]
-        bucket = ts // BUCKET_MS
-        key = (bucket, *(r[i] for i in _I_DIMS))
-        m = agg.get(key)
-        if m is None:
-            m = agg[key] = [0] * 18 + [ts, ts]
-        m[0] += 1
-        for j, i in enumerate(_I_TOKENS, start=1):
-            m[j] += r[i]
-        total, cost, src, rep = r[_I_TOTAL], r[_I_COST], r[_I_SRC], r[_I_REP]
-        if cost is None:
-            m[8] += total
-            m[9] += 1
-        else:
-            m[7] += cost
-        if cost is None or src == "reported":
-            m[11] += total
-            m[12] += 1
-        else:
-            m[10] += cost
-        if rep is None:
-            m[14] += total
-            m[15] += 1
-        else:
-            m[13] += rep
-        m[16] += r[_I_SAV]
-        m[17] += r[_I_WC]
-        if ts < m[18]:
-            m[18] = ts
-        if ts > m[19]:
-            m[19] = ts
-        tools = tools_seq[n_row] if tools_seq is not None else json.loads(r[_I_TOOLS])
-        if tools:
-            n = len(tools)
-            auto = (cost or 0) / n
-            calc = (cost or 0) / n if src != "reported" else 0.0
-            disp = (rep or 0) / n
-            for name in set(tools):
-                calls = tools.count(name)
-                tkey = (bucket, r[_I_DIMS[0]], r[_I_DIMS[1]], r[_I_DIMS[2]], r[_I_DIMS[5]], name)
-                t = tool_agg.get(tkey)
-                if t is None:
-                    t = tool_agg[tkey] = [0, 0, 0.0, 0.0, 0.0]
-                t[0] += calls
-                t[1] += 1
-                t[2] += auto * calls
-                t[3] += calc * calls
-                t[4] += disp * calls
-
-
-def rollup_merge(
-    into: dict[tuple[Any, ...], list[Any]], other: dict[tuple[Any, ...], list[Any]], minmax: bool
-) -> None:
-    for key, vals in other.items():
-        cur = into.get(key)
-        if cur is None:
-            into[key] = vals
-            continue
-        if minmax:
-            for j in range(18):
-                cur[j] += vals[j]
-            cur[18] = min(cur[18], vals[18])
-            cur[19] = max(cur[19], vals[19])
-        else:
-            for j in range(len(vals)):
-                cur[j] += vals[j]
-
-
-def rollup_flush(
-    conn: sqlite3.Connection,
-    agg: dict[tuple[Any, ...], list[int]],
-    tool_agg: dict[tuple[Any, ...], list[float]],
-    flushed: set[int],
-) -> None:
-    """Write accumulated rollup rows (from turns that were all new) and empty the accumulators.
-
-    A bucket that is dirty, or had rollup rows before this scan (not written by an earlier
-    flush of the same scan), is left to `rollups_refresh`, which recomputes it from `turns`.
-    Several rows with the same dimensions in one bucket are fine: reports sum them.
-    """
-    if not agg:
-        return
-    buckets = {k[0] for k in agg}
-    dirty = {r[0] for r in conn.execute("SELECT bucket FROM dirty_buckets")}
-    lo, hi = min(buckets), max(buckets)
-    existing = {
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT bucket FROM rollup WHERE bucket BETWEEN ? AND ?", (lo, hi)
-        )
-    }
-    stale = (buckets & existing) - flushed - dirty
-    if stale:
-        dirty_buckets_mark(conn, stale)
-        dirty |= stale
-    conn.executemany(
-        f"INSERT INTO rollup VALUES ({', '.join('?' * 29)})",  # noqa: S608
-        ((*k, *v) for k, v in agg.items() if k[0] not in dirty),
-    )
-    conn.executemany(
-        "INSERT INTO tool_rollup VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ((*k, *v) for k, v in tool_agg.items() if k[0] not in dirty),
-    )
-    flushed |= buckets - dirty
-    agg.clear()
-    tool_agg.clear()
 
 
 def rollups_refresh(conn: sqlite3.Connection, *, full: bool = False) -> None:
@@ -640,3 +990,280 @@ def buckets_to_ranges(buckets: Iterable[int]) -> list[tuple[int, int]]:
         else:
             ranges.append((b, b))
     return ranges
+
+
+# --- writing turns ---------------------------------------------------------------------------
+
+
+class TurnWriter:
+    """Writes priced turn rows and keeps rollups right, de-duplicating against the store.
+
+    One per process; `write` runs inside the caller's write transaction. Rows whose key is new
+    are inserted and added to the rollups; a row whose key is stored goes through `replaces`
+    (with the union of both rows' tool calls), and when it wins the stored row is updated and
+    the rollups get its difference. Buckets that cannot simply be added to (see
+    `buckets_stale`) are marked dirty instead.
+    """
+
+    def __init__(self, dims: Dims, rollup_before: int) -> None:
+        self.dims = dims
+        self.rollup_before = rollup_before
+        self.rollups = Rollups()
+
+    def write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert or merge `rows` (keys unique among them); returns how many turns are new."""
+        if not rows:
+            return 0
+        dims = self.dims
+        dims.flush(conn)
+        before_id = max_turn_id(conn)
+        before = conn.total_changes
+        conn.executemany(_INSERT_SQL, rows)
+        inserted = conn.total_changes - before
+        if inserted == len(rows):
+            self._add(conn, rows)
+        else:
+            # Ids are handed out in insert order: the keys of the ids after `before_id` are the
+            # rows that went in; the others met a stored turn.
+            new_keys = {
+                k for (k,) in conn.execute("SELECT key_hash FROM turns WHERE id > ?", (before_id,))
+            }
+            self._add(conn, [row for row in rows if row[R_KEY] in new_keys])
+            for row in rows:
+                if row[R_KEY] not in new_keys:
+                    self._collide(conn, row)
+        self._flush_rollups(conn)
+        return inserted
+
+    def _add(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Add stored rows to the rollup sums."""
+        from clawtrace.sources.base import native
+
+        dims = self.dims
+        for row in rows:
+            if row[R_TOOLS] not in dims.tool_names:
+                dims.tools_of(conn, row[R_TOOLS])
+        acc = self.rollups
+        fast = native()
+        if fast is not None:
+            fast.rollup_rows(rows, dims.tool_names, acc.agg, acc.tools, REPORTED_SOURCE_ID)
+            return
+        names = dims.tool_names
+        for row in rows:
+            acc.add(row, names[row[R_TOOLS]], REPORTED_SOURCE_ID)
+
+    def _collide(self, conn: sqlite3.Connection, row: tuple[Any, ...]) -> None:
+        stored = conn.execute(_SELECT_BY_KEY, (row[R_MSG], row[R_KEY])).fetchone()
+        dims = self.dims
+        if stored is None:  # gone since the insert tried (cannot happen in one transaction)
+            conn.execute(_INSERT_SQL, row)
+            self.rollups.add(row, dims.tools_of(conn, row[R_TOOLS]), REPORTED_SOURCE_ID)
+            return
+        stored = tuple(stored)
+        result = merge_rows(dims, stored, row, conn)
+        if result == stored:
+            return
+        dims.flush(conn)
+        conn.execute(_UPDATE_BY_KEY, (*result[1:], row[R_MSG], row[R_KEY]))
+        # Only what a rollup holds matters there: the file a turn came from does not.
+        if result[R_CTX:] == stored[R_CTX:]:
+            return
+        buckets = {stored[R_TS] // BUCKET_MS, result[R_TS] // BUCKET_MS}
+        if buckets_stale(conn, buckets, self.rollup_before):
+            dirty_buckets_mark(conn, buckets)
+            return
+        self.rollups.add(stored, dims.tools_of(conn, stored[R_TOOLS]), REPORTED_SOURCE_ID, -1)
+        self.rollups.add(result, dims.tools_of(conn, result[R_TOOLS]), REPORTED_SOURCE_ID)
+
+    def _flush_rollups(self, conn: sqlite3.Connection) -> None:
+        acc = self.rollups
+        if not acc:
+            return
+        stale = buckets_stale(conn, acc.buckets(), self.rollup_before)
+        if stale:
+            dirty_buckets_mark(conn, stale)
+        acc.flush(conn, stale)
+
+    def delete(self, conn: sqlite3.Connection, ids: list[int]) -> int:
+        """Delete turns by id, taking them out of the rollups; returns how many went."""
+        removed = 0
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            gone = conn.execute(
+                f"DELETE FROM turns WHERE id IN ({marks}) RETURNING {', '.join(TURN_COLUMNS)}",  # noqa: S608
+                chunk,
+            ).fetchall()
+            for row in gone:
+                self.rollups.add(
+                    row, self.dims.tools_of(conn, row[R_TOOLS]), REPORTED_SOURCE_ID, -1
+                )
+            removed += len(gone)
+        self._flush_rollups(conn)
+        return removed
+
+
+def turns_write_named(conn: sqlite3.Connection, turns: Iterable[dict[str, Any]]) -> int:
+    """Write turns given by their `turns_wide` column names (imports, fixtures), with the
+    scanner's de-dup and rollup rules; inside the caller's transaction. Returns new turns."""
+    dims = Dims()
+    rows = []
+    for t in turns:
+        cid = dims.context(
+            (
+                t["source"],
+                t["agent"],
+                t["project"],
+                t["session_id"],
+                t.get("subagent"),
+                int(t.get("is_sidechain") or 0),
+                t.get("git_branch") or "",
+            )
+        )
+        mid = dims.model((t["provider"], t["model"], t.get("speed")))
+        tools = t.get("tools") or ()
+        if isinstance(tools, str):
+            tools = orjson.loads(tools)
+        rows.append(
+            (
+                t.get("key_hash") or key_hash(t["dedup_key"]),
+                t.get("msg_hash") or t.get("key_hash") or key_hash(t["dedup_key"]),
+                t.get("file_id"),
+                cid,
+                mid,
+                t["ts"],
+                t.get("input_tokens", 0),
+                t.get("output_tokens", 0),
+                t.get("cache_read_tokens", 0),
+                t.get("cache_write_5m_tokens", 0),
+                t.get("cache_write_1h_tokens", 0),
+                t.get("web_search_requests", 0),
+                t.get("cost_pico"),
+                dims.source(t.get("price_source") or "none"),
+                t.get("reported_pico"),
+                t.get("cache_savings_pico", 0),
+                t.get("cache_write_pico", 0),
+                dims.toolset(tuple(tools)) if tools else 0,
+            )
+        )
+    writer = TurnWriter(dims, rollup_rowid_max(conn))
+    return writer.write(conn, rows_dedup(dims, rows))
+
+
+SECONDARY_INDEXES = {
+    "turns_key": "CREATE UNIQUE INDEX IF NOT EXISTS turns_key ON turns (msg_hash, key_hash)",
+    "turns_ts": "CREATE INDEX IF NOT EXISTS turns_ts ON turns (ts)",
+    "rollup_bucket": "CREATE INDEX IF NOT EXISTS rollup_bucket ON rollup (bucket)",
+    "tool_rollup_bucket": "CREATE INDEX IF NOT EXISTS tool_rollup_bucket ON tool_rollup (bucket)",
+}
+
+
+def secondary_indexes_drop(conn: sqlite3.Connection, *, keys: bool = False) -> None:
+    """Drop the indexes `secondary_indexes_create` rebuilds (inside the caller's transaction);
+    the unique key index only with `keys` (then `bulk_dedup` must run before the rebuild)."""
+    for name in SECONDARY_INDEXES:
+        if name != "turns_key" or keys:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def bulk_dedup(conn: sqlite3.Connection, writer: TurnWriter) -> int:
+    """After a bulk load that appended without the unique key index: merge the turns whose key
+    came more than once (in insert order, by `merge_rows`, as the index would have) and take
+    the extra rows out of the rollups; returns how many rows went."""
+    groups = conn.execute(
+        "SELECT group_concat(id) FROM turns GROUP BY key_hash HAVING COUNT(*) > 1"
+    ).fetchall()
+    if not groups:
+        return 0
+    cols = ", ".join(TURN_COLUMNS)
+    dims = writer.dims
+    add = writer.rollups.add
+    removed = 0
+    for (ids_text,) in groups:
+        ids = sorted(int(i) for i in ids_text.split(","))
+        marks = ",".join("?" * len(ids))
+        rows = [
+            tuple(r)
+            for r in conn.execute(
+                f"SELECT {cols} FROM turns WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
+                ids,
+            )
+        ]
+        merged = rows[0]
+        for row in rows[1:]:
+            merged = merge_rows(dims, merged, row, conn)
+        for row in rows:
+            add(row, dims.tools_of(conn, row[R_TOOLS]), REPORTED_SOURCE_ID, -1)
+        add(merged, dims.tools_of(conn, merged[R_TOOLS]), REPORTED_SOURCE_ID)
+        dims.flush(conn)
+        conn.execute(
+            "UPDATE turns SET "  # noqa: S608
+            + ", ".join(f"{c} = ?" for c in TURN_COLUMNS)
+            + " WHERE id = ?",
+            (*merged, ids[0]),
+        )
+        extra = ",".join("?" * (len(ids) - 1))
+        conn.execute(f"DELETE FROM turns WHERE id IN ({extra})", ids[1:])  # noqa: S608
+        removed += len(ids) - 1
+    writer._flush_rollups(conn)
+    return removed
+
+
+def secondary_indexes_create(conn: sqlite3.Connection) -> None:
+    """Build what `secondary_indexes_drop` dropped. A bulk load that died before its
+    `bulk_dedup` may have left a key twice: that is merged first (and its rollups refreshed)."""
+    if not conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'turns_key'"
+    ).fetchone():
+        writer = TurnWriter(Dims(), rollup_rowid_max(conn))
+        if bulk_dedup(conn, writer):
+            rollups_refresh(conn, full=True)
+    for sql in SECONDARY_INDEXES.values():
+        conn.execute(sql)
+
+
+def max_turn_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0])
+
+
+def sidechain_replays(conn: sqlite3.Connection, since_id: int) -> list[int]:
+    """formats.md 1.7 on rows added after `since_id`: the ids of sidechain rows that replay a
+    message another row holds (a main-thread row, or a sidechain row seen earlier)."""
+    if since_id <= 0:
+        # Everything is new: the message ids held more than once, straight off their index.
+        hashes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT msg_hash FROM turns WHERE msg_hash IS NOT NULL "
+                "GROUP BY msg_hash HAVING COUNT(*) > 1"
+            )
+        ]
+    else:
+        hashes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT msg_hash FROM turns WHERE id > ? AND msg_hash IS NOT NULL",
+                (since_id,),
+            )
+        ]
+    replays: list[int] = []
+    for h in hashes:
+        held = conn.execute(
+            "SELECT t.id, c.is_sidechain FROM turns AS t JOIN contexts AS c ON c.id = t.context_id "
+            "WHERE t.msg_hash = ? ORDER BY t.id",
+            (h,),
+        ).fetchall()
+        if len(held) < 2:
+            continue
+        for sid, side in held:
+            if not side:
+                continue
+            for oid, other_side in held:
+                if (
+                    oid != sid
+                    and (not other_side or oid < sid)
+                    and (sid > since_id or oid > since_id)
+                ):
+                    replays.append(sid)
+                    break
+    return replays

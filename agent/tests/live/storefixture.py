@@ -39,10 +39,10 @@ def _row(
     ts: datetime,
     cost_usd: float,
     tools: list[str],
-) -> tuple:
+) -> dict:
     name, provider, _ = model
     inp, out, cread, cwrite = 1200, 400, 20000, 800
-    values = {
+    return {
         "key_hash": store.key_hash(f"k{n}"),
         "msg_hash": store.key_hash(f"msg_{n}"),
         "dedup_key": f"k{n}",
@@ -65,21 +65,11 @@ def _row(
         "git_branch": "main",
         "tools": json.dumps(tools),
     }
-    # Follow the store's column list (agent-core may add columns): unknown ones get a neutral
-    # value, integers 0 where the column is NOT NULL, else NULL.
-    return tuple(values.get(col, _default(col)) for col in store.TURN_COLUMNS)
 
 
-_NULLABLE = {"msg_id", "subagent", "speed", "reported_pico", "file_id", "cost_pico"}
-
-
-def _default(col: str) -> object:
-    return None if col in _NULLABLE else 0
-
-
-def fixture_rows(now: datetime = NOW, days: int = 60, seed: int = 7) -> list[tuple]:
+def fixture_rows(now: datetime = NOW, days: int = 60, seed: int = 7) -> list[dict]:
     rng = random.Random(seed)
-    rows: list[tuple] = []
+    rows: list[dict] = []
     n = 0
     start_day = (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
     for d in range(days + 1):
@@ -142,8 +132,7 @@ def fixture_rows(now: datetime = NOW, days: int = 60, seed: int = 7) -> list[tup
 def fixture_store_build(path: Path, now: datetime = NOW) -> Path:
     conn = store.connect(path)
     with conn:
-        store.turns_upsert(conn, fixture_rows(now))
-        store.rollups_refresh(conn, full=True)
+        store.turns_write_named(conn, fixture_rows(now))
     store.meta_set(conn, "last_scan", str(int(now.timestamp() * 1000)))
     conn.close()
     return path

@@ -205,7 +205,7 @@ class AlertEngine:
         hour_ms = _ms(local_hour)
         if self._baseline_hour == hour_ms:
             return self._baseline
-        first = conn.execute("SELECT MIN(first_ts) FROM rollup").fetchone()[0]
+        first = conn.execute("SELECT MIN(ts) FROM turns").fetchone()[0]
         self._baseline_hour = hour_ms
         self._baseline = None
         if first is None or hour_ms - first < MIN_HISTORY_DAYS * 24 * HOUR_MS:

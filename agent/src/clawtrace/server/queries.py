@@ -42,7 +42,7 @@ def hourly_history(
 
 def sessions_active(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[str]:
     rows = conn.execute(
-        "SELECT DISTINCT session_id FROM rollup WHERE bucket >= ? AND bucket < ?",
+        "SELECT DISTINCT session_id FROM rollup_wide WHERE bucket >= ? AND bucket < ?",
         (since_ms // 900_000, -(-until_ms // 900_000)),
     ).fetchall()
     return [r[0] for r in rows]
@@ -79,7 +79,7 @@ def session_turns(
         marks = ",".join("?" * len(chunk))
         # Only fixed column expressions and "?" marks are interpolated, never values.
         for sid, ts, cost, tools_json in conn.execute(
-            f"SELECT session_id, ts, {turn_cost_sql(mode)}, tools FROM turns "  # noqa: S608
+            f"SELECT session_id, ts, {turn_cost_sql(mode)}, tools FROM turns_wide "  # noqa: S608
             f"WHERE ts >= ? AND ts < ? AND session_id IN ({marks}) ORDER BY session_id, ts",
             [since_ms, until_ms, *chunk],
         ):
@@ -94,8 +94,8 @@ def session_costs(
     window, for the session-spike rule."""
     prefix = {"auto": "auto", "calculate": "calc", "display": "display"}[mode]
     rows = conn.execute(
-        f"SELECT session_id, MIN(project), MIN(agent), SUM({prefix}_pico) FROM rollup "  # noqa: S608
-        "WHERE session_id IN (SELECT DISTINCT session_id FROM rollup WHERE bucket >= ? "
+        f"SELECT session_id, MIN(project), MIN(agent), SUM({prefix}_pico) FROM rollup_wide "  # noqa: S608
+        "WHERE session_id IN (SELECT DISTINCT session_id FROM rollup_wide WHERE bucket >= ? "
         "AND bucket < ?) GROUP BY session_id",
         (since_ms // 900_000, -(-until_ms // 900_000)),
     ).fetchall()
@@ -125,7 +125,7 @@ def anomalies_list(
     until = min(filters.until_ms if filters.until_ms is not None else now_ms, now_ms + HOUR_MS)
     hours: list[dict] = []
     baseline_info: dict = {"weeks": 0, "typical_active_hour_usd": 0.0, "ready": False}
-    first = conn.execute("SELECT MIN(first_ts) FROM rollup").fetchone()[0]
+    first = conn.execute("SELECT MIN(ts) FROM turns").fetchone()[0]
     if first is not None and since - first >= MIN_HISTORY_DAYS * 24 * HOUR_MS:
         hist_since = max(first - first % HOUR_MS, since - BASELINE_WEEKS * 7 * 24 * HOUR_MS)
         history = [
@@ -171,7 +171,7 @@ def anomalies_list(
             where.append(f"{column} = ?")
             args.append(value)
     rows = conn.execute(  # column names come from the fixed list above; values are bound
-        f"SELECT session_id, MIN(project), MIN(agent), MAX(last_ts) FROM rollup "  # noqa: S608
+        f"SELECT session_id, MIN(project), MIN(agent), MAX(last_ts) FROM rollup_wide "  # noqa: S608
         f"WHERE {' AND '.join(where)} GROUP BY session_id ORDER BY MAX(last_ts) DESC LIMIT ?",
         [*args, MAX_RUNAWAY_SESSIONS],
     ).fetchall()

@@ -10,20 +10,27 @@ A source does two things:
   current model, last cwd) and must be JSON-serialisable: it is kept in the store between scans.
 
 Parsers never see message text beyond the JSON they decode, and never return it.
+
+The optional C extension `clawtrace._native` applies the same rules to the lines it is sure
+about and hands the others back to the Python code here (see native/scanmodule.c); set
+`CLAWTRACE_NATIVE=0` to run the pure-Python parsers alone.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
-# A raw turn, before pricing. Positions (kept as a tuple: millions cross a process boundary):
-# 0 dedup_key, 1 msg_id, 2 source, 3 agent, 4 project, 5 session_id, 6 subagent,
-# 7 is_sidechain, 8 model, 9 provider, 10 ts_ms, 11 input, 12 output, 13 cache_read,
-# 14 cache_write_5m, 15 cache_write_1h, 16 web_search, 17 speed, 18 reported_usd,
-# 19 git_branch, 20 tools (tuple of names)
+# A raw turn, before pricing. Positions (a tuple: a big scan makes millions of them):
+# 0 key_hash, 1 msg_hash (the key_hash again for sources without message ids), 2 dedup_key,
+# 3 agent, 4 project, 5 session_id, 6 subagent, 7 is_sidechain, 8 model, 9 provider,
+# 10 ts_ms, 11 input, 12 output, 13 cache_read, 14 cache_write_5m, 15 cache_write_1h,
+# 16 web_search, 17 speed, 18 reported_usd, 19 git_branch, 20 tools (tuple of names)
 RawTurn = tuple[Any, ...]
 
 # Anything larger is corrupt, and would overflow SQLite's 64-bit integers once summed.
@@ -70,6 +77,7 @@ class ParseResult:
     turn_lines: int = 0  # usage-carrying lines read (before de-duplication)
     skipped: int = 0  # assistant lines not billed: synthetic, zero usage, mirrors, errors
     turns: list[RawTurn] = field(default_factory=list)
+    records: int = 0  # turns handed to a native ingest instead of `turns`
     state: dict[str, Any] = field(default_factory=dict)
 
 
@@ -82,31 +90,44 @@ class Source(Protocol):
         self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None
     ) -> ParseResult: ...
 
+    def ingest(
+        self,
+        sink: Any,
+        data: bytes,
+        ctx: dict[str, Any],
+        state: dict[str, Any] | None,
+        file_id: int,
+    ) -> ParseResult: ...
 
-def split_lines(data: bytes) -> tuple[list[bytes], int]:
-    """Complete lines of `data` and how many bytes they span.
+
+def lines_end(data: bytes | bytearray, n: int | None = None) -> tuple[int, bool]:
+    """Where the complete lines of `data[:n]` end, and whether the rest is a line to read too.
 
     A last line without a newline is held back (it may be half-written) unless it is a whole
     JSON object, which a writer that never ends its file with a newline leaves behind.
     """
-    end = data.rfind(b"\n")
-    lines = data[: end + 1].split(b"\n")[:-1] if end >= 0 else []
-    consumed = end + 1
-    tail = data[end + 1 :]
+    n = len(data) if n is None else n
+    end = data.rfind(b"\n", 0, n) + 1
+    tail = bytes(data[end:n])
     if tail.strip():
         import orjson
 
         try:
-            if isinstance(orjson.loads(tail), dict):
-                lines.append(tail)
-                consumed = len(data)
+            return end, isinstance(orjson.loads(tail), dict)
         except orjson.JSONDecodeError:
             pass
-    return lines, consumed
+    return end, False
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def iso_to_ms(value: Any) -> int | None:
-    """UTC epoch ms of an ISO-8601 timestamp (naive means UTC); None when not ISO."""
+    """UTC epoch ms of an ISO-8601 timestamp (naive means UTC); None when not ISO.
+
+    Integer arithmetic, not `timestamp() * 1000`: floats turn `.123` into 122 ms now and then.
+    """
     if type(value) is not str or len(value) < 16 or value[4] != "-" or value[10] not in "T ":
         return None
     try:
@@ -115,7 +136,30 @@ def iso_to_ms(value: Any) -> int | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp() * 1000)
+    return (dt - _EPOCH) // _MS
+
+
+def key_hash(key: str) -> int:
+    """Signed 64-bit hash of a de-dup key (BLAKE2b-64; the C scanner computes the same)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _load_native() -> ModuleType | None:
+    if os.environ.get("CLAWTRACE_NATIVE", "1").strip().lower() in ("0", "no", "false", "off"):
+        return None
+    try:
+        from clawtrace import _native
+    except ImportError:
+        return None
+    return _native
+
+
+# The C scanner, or None (not built on this machine, or disabled). Tests swap it.
+NATIVE: ModuleType | None = _load_native()
+
+
+def native() -> ModuleType | None:
+    return NATIVE
 
 
 def token_count(value: Any) -> int | None:

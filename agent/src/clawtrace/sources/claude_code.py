@@ -5,17 +5,22 @@ Pre-filter (documented because it affects the malformed count): only lines conta
 (it must look like one JSON object: starts with `{`, ends with `}`) and counted malformed if it
 does not; its content is never decoded. Metadata the turn needs (session id, cwd, git branch,
 agent id) is on the assistant line itself.
+
+The C scanner (`clawtrace._native.claude_parse`) applies exactly these rules to the lines it is
+sure about and defers the rest to `_line` below, one line at a time, in order.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from clawtrace.sources import base
 from clawtrace.sources.base import (
     MAX_TOKENS,
     Discovery,
@@ -23,8 +28,9 @@ from clawtrace.sources.base import (
     ParseResult,
     RawTurn,
     iso_to_ms,
+    key_hash,
+    lines_end,
     money,
-    split_lines,
     token_count,
 )
 
@@ -83,88 +89,156 @@ class ClaudeCode:
     def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
         state = dict(state or {})
         result = ParseResult()
-        lines, result.consumed = split_lines(data)
-        result.lines = len(lines)
+        end, tail = lines_end(data)
+        result.consumed = len(data) if tail else end
         best: dict[str, list[Any]] = {}
-        loads = orjson.loads
-        decode_error = orjson.JSONDecodeError
         last_cwd = state.get("cwd")
         subagent_file = bool(ctx.get("subagent_file"))
-        project_fallback = ctx.get("project_dir") or ""
-        session_hint = ctx.get("session_hint") or ""
-        for line in lines:
-            if b'"assistant"' not in line:
-                # Cheap shape check only: these lines carry no usage and are never decoded.
-                if (line[:1] != b"{" or line.rstrip()[-1:] != b"}") and line.strip():
-                    result.malformed += 1
-                continue
-            slim, tools = _slim(line)
-            try:
-                obj = loads(slim)
-            except decode_error:
-                result.malformed += 1
-                continue
-            if type(obj) is not dict:
-                result.malformed += 1
-                continue
-            if obj.get("type") != "assistant":
-                continue
-            if tools is None:
-                tools = _tools_of(obj)
-            cwd = obj.get("cwd")
-            if cwd and type(cwd) is str:
-                last_cwd = cwd
-            record = _turn(
-                obj, tools, result, last_cwd or project_fallback, subagent_file, session_hint
+        project_fallback = str(ctx.get("project_dir") or "")
+        session_hint = str(ctx.get("session_hint") or "")
+        native = base.native()
+
+        def keep(record: RawTurn) -> None:
+            _keep(best, record)
+
+        pos = 0
+        while pos < end:
+            if native is not None:
+                pos, last_cwd, lines, bad, turn_lines, skipped, deferred = native.claude_parse(
+                    data, pos, end, last_cwd, project_fallback, session_hint, subagent_file, best
+                )
+                result.lines += lines
+                result.malformed += bad
+                result.turn_lines += turn_lines
+                result.skipped += skipped
+                if not deferred:
+                    break
+            nl = data.index(b"\n", pos)
+            last_cwd = _line(
+                data[pos:nl], result, keep, last_cwd, project_fallback, subagent_file, session_hint
             )
-            if record is None:
-                continue
-            key = record[0]
-            prev = best.get(key)
-            if prev is None:
-                best[key] = [record, dict(record[20])]
-                continue
-            # Same response written again (streaming): the larger total wins; ties go to the later.
-            prev[1].update(record[20])
-            if _total(record) >= _total(prev[0]):
-                prev[0] = record
-        for record, tool_map in best.values():
-            result.turns.append((*record[:20], tuple(tool_map.values())))
+            result.lines += 1
+            pos = nl + 1
+        if tail:
+            last_cwd = _line(
+                data[end:], result, keep, last_cwd, project_fallback, subagent_file, session_hint
+            )
+            result.lines += 1
+        if native is not None:
+            result.turns = native.claude_records(best)
+        else:
+            result.turns = [(*rec[:20], tuple(tools.values())) for rec, tools in best.values()]
+        if last_cwd:
+            state["cwd"] = last_cwd
+        result.state = state
+        return result
+
+    def ingest(
+        self,
+        sink: Any,
+        data: bytearray,
+        n: int,
+        ctx: dict[str, Any],
+        state: dict[str, Any] | None,
+        file_id: int,
+    ) -> ParseResult:
+        """`parse`, with the turns going into a native `_native.Ingest` instead of the result
+        (`result.turns` stays empty; `result.skipped` holds how many turns went in)."""
+        state = dict(state or {})
+        result = ParseResult()
+        end, tail = lines_end(data, n)
+        result.consumed = n if tail else end
+        last_cwd = state.get("cwd")
+        subagent_file = bool(ctx.get("subagent_file"))
+        project_fallback = str(ctx.get("project_dir") or "")
+        session_hint = str(ctx.get("session_hint") or "")
+        pos = 0
+        while pos < end:
+            pos, last_cwd, lines, bad, turn_lines, skipped, deferred = sink.claude(
+                data, pos, end, last_cwd, project_fallback, session_hint, subagent_file
+            )
+            result.lines += lines
+            result.malformed += bad
+            result.turn_lines += turn_lines
+            result.skipped += skipped
+            if not deferred:
+                break
+            nl = data.index(b"\n", pos, n)
+            last_cwd = _line(
+                bytes(data[pos:nl]),
+                result,
+                sink.claude_add,
+                last_cwd,
+                project_fallback,
+                subagent_file,
+                session_hint,
+            )
+            result.lines += 1
+            pos = nl + 1
+        if tail:
+            last_cwd = _line(
+                bytes(data[end:n]),
+                result,
+                sink.claude_add,
+                last_cwd,
+                project_fallback,
+                subagent_file,
+                session_hint,
+            )
+            result.lines += 1
+        result.records = sink.claude_end(file_id)
         if last_cwd:
             state["cwd"] = last_cwd
         result.state = state
         return result
 
 
-_TOOL_RE = re.compile(rb'"type":"tool_use","id":"([^"\\]*)","name":"([^"\\]*)"')
+def _keep(best: dict[str, list[Any]], record: RawTurn) -> None:
+    """Streamed pieces of one response: the largest total wins, ties go to the later piece, and
+    the response's tool calls are the union of every piece's."""
+    key = record[2]
+    prev = best.get(key)
+    if prev is None:
+        best[key] = [record, dict(record[20])]
+        return
+    prev[1].update(record[20])
+    if _total(record) >= _total(prev[0]):
+        prev[0] = record
 
 
-def _slim(line: bytes) -> tuple[bytes, dict[str, str] | None]:
-    """The line without `message.content`, and the content's tool_use names when found cheaply.
-
-    Content is most of an assistant line's bytes and is never needed beyond tool names, so it is
-    cut out before decoding (JSON strings cannot hold an unescaped quote, so the first
-    `"content":` after `"message":{` and the last `,"stop_reason":` bound it). The rest of the
-    line is still fully validated. Returns (line, None) when the shape is not the usual one; the
-    caller then decodes everything.
-    """
-    m = line.find(b'"message":{')
-    if m < 0:
-        return line, None
-    c = line.find(b'"content":', m)
-    e = line.rfind(b',"stop_reason":')
-    if c < 0 or e < c:
-        return line, None
-    content = line[c + 10 : e]
-    tools: dict[str, str] = {}
-    n_tools = content.count(b'"tool_use"')
-    if n_tools:
-        found = _TOOL_RE.findall(content)
-        if len(found) != n_tools:
-            return line, None
-        for tid, name in found:
-            tools[tid.decode("utf-8", "replace")] = name.decode("utf-8", "replace")
-    return line[: c + 10] + b"[]" + line[e:], tools
+def _line(
+    line: bytes,
+    result: ParseResult,
+    keep: Callable[[RawTurn], None],
+    last_cwd: str | None,
+    project_fallback: str,
+    subagent_file: bool,
+    session_hint: str,
+) -> str | None:
+    """One line, by the Python rules; returns the last cwd after it."""
+    if b'"assistant"' not in line:
+        # Cheap shape check only: these lines carry no usage and are never decoded.
+        if (line[:1] != b"{" or line.rstrip()[-1:] != b"}") and line.strip():
+            result.malformed += 1
+        return last_cwd
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        result.malformed += 1
+        return last_cwd
+    if type(obj) is not dict:
+        result.malformed += 1
+        return last_cwd
+    if obj.get("type") != "assistant":
+        return last_cwd
+    tools = _tools_of(obj)
+    cwd = obj.get("cwd")
+    if cwd and type(cwd) is str:
+        last_cwd = cwd
+    record = _turn(obj, tools, result, last_cwd or project_fallback, subagent_file, session_hint)
+    if record is not None:
+        keep(record)
+    return last_cwd
 
 
 def _tools_of(obj: dict[str, Any]) -> dict[str, str]:
@@ -296,10 +370,11 @@ def _turn(
     reported = money(cost)
     speed = get("speed")
     branch = obj.get("gitBranch")
+    key = f"{mid}:{rid}" if rid else mid
     return (
-        f"{mid}:{rid}" if rid else mid,
-        mid,
-        NAME,
+        key_hash(key),
+        key_hash(mid),
+        key,
         subagent if sidechain and subagent else "claude",
         project,
         session,

@@ -1,20 +1,24 @@
 """OpenClaw transcripts: `<state>/agents/<agent>/sessions/*.jsonl` (formats.md section 2).
 
-Every line is decoded (OpenClaw files are small and the model of a turn may come from an earlier
-`model_change` / `model-snapshot` entry). Archived copies (`*.jsonl.reset.<ts>`,
-`*.jsonl.deleted.<ts>`) are read too; their turns share the de-dup key of the live file
-(`agent`, session id, entry id), so a transcript seen before and after archiving counts once.
+Every line is decoded (the model of a turn may come from an earlier `model_change` /
+`model-snapshot` entry). The C scanner (`clawtrace._native`) applies the same rules to the
+lines it is sure about and defers the rest to `_line` below, in order. Archived copies
+(`*.jsonl.reset.<ts>`, `*.jsonl.deleted.<ts>`) are read too; their turns share the de-dup key
+of the live file (`agent`, session id, entry id), so a transcript seen before and after
+archiving counts once.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from clawtrace.sources import base
 from clawtrace.sources.base import (
     Discovery,
     FileEntry,
@@ -22,10 +26,14 @@ from clawtrace.sources.base import (
     ParseResult,
     RawTurn,
     iso_to_ms,
+    key_hash,
+    lines_end,
     money,
-    split_lines,
     token_count,
 )
+
+# Per-file state the parser carries between lines (and between scans, in the store).
+_STATE_KEYS = ("session_id", "cwd", "provider", "model")
 
 NAME = "openclaw"
 _ARCHIVE = re.compile(r"^(?P<stem>.+)\.jsonl(?:\.(?:deleted|reset)\.[^/]+)?$")
@@ -142,59 +150,155 @@ class OpenClaw:
     def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
         state = dict(state or {})
         result = ParseResult()
-        lines, result.consumed = split_lines(data)
-        result.lines = len(lines)
-        agent = ctx.get("agent") or "main"
+        end, tail = lines_end(data)
+        result.consumed = len(data) if tail else end
+        agent, hint, sub, session_key, ctx = _context(ctx)
         offset = int(state.get("offset", 0))
-        pos = offset
-        for line in lines:
-            line_pos = pos
-            pos += len(line) + 1
-            if not line.strip():
-                continue
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                result.malformed += 1
-                continue
-            if not isinstance(obj, dict):
-                result.malformed += 1
-                continue
-            kind = obj.get("type")
-            if kind == "session":
-                if isinstance(obj.get("id"), str):
-                    state["session_id"] = obj["id"]
-                if isinstance(obj.get("cwd"), str):
-                    state["cwd"] = obj["cwd"]
-                continue
-            if kind == "model_change":
-                if isinstance(obj.get("provider"), str):
-                    state["provider"] = obj["provider"]
-                if isinstance(obj.get("modelId"), str):
-                    state["model"] = obj["modelId"]
-                continue
-            if kind == "custom" and obj.get("customType") == "model-snapshot":
-                d = obj.get("data")
-                if isinstance(d, dict):
-                    if isinstance(d.get("provider"), str):
-                        state["provider"] = d["provider"]
-                    if isinstance(d.get("modelId"), str):
-                        state["model"] = d["modelId"]
-                continue
-            if kind != "message":
-                continue
-            msg = obj.get("message")
-            if not isinstance(msg, dict):
-                result.malformed += 1
-                continue
-            if msg.get("role") != "assistant":
-                continue
-            record = _turn(obj, msg, state, ctx, agent, line_pos, result)
-            if record is not None:
-                result.turns.append(record)
+        # (session_id, cwd, provider, model): None is "not seen yet".
+        st = tuple(v if isinstance(v := state.get(k), str) else None for k in _STATE_KEYS)
+        native = base.native()
+        pos = 0
+        while pos < end:
+            if native is not None:
+                recs, pos, st, lines, bad, turn_lines, skipped, deferred = native.openclaw_parse(
+                    data, pos, end, offset, agent, hint, sub, session_key, st
+                )
+                result.lines += lines
+                result.malformed += bad
+                result.turn_lines += turn_lines
+                result.skipped += skipped
+                result.turns.extend(recs)
+                if not deferred:
+                    break
+            nl = data.index(b"\n", pos)
+            st = _line(data[pos:nl], offset + pos, st, ctx, result, result.turns.append)
+            result.lines += 1
+            pos = nl + 1
+        if tail:
+            st = _line(data[end:], offset + end, st, ctx, result, result.turns.append)
+            result.lines += 1
+        for k, v in zip(_STATE_KEYS, st, strict=True):
+            if v is not None:
+                state[k] = v
         state["offset"] = offset + result.consumed
         result.state = state
         return result
+
+    def ingest(
+        self,
+        sink: Any,
+        data: bytearray,
+        n: int,
+        ctx: dict[str, Any],
+        state: dict[str, Any] | None,
+        file_id: int,
+    ) -> ParseResult:
+        """`parse`, with the turns going into a native `_native.Ingest` (`result.records`
+        counts them; `result.turns` stays empty)."""
+        state = dict(state or {})
+        result = ParseResult()
+        end, tail = lines_end(data, n)
+        result.consumed = n if tail else end
+        agent, hint, sub, session_key, ctx = _context(ctx)
+        offset = int(state.get("offset", 0))
+        st = tuple(v if isinstance(v := state.get(k), str) else None for k in _STATE_KEYS)
+
+        def emit(record: RawTurn) -> None:
+            sink.add(record, NAME, file_id)
+            result.records += 1
+
+        pos = 0
+        while pos < end:
+            pos, st, lines, bad, turn_lines, skipped, deferred, turns = sink.openclaw(
+                data, pos, end, offset, agent, hint, sub, session_key, st, file_id
+            )
+            result.lines += lines
+            result.malformed += bad
+            result.turn_lines += turn_lines
+            result.skipped += skipped
+            result.records += turns
+            if not deferred:
+                break
+            nl = data.index(b"\n", pos, n)
+            st = _line(bytes(data[pos:nl]), offset + pos, st, ctx, result, emit)
+            result.lines += 1
+            pos = nl + 1
+        if tail:
+            st = _line(bytes(data[end:n]), offset + end, st, ctx, result, emit)
+            result.lines += 1
+        for k, v in zip(_STATE_KEYS, st, strict=True):
+            if v is not None:
+                state[k] = v
+        state["offset"] = offset + result.consumed
+        result.state = state
+        return result
+
+
+def _context(ctx: dict[str, Any]) -> tuple[str, str | None, bool, str | None, dict[str, Any]]:
+    agent = str(ctx.get("agent") or "main")
+    hint = ctx.get("session_hint")
+    hint = str(hint) if hint else None
+    sub = bool(ctx.get("subagent"))
+    session_key = ctx.get("session_key")
+    session_key = str(session_key) if session_key is not None else None
+    ctx = {**ctx, "agent": agent, "session_hint": hint, "subagent": sub, "session_key": session_key}
+    return agent, hint, sub, session_key, ctx
+
+
+def _line(
+    line: bytes,
+    line_pos: int,
+    st: tuple[str | None, ...],
+    ctx: dict[str, Any],
+    result: ParseResult,
+    emit: Callable[[RawTurn], None],
+) -> tuple[str | None, ...]:
+    """One line, by the Python rules; returns the per-file state after it."""
+    if not line.strip():
+        return st
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        result.malformed += 1
+        return st
+    if not isinstance(obj, dict):
+        result.malformed += 1
+        return st
+    session_id, cwd, provider, model = st
+    kind = obj.get("type")
+    if kind == "session":
+        if isinstance(obj.get("id"), str):
+            session_id = obj["id"]
+        if isinstance(obj.get("cwd"), str):
+            cwd = obj["cwd"]
+        return session_id, cwd, provider, model
+    if kind == "model_change":
+        if isinstance(obj.get("provider"), str):
+            provider = obj["provider"]
+        if isinstance(obj.get("modelId"), str):
+            model = obj["modelId"]
+        return session_id, cwd, provider, model
+    if kind == "custom" and obj.get("customType") == "model-snapshot":
+        d = obj.get("data")
+        if isinstance(d, dict):
+            if isinstance(d.get("provider"), str):
+                provider = d["provider"]
+            if isinstance(d.get("modelId"), str):
+                model = d["modelId"]
+        return session_id, cwd, provider, model
+    if kind != "message":
+        return st
+    msg = obj.get("message")
+    if not isinstance(msg, dict):
+        result.malformed += 1
+        return st
+    if msg.get("role") != "assistant":
+        return st
+    state = {"session_id": session_id, "cwd": cwd, "provider": provider, "model": model}
+    record = _turn(obj, msg, state, ctx, ctx["agent"], line_pos, result)
+    if record is not None:
+        emit(record)
+    return st
 
 
 def _turn(
@@ -271,10 +375,12 @@ def _turn(
                     tools.append(name)
     sub = bool(ctx.get("subagent"))
     session_key = ctx.get("session_key")
+    key = f"oc:{agent}:{session}:{key_tail}"
+    hashed = key_hash(key)
     return (
-        f"oc:{agent}:{session}:{key_tail}",
-        None,
-        NAME,
+        hashed,
+        hashed,  # no message ids: the key stands in (store.turns_key)
+        key,
         agent,
         state.get("cwd") or agent,
         session,

@@ -1,0 +1,2180 @@
+/* clawtrace._ingest: a big scan's writer, without Python objects per turn.
+ *
+ * The same pipeline as the Python code, step for step, so that a store written by either is
+ * the same store (tests/test_native_parity.py compares them row for row):
+ *
+ *   lines --parse.h--> turns of one read chunk, de-duplicated (ClaudeCode._keep)
+ *         --end of chunk--> priced rows with dimension ids (scan._Ingest._price)
+ *         --batch--> one row per key in the batch (store.rows_dedup)
+ *         --commit--> SQLite: new rows inserted, stored keys merged by store.replaces with
+ *                     rollup deltas (store.TurnWriter), rollup sums, the files' offsets.
+ *
+ * Lines the classifiers defer are parsed by Python and handed back as RawTurn tuples
+ * (claude_add / add), in order. Prices come from Python (one call per model and UTC day; a
+ * turn whose price is not plain integer arithmetic is priced by Python turn by turn).
+ *
+ * SQLite is the system library Python's sqlite3 module uses, through its C API: binding a
+ * row through the sqlite3 module costs more than inserting it. */
+#define PY_SSIZE_T_CLEAN
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memmem */
+#endif
+#include <Python.h>
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Hash maps: 64-bit hash -> index into an array that holds the full key. */
+
+typedef struct {
+    uint64_t *hashes;
+    int32_t *idx; /* -1: empty */
+    size_t cap, used;
+} map_t;
+
+static uint64_t mix64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static int map_grow(map_t *m) {
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    uint64_t *h = malloc(cap * sizeof *h);
+    int32_t *ix = malloc(cap * sizeof *ix);
+    if (!h || !ix) {
+        free(h);
+        free(ix);
+        return -1;
+    }
+    for (size_t i = 0; i < cap; i++) ix[i] = -1;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->idx[i] < 0) continue;
+        size_t j = m->hashes[i] & (cap - 1);
+        while (ix[j] >= 0) j = (j + 1) & (cap - 1);
+        h[j] = m->hashes[i];
+        ix[j] = m->idx[i];
+    }
+    free(m->hashes);
+    free(m->idx);
+    m->hashes = h;
+    m->idx = ix;
+    m->cap = cap;
+    return 0;
+}
+
+/* The slot for `h` whose entry `eq` accepts, or the empty slot where it would go. */
+typedef int (*map_eq)(void *ctx, int32_t idx);
+static size_t map_slot(map_t *m, uint64_t h, map_eq eq, void *ctx) {
+    size_t j = h & (m->cap - 1);
+    while (m->idx[j] >= 0) {
+        if (m->hashes[j] == h && (!eq || eq(ctx, m->idx[j]))) return j;
+        j = (j + 1) & (m->cap - 1);
+    }
+    return j;
+}
+
+static int32_t map_get(map_t *m, uint64_t h, map_eq eq, void *ctx) {
+    if (!m->cap) return -1;
+    return m->idx[map_slot(m, h, eq, ctx)];
+}
+
+static int map_put(map_t *m, uint64_t h, int32_t value, map_eq eq, void *ctx) {
+    if ((m->used + 1) * 2 > m->cap && map_grow(m) < 0) return -1;
+    size_t j = map_slot(m, h, eq, ctx);
+    if (m->idx[j] < 0) m->used++;
+    m->hashes[j] = h;
+    m->idx[j] = value;
+    return 0;
+}
+
+static void map_clear(map_t *m) {
+    for (size_t i = 0; i < m->cap; i++) m->idx[i] = -1;
+    m->used = 0;
+}
+
+static void map_free(map_t *m) {
+    free(m->hashes);
+    free(m->idx);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Byte buffers and a string pool */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} buf_t;
+
+static int buf_add(buf_t *b, const char *s, size_t n) {
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+static int buf_addc(buf_t *b, char c) { return buf_add(b, &c, 1); }
+
+/* JSON string exactly as orjson writes it (dimension ids hash orjson.dumps of their fields). */
+static int buf_json_str(buf_t *b, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (buf_addc(b, '"') < 0) return -1;
+    size_t start = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        if (buf_add(b, s + start, i - start) < 0) return -1;
+        start = i + 1;
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t en = 2;
+        switch (c) {
+            case '"': esc[1] = '"'; break;
+            case '\\': esc[1] = '\\'; break;
+            case '\b': esc[1] = 'b'; break;
+            case '\t': esc[1] = 't'; break;
+            case '\n': esc[1] = 'n'; break;
+            case '\f': esc[1] = 'f'; break;
+            case '\r': esc[1] = 'r'; break;
+            default:
+                esc[1] = 'u';
+                esc[2] = '0';
+                esc[3] = '0';
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                en = 6;
+        }
+        if (buf_add(b, esc, en) < 0) return -1;
+    }
+    if (buf_add(b, s + start, n - start) < 0) return -1;
+    return buf_addc(b, '"');
+}
+
+/* Strings that live as long as the Ingest: each kept once, by content. */
+typedef struct {
+    buf_t bytes;
+    vec_t spans; /* (offset, len) */
+    map_t index;
+} pool_t;
+
+typedef struct {
+    size_t off, len;
+} span_t;
+
+typedef struct {
+    pool_t *pool;
+    str_t s;
+} pool_probe;
+
+static int pool_eq(void *ctx, int32_t idx) {
+    pool_probe *pp = ctx;
+    span_t *sp = vec_at(&pp->pool->spans, (size_t)idx);
+    return sp->len == pp->s.n && memcmp(pp->pool->bytes.p + sp->off, pp->s.p, sp->len) == 0;
+}
+
+static uint64_t str_hash(str_t s) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then mixed */
+    for (size_t i = 0; i < s.n; i++) h = (h ^ (unsigned char)s.p[i]) * 1099511628211ULL;
+    return mix64(h ^ s.n);
+}
+
+/* The id of `s` in the pool (added when new), or -1 on memory error. */
+static int32_t pool_id(pool_t *pool, str_t s) {
+    pool_probe pp = {pool, s};
+    uint64_t h = str_hash(s);
+    int32_t id = map_get(&pool->index, h, pool_eq, &pp);
+    if (id >= 0) return id;
+    span_t *sp = vec_push(&pool->spans);
+    if (!sp) return -1;
+    sp->off = pool->bytes.n;
+    sp->len = s.n;
+    if (buf_add(&pool->bytes, s.p, s.n) < 0) return -1;
+    id = (int32_t)(pool->spans.len - 1);
+    if (map_put(&pool->index, h, id, pool_eq, &pp) < 0) return -1;
+    return id;
+}
+
+static str_t pool_str(pool_t *pool, int32_t id) {
+    span_t *sp = vec_at(&pool->spans, (size_t)id);
+    str_t s = {pool->bytes.p + sp->off, sp->len};
+    return s;
+}
+
+static void pool_clear(pool_t *pool) {
+    pool->bytes.n = 0;
+    pool->spans.len = 0;
+    map_clear(&pool->index);
+}
+
+static void pool_free(pool_t *pool) {
+    free(pool->bytes.p);
+    free(pool->spans.data);
+    map_free(&pool->index);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Records, rows, cards, rollups */
+
+#define NO_STR (-1)
+
+/* A turn of the current chunk (before pricing). Strings are pool ids. */
+typedef struct {
+    int64_t key_hash, msg_hash;
+    int has_msg;
+    int32_t agent, project, session, subagent, model, provider, speed, branch; /* NO_STR: None */
+    int sidechain;
+    int64_t ts, tok[6];
+    int has_reported;
+    double reported;
+    int32_t tools_head, tools_tail; /* list in `ctools` (Claude: by tool_use id) */
+    int32_t ntools;
+} rec_t;
+
+typedef struct {
+    int32_t key;  /* pool id of the tool_use id (or "#n") */
+    int32_t name; /* pool id */
+    int32_t next;
+} rtool_t;
+
+typedef struct { /* store.TURN_COLUMNS */
+    int64_t key_hash, msg_hash, file_id, ctx, model, ts, tok[6], cost, src, rep, sav, wc, toolset;
+    int has_msg, has_file, has_cost, has_rep;
+} row_t;
+
+typedef struct {
+    int kind; /* 0: no price, 1: integer rate card, 2: ask Python turn by turn */
+    int64_t model_id, day;
+    int64_t src;
+    int ntiers;
+    int64_t thresholds[8];
+    int64_t rates[8][6];
+} card_t;
+
+typedef struct {
+    int64_t bucket, ctx, model;
+    int64_t m[18];
+    int64_t first_ts, last_ts;
+    int has_ts;
+} agg_t;
+
+typedef struct {
+    int64_t bucket, ctx, model;
+    int32_t tool; /* pool id */
+    int64_t calls, turns;
+    double a, c, d;
+} tagg_t;
+
+typedef struct {
+    int64_t id;
+    int kind; /* 0 context, 1 model, 2 price source, 3 toolset */
+    int32_t s[7];
+    int64_t sidechain;
+} pending_t;
+
+typedef struct { /* toolset id -> names (pool ids), in order */
+    int64_t id;
+    size_t start, n; /* into `tnames` */
+} toolset_t;
+
+typedef struct {
+    PyObject_HEAD
+    sqlite3 *db;
+    sqlite3_stmt *ins_turn, *sel_turn, *upd_turn, *ins_rollup, *ins_tool, *ins_dirty;
+    sqlite3_stmt *ins_ctx, *ins_model, *ins_src, *ins_toolset, *upd_fresh, *upd_grown;
+    PyObject *card_for, *price_slow;
+    int64_t reported_id, none_id;
+    int bulk;     /* 1: a first load into an empty store (no unique key index until it is done);
+                     2: maintenance (resolve), no turn inserts */
+    FILE *keys;   /* bulk: (key_hash, rowid) of every row inserted, for resolve */
+    int prepared; /* bulk: the batch's rows are in the rollups already */
+    sqlite3_stmt *ins_turn_bulk;
+    arena_t arena;
+    vec_t ctools_scratch, otools_scratch;
+    pool_t pool;
+    pool_t chunk_pool; /* tool_use ids: compared within a chunk only, never kept */
+    /* the chunk being parsed (Claude de-duplicates within it) */
+    vec_t recs;    /* rec_t */
+    vec_t rtools;  /* rtool_t */
+    map_t rec_by_key;
+    /* the batch */
+    vec_t rows; /* row_t */
+    map_t row_by_key;
+    /* dimensions known to be in the store (or about to be) */
+    map_t dims_known;
+    vec_t dims_ids; /* int64_t, the ids behind dims_known */
+    vec_t pending;  /* pending_t */
+    vec_t toolsets; /* toolset_t */
+    vec_t tnames;   /* int32_t */
+    map_t toolset_by_id;
+    /* prices */
+    vec_t cards;
+    map_t card_by_key;
+    /* rollups */
+    vec_t aggs, taggs;
+    map_t agg_by_key, tagg_by_key;
+    /* buckets that had rollup rows before the scan: recomputed at its end, never added to */
+    map_t stale;
+    vec_t stale_ids;
+    buf_t enc;
+    /* dimension ids by the pool ids of their fields (hashing an encoding once per new one) */
+    vec_t key_cache; /* keyed_t */
+    map_t key_cache_map;
+    vec_t seq_ints;  /* int32_t: toolset name sequences of key_cache entries */
+    /* pool ids of constant strings */
+    int32_t s_claude, s_anthropic, s_empty, s_unknown, s_src_claude, s_src_openclaw;
+} Ingest;
+
+/* ---------------------------------------------------------------------------------------------
+ * Small helpers over the Ingest */
+
+static int64_t dim_hash(buf_t *enc) { return hash64(enc->p, enc->n); }
+
+typedef struct {
+    vec_t *ids;
+    int64_t id;
+} id_probe;
+
+static int id_eq(void *ctx, int32_t idx) {
+    id_probe *p = ctx;
+    return *(int64_t *)vec_at(p->ids, (size_t)idx) == p->id;
+}
+
+/* Whether `id` is a known dimension row; remembers it. Returns 1 when it was new. */
+static int dim_seen(Ingest *self, int64_t id) {
+    id_probe p = {&self->dims_ids, id};
+    uint64_t h = mix64((uint64_t)id);
+    if (map_get(&self->dims_known, h, id_eq, &p) >= 0) return 0;
+    int64_t *slot = vec_push(&self->dims_ids);
+    if (!slot) return -1;
+    *slot = id;
+    if (map_put(&self->dims_known, h, (int32_t)(self->dims_ids.len - 1), id_eq, &p) < 0)
+        return -1;
+    return 1;
+}
+
+static int enc_begin(Ingest *self, const char *kind) {
+    self->enc.n = 0;
+    return buf_addc(&self->enc, '[') < 0 ? -1 : buf_json_str(&self->enc, kind, strlen(kind));
+}
+
+static int enc_str(Ingest *self, int32_t sid) {
+    if (buf_addc(&self->enc, ',') < 0) return -1;
+    if (sid == NO_STR) return buf_add(&self->enc, "null", 4);
+    str_t s = pool_str(&self->pool, sid);
+    return buf_json_str(&self->enc, s.p, s.n);
+}
+
+static int enc_int(Ingest *self, int64_t v) {
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, ",%lld", (long long)v);
+    return buf_add(&self->enc, tmp, (size_t)n);
+}
+
+static int enc_end(Ingest *self) { return buf_addc(&self->enc, ']'); }
+
+static int pending_add(Ingest *self, int64_t id, int kind, const int32_t *s, int ns,
+                       int64_t sidechain) {
+    pending_t *p = vec_push(&self->pending);
+    if (!p) return -1;
+    p->id = id;
+    p->kind = kind;
+    for (int i = 0; i < ns; i++) p->s[i] = s[i];
+    p->sidechain = sidechain;
+    return 0;
+}
+
+static int32_t intern_py(Ingest *self, PyObject *o) {
+    if (o == Py_None) return NO_STR;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!s) return -2;
+    str_t st = {s, (size_t)n};
+    int32_t id = pool_id(&self->pool, st);
+    if (id < 0) PyErr_NoMemory();
+    return id < 0 ? -2 : id;
+}
+
+static int32_t intern(Ingest *self, str_t s) {
+    int32_t id = pool_id(&self->pool, s);
+    if (id < 0) PyErr_NoMemory();
+    return id < 0 ? -2 : id;
+}
+
+static PyObject *py_str(Ingest *self, int32_t sid) {
+    if (sid == NO_STR) Py_RETURN_NONE;
+    str_t s = pool_str(&self->pool, sid);
+    return PyUnicode_DecodeUTF8(s.p, (Py_ssize_t)s.n, "strict");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dimensions */
+
+typedef struct {
+    int kind;      /* 'c', 'm', 't' */
+    int32_t k[8];  /* fields (pool ids); toolsets: the sequence lives in seq_ints */
+    size_t start, n;
+    int64_t id;
+} keyed_t;
+
+typedef struct {
+    Ingest *self;
+    int kind;
+    const int32_t *k;
+    size_t n;
+} keyed_probe;
+
+static int keyed_eq(void *ctx, int32_t idx) {
+    keyed_probe *p = ctx;
+    keyed_t *e = vec_at(&p->self->key_cache, (size_t)idx);
+    if (e->kind != p->kind || e->n != p->n) return 0;
+    const int32_t *have = p->kind == 't' ? (int32_t *)vec_at(&p->self->seq_ints, e->start) : e->k;
+    return memcmp(have, p->k, p->n * sizeof(int32_t)) == 0;
+}
+
+static uint64_t ints_hash(int kind, const int32_t *k, size_t n) {
+    uint64_t h = mix64((uint64_t)kind * 0x9e3779b97f4a7c15ULL + n);
+    for (size_t i = 0; i < n; i++) h = mix64(h ^ (uint64_t)(uint32_t)k[i]);
+    return h;
+}
+
+/* The cached id of (kind, fields), or 0 with *slot_hash set for `cache_put`. */
+static int64_t cache_get(Ingest *self, int kind, const int32_t *k, size_t n, uint64_t *h) {
+    keyed_probe p = {self, kind, k, n};
+    *h = ints_hash(kind, k, n);
+    int32_t i = map_get(&self->key_cache_map, *h, keyed_eq, &p);
+    return i < 0 ? 0 : ((keyed_t *)vec_at(&self->key_cache, (size_t)i))->id;
+}
+
+static int cache_put(Ingest *self, int kind, const int32_t *k, size_t n, uint64_t h, int64_t id) {
+    keyed_t *e = vec_push(&self->key_cache);
+    if (!e) return -1;
+    e->kind = kind;
+    e->n = n;
+    e->id = id;
+    if (kind == 't') {
+        e->start = self->seq_ints.len;
+        for (size_t i = 0; i < n; i++) {
+            int32_t *slot = vec_push(&self->seq_ints);
+            if (!slot) return -1;
+            *slot = k[i];
+        }
+        e = vec_at(&self->key_cache, self->key_cache.len - 1);
+    } else {
+        memcpy(e->k, k, n * sizeof(int32_t));
+    }
+    keyed_probe p = {self, kind, k, n};
+    return map_put(&self->key_cache_map, h, (int32_t)(self->key_cache.len - 1), keyed_eq, &p);
+}
+
+/* store.dim_id("c", source, agent, project, session_id, subagent, is_sidechain, git_branch) */
+static int64_t context_id(Ingest *self, int32_t source, rec_t *r) {
+    int32_t s[7] = {source, r->agent, r->project, r->session, r->subagent, r->branch, 0};
+    int32_t key[7] = {source, r->agent, r->project, r->session, r->subagent, r->branch,
+                      r->sidechain};
+    uint64_t h;
+    int64_t cached = cache_get(self, 'c', key, 7, &h);
+    if (cached) return cached;
+    if (enc_begin(self, "c") < 0 || enc_str(self, source) < 0 || enc_str(self, r->agent) < 0 ||
+        enc_str(self, r->project) < 0 || enc_str(self, r->session) < 0 ||
+        enc_str(self, r->subagent) < 0 || enc_int(self, r->sidechain) < 0 ||
+        enc_str(self, r->branch) < 0 || enc_end(self) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    int64_t id = dim_hash(&self->enc);
+    int fresh = dim_seen(self, id);
+    if (fresh < 0 || (fresh && pending_add(self, id, 0, s, 6, r->sidechain) < 0) ||
+        cache_put(self, 'c', key, 7, h, id) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    return id;
+}
+
+/* store.dim_id("m", provider, model, speed) */
+static int64_t model_id(Ingest *self, rec_t *r) {
+    int32_t s[3] = {r->provider, r->model, r->speed};
+    uint64_t h;
+    int64_t cached = cache_get(self, 'm', s, 3, &h);
+    if (cached) return cached;
+    if (enc_begin(self, "m") < 0 || enc_str(self, r->provider) < 0 || enc_str(self, r->model) < 0 ||
+        enc_str(self, r->speed) < 0 || enc_end(self) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    int64_t id = dim_hash(&self->enc);
+    int fresh = dim_seen(self, id);
+    if (fresh < 0 || (fresh && pending_add(self, id, 1, s, 3, 0) < 0) ||
+        cache_put(self, 'm', s, 3, h, id) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    return id;
+}
+
+/* A price source named by Python: remembered for insertion. */
+static int source_known(Ingest *self, int64_t id, PyObject *name) {
+    int fresh = dim_seen(self, id);
+    if (fresh < 0) return -1;
+    if (!fresh) return 0;
+    int32_t s = intern_py(self, name);
+    if (s < 0) return -1;
+    return pending_add(self, id, 2, &s, 1, 0);
+}
+
+typedef struct {
+    Ingest *self;
+    int64_t id;
+} ts_probe;
+
+static int toolset_eq(void *ctx, int32_t idx) {
+    ts_probe *p = ctx;
+    return ((toolset_t *)vec_at(&p->self->toolsets, (size_t)idx))->id == p->id;
+}
+
+static toolset_t *toolset_get(Ingest *self, int64_t id) {
+    ts_probe p = {self, id};
+    int32_t i = map_get(&self->toolset_by_id, mix64((uint64_t)id), toolset_eq, &p);
+    return i < 0 ? NULL : vec_at(&self->toolsets, (size_t)i);
+}
+
+/* store.Dims.toolset: id of a list of tool names (0 for none). */
+static int64_t toolset_id(Ingest *self, const int32_t *names, size_t n) {
+    if (n == 0) return 0;
+    uint64_t h;
+    int64_t cached = cache_get(self, 't', names, n, &h);
+    if (cached) return cached;
+    buf_t text = {NULL, 0, 0};
+    int bad = buf_addc(&text, '[') < 0;
+    for (size_t i = 0; i < n && !bad; i++) {
+        str_t s = pool_str(&self->pool, names[i]);
+        bad = (i && buf_addc(&text, ',') < 0) || buf_json_str(&text, s.p, s.n) < 0;
+    }
+    bad = bad || buf_addc(&text, ']') < 0;
+    str_t ts = {text.p, text.n};
+    int32_t text_id = bad ? -1 : pool_id(&self->pool, ts);
+    free(text.p);
+    if (text_id < 0 || enc_begin(self, "t") < 0 || enc_str(self, text_id) < 0 || enc_end(self) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    int64_t id = dim_hash(&self->enc);
+    if (!toolset_get(self, id)) {
+        toolset_t *t = vec_push(&self->toolsets);
+        if (!t) {
+            PyErr_NoMemory();
+            return 0;
+        }
+        t->id = id;
+        t->start = self->tnames.len;
+        t->n = n;
+        for (size_t i = 0; i < n; i++) {
+            int32_t *slot = vec_push(&self->tnames);
+            if (!slot) {
+                PyErr_NoMemory();
+                return 0;
+            }
+            *slot = names[i];
+        }
+        ts_probe p = {self, id};
+        if (map_put(&self->toolset_by_id, mix64((uint64_t)id), (int32_t)(self->toolsets.len - 1),
+                    toolset_eq, &p) < 0) {
+            PyErr_NoMemory();
+            return 0;
+        }
+    }
+    int fresh = dim_seen(self, id);
+    if (fresh < 0 || (fresh && pending_add(self, id, 3, &text_id, 1, 0) < 0) ||
+        cache_put(self, 't', names, n, h, id) < 0) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    return id;
+}
+
+/* The names of a toolset the store holds (asked from SQLite when this process never made it). */
+static toolset_t *toolset_load(Ingest *self, int64_t id) {
+    toolset_t *t = toolset_get(self, id);
+    if (t || id == 0) return t;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(self->db, "SELECT tools FROM toolsets WHERE id = ?", -1, &st, NULL) !=
+        SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, id);
+    int32_t names[256];
+    size_t n = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *text = (const char *)sqlite3_column_text(st, 0);
+        int len = sqlite3_column_bytes(st, 0);
+        yyjson_doc *doc = text ? yyjson_read(text, (size_t)len, 0) : NULL;
+        yyjson_val *arr = doc ? yyjson_doc_get_root(doc) : NULL;
+        if (arr && yyjson_is_arr(arr)) {
+            yyjson_arr_iter it;
+            yyjson_val *v;
+            yyjson_arr_iter_init(arr, &it);
+            while ((v = yyjson_arr_iter_next(&it)) && n < 256)
+                if (yyjson_is_str(v)) names[n++] = pool_id(&self->pool, str_of(v));
+        }
+        if (doc) yyjson_doc_free(doc);
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; i < n; i++)
+        if (names[i] < 0) return NULL;
+    /* Register it under its stored id (the text round-trips to the same id). */
+    toolset_t *nt = vec_push(&self->toolsets);
+    if (!nt) return NULL;
+    nt->id = id;
+    nt->start = self->tnames.len;
+    nt->n = n;
+    for (size_t i = 0; i < n; i++) {
+        int32_t *slot = vec_push(&self->tnames);
+        if (!slot) return NULL;
+        *slot = names[i];
+    }
+    ts_probe p = {self, id};
+    if (map_put(&self->toolset_by_id, mix64((uint64_t)id), (int32_t)(self->toolsets.len - 1),
+                toolset_eq, &p) < 0)
+        return NULL;
+    dim_seen(self, id);
+    return vec_at(&self->toolsets, self->toolsets.len - 1);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Prices */
+
+typedef struct {
+    Ingest *self;
+    int64_t model, day;
+} card_probe;
+
+static int card_eq(void *ctx, int32_t idx) {
+    card_probe *p = ctx;
+    card_t *c = vec_at(&p->self->cards, (size_t)idx);
+    return c->model_id == p->model && c->day == p->day;
+}
+
+/* The card for (model dimension, UTC day): asks Python the first time. */
+static card_t *card_get(Ingest *self, rec_t *r, int64_t mid, int64_t day) {
+    card_probe p = {self, mid, day};
+    uint64_t h = mix64((uint64_t)mid ^ mix64((uint64_t)day));
+    int32_t i = map_get(&self->card_by_key, h, card_eq, &p);
+    if (i >= 0) return vec_at(&self->cards, (size_t)i);
+    PyObject *prov = py_str(self, r->provider), *model = py_str(self, r->model);
+    PyObject *speed = py_str(self, r->speed);
+    PyObject *v = prov && model && speed
+                      ? PyObject_CallFunction(self->card_for, "OOLO", prov, model, (long long)r->ts,
+                                              speed)
+                      : NULL;
+    Py_XDECREF(prov);
+    Py_XDECREF(model);
+    Py_XDECREF(speed);
+    if (!v) return NULL;
+    card_t *c = vec_push(&self->cards);
+    if (!c) {
+        Py_DECREF(v);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    c->model_id = mid;
+    c->day = day;
+    c->kind = 2;
+    if (v == Py_None) {
+        c->kind = 0;
+    } else if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 3) {
+        /* (source id, source name, ((threshold, six rates), ...)) */
+        PyObject *tiers = PyTuple_GET_ITEM(v, 2);
+        c->src = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 0));
+        if (source_known(self, c->src, PyTuple_GET_ITEM(v, 1)) < 0) {
+            Py_DECREF(v);
+            return NULL;
+        }
+        Py_ssize_t nt = PyTuple_Check(tiers) ? PyTuple_GET_SIZE(tiers) : 0;
+        if (nt >= 1 && nt <= 8) {
+            c->kind = 1;
+            c->ntiers = (int)nt;
+            for (Py_ssize_t k = 0; k < nt && c->kind == 1; k++) {
+                PyObject *tier = PyTuple_GET_ITEM(tiers, k);
+                if (!PyTuple_Check(tier) || PyTuple_GET_SIZE(tier) != 7) {
+                    c->kind = 2;
+                    break;
+                }
+                for (int j = 0; j < 7; j++) {
+                    int overflow = 0;
+                    long long x = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(tier, j), &overflow);
+                    if (overflow || x < 0) {
+                        c->kind = 2;
+                        break;
+                    }
+                    if (j == 0) c->thresholds[k] = x;
+                    else c->rates[k][j - 1] = x;
+                }
+            }
+        }
+    }
+    Py_DECREF(v);
+    if (PyErr_Occurred()) return NULL;
+    if (map_put(&self->card_by_key, h, (int32_t)(self->cards.len - 1), card_eq, &p) < 0) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return vec_at(&self->cards, self->cards.len - 1);
+}
+
+/* RateCard.cost: 1 when done in 64 bits, 0 to leave the turn to Python. */
+static int card_cost(card_t *c, const int64_t *tok, row_t *row) {
+    int64_t total_input = tok[0] + tok[2] + tok[3] + tok[4];
+    int k = 0;
+    if (c->ntiers > 1) {
+        for (int t = c->ntiers - 1; t >= 0; t--) {
+            if (total_input > c->thresholds[t]) {
+                k = t;
+                break;
+            }
+        }
+    }
+    const int64_t *r = c->rates[k];
+    __int128 writes = (__int128)tok[3] * r[3] + (__int128)tok[4] * r[4];
+    __int128 total = (__int128)tok[0] * r[0] + (__int128)tok[1] * r[1] + (__int128)tok[2] * r[2] +
+                     writes + (__int128)tok[5] * r[5];
+    __int128 savings = (__int128)tok[2] * ((__int128)r[0] - r[2]);
+    if (total > INT64_MAX || writes > INT64_MAX || savings > INT64_MAX || savings < INT64_MIN)
+        return 0;
+    row->cost = (int64_t)total;
+    row->has_cost = 1;
+    row->src = c->src;
+    row->sav = (int64_t)savings;
+    row->wc = (int64_t)writes;
+    return 1;
+}
+
+static int price_slow(Ingest *self, rec_t *r, row_t *row) {
+    PyObject *prov = py_str(self, r->provider), *model = py_str(self, r->model);
+    PyObject *speed = py_str(self, r->speed);
+    PyObject *rep = row->has_rep ? PyLong_FromLongLong(row->rep) : (Py_INCREF(Py_None), Py_None);
+    PyObject *v = NULL;
+    if (prov && model && speed && rep)
+        v = PyObject_CallFunction(self->price_slow, "OOL(LLLLLL)OO", prov, model, (long long)r->ts,
+                                  r->tok[0], r->tok[1], r->tok[2], r->tok[3], r->tok[4], r->tok[5],
+                                  speed, rep);
+    Py_XDECREF(prov);
+    Py_XDECREF(model);
+    Py_XDECREF(speed);
+    Py_XDECREF(rep);
+    if (!v) return -1;
+    /* (cost or None, source id, source name, savings, writes) */
+    if (!PyTuple_Check(v) || PyTuple_GET_SIZE(v) != 5) {
+        Py_DECREF(v);
+        PyErr_SetString(PyExc_TypeError, "price_slow must return a 5-tuple");
+        return -1;
+    }
+    PyObject *cost = PyTuple_GET_ITEM(v, 0);
+    row->has_cost = cost != Py_None;
+    row->cost = row->has_cost ? PyLong_AsLongLong(cost) : 0;
+    row->src = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 1));
+    row->sav = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 3));
+    row->wc = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 4));
+    int rc = PyErr_Occurred() ? -1 : source_known(self, row->src, PyTuple_GET_ITEM(v, 2));
+    Py_DECREF(v);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Rows of the batch */
+
+typedef struct {
+    Ingest *self;
+    int64_t key;
+} key_probe;
+
+static int row_key_eq(void *ctx, int32_t idx) {
+    key_probe *p = ctx;
+    return ((row_t *)vec_at(&p->self->rows, (size_t)idx))->key_hash == p->key;
+}
+
+static int64_t row_total(const row_t *r) { return r->tok[0] + r->tok[1] + r->tok[2] + r->tok[3] + r->tok[4]; }
+
+/* store.replaces */
+static int replaces(const row_t *new_, const row_t *old) {
+    int64_t a = row_total(new_), b = row_total(old);
+    if (a != b) return a > b;
+    if (new_->ts != old->ts) return new_->ts > old->ts;
+    return (new_->has_file ? new_->file_id : 0) >= (old->has_file ? old->file_id : 0);
+}
+
+/* store.merge_rows: the winner, with the union of both rows' tool names (old's first). */
+static int merge_rows(Ingest *self, const row_t *old, const row_t *new_, row_t *out) {
+    toolset_t *to = old->toolset ? toolset_load(self, old->toolset) : NULL;
+    toolset_t *tn = new_->toolset ? toolset_load(self, new_->toolset) : NULL;
+    if ((old->toolset && !to) || (new_->toolset && !tn)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "unknown toolset");
+        return -1;
+    }
+    *out = replaces(new_, old) ? *new_ : *old;
+    size_t no = to ? to->n : 0, nn = tn ? tn->n : 0;
+    int32_t merged[512];
+    size_t n = 0;
+    for (size_t i = 0; i < no && n < 512; i++)
+        merged[n++] = *(int32_t *)vec_at(&self->tnames, to->start + i);
+    for (size_t i = 0; i < nn && n < 512; i++) {
+        int32_t name = *(int32_t *)vec_at(&self->tnames, tn->start + i);
+        int seen = 0;
+        for (size_t j = 0; j < no && !seen; j++)
+            seen = *(int32_t *)vec_at(&self->tnames, to->start + j) == name;
+        if (!seen) merged[n++] = name;
+    }
+    if (n == no) {
+        out->toolset = old->toolset;
+    } else {
+        out->toolset = toolset_id(self, merged, n);
+        if (PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+static int row_add(Ingest *self, const row_t *row) {
+    key_probe p = {self, row->key_hash};
+    uint64_t h = mix64((uint64_t)row->key_hash);
+    int32_t i = map_get(&self->row_by_key, h, row_key_eq, &p);
+    if (i >= 0) {
+        row_t *old = vec_at(&self->rows, (size_t)i);
+        row_t merged;
+        if (merge_rows(self, old, row, &merged) < 0) return -1;
+        *old = merged;
+        return 0;
+    }
+    row_t *slot = vec_push(&self->rows);
+    if (!slot) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *slot = *row;
+    if (map_put(&self->row_by_key, h, (int32_t)(self->rows.len - 1), row_key_eq, &p) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* scan._Ingest._price for one record of `source` (a pool id). */
+static int rec_to_row(Ingest *self, rec_t *r, int32_t source, int64_t file_id, int has_file) {
+    row_t row;
+    memset(&row, 0, sizeof row);
+    row.key_hash = r->key_hash;
+    row.msg_hash = r->msg_hash;
+    row.has_msg = r->has_msg;
+    row.file_id = file_id;
+    row.has_file = has_file;
+    row.ctx = context_id(self, source, r);
+    if (PyErr_Occurred()) return -1;
+    row.model = model_id(self, r);
+    if (PyErr_Occurred()) return -1;
+    row.ts = r->ts;
+    memcpy(row.tok, r->tok, sizeof row.tok);
+    if (r->has_reported) {
+        row.has_rep = 1;
+        row.rep = (int64_t)nearbyint(r->reported * 1e12); /* Python's round(): half to even */
+    }
+    card_t *card = card_get(self, r, row.model, floor_div(r->ts, DAY_MS));
+    if (!card) return -1;
+    if (card->kind == 1 && card_cost(card, r->tok, &row)) {
+        /* priced */
+    } else if (card->kind == 0) {
+        /* Nobody prices this model: the log's own cost if it has one, else unpriced. */
+        int has = row.has_rep && row.rep != 0;
+        row.has_cost = has;
+        row.cost = has ? row.rep : 0;
+        row.src = has ? self->reported_id : self->none_id;
+    } else if (price_slow(self, r, &row) < 0) {
+        return -1;
+    }
+    int32_t names[512];
+    size_t n = 0;
+    for (int32_t t = r->tools_head; t >= 0 && n < 512;) {
+        rtool_t *rt = vec_at(&self->rtools, (size_t)t);
+        names[n++] = rt->name;
+        t = rt->next;
+    }
+    row.toolset = toolset_id(self, names, n);
+    if (PyErr_Occurred()) return -1;
+    return row_add(self, &row);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Records of the current chunk */
+
+typedef struct {
+    Ingest *self;
+    int64_t key;
+} rec_probe;
+
+static int rec_key_eq(void *ctx, int32_t idx) {
+    rec_probe *p = ctx;
+    return ((rec_t *)vec_at(&p->self->recs, (size_t)idx))->key_hash == p->key;
+}
+
+static int rec_tool_add(Ingest *self, rec_t *r, int32_t key, int32_t name) {
+    /* by tool_use id: a known id keeps its place and takes the later name (dict.update) */
+    for (int32_t t = r->tools_head; t >= 0;) {
+        rtool_t *rt = vec_at(&self->rtools, (size_t)t);
+        if (rt->key == key) {
+            rt->name = name;
+            return 0;
+        }
+        t = rt->next;
+    }
+    rtool_t *nt = vec_push(&self->rtools);
+    if (!nt) return -1;
+    nt->key = key;
+    nt->name = name;
+    nt->next = -1;
+    int32_t id = (int32_t)(self->rtools.len - 1);
+    if (r->tools_tail >= 0) ((rtool_t *)vec_at(&self->rtools, (size_t)r->tools_tail))->next = id;
+    else r->tools_head = id;
+    r->tools_tail = id;
+    r->ntools++;
+    return 0;
+}
+
+/* ClaudeCode._keep, for a record whose tools are (key, name) pool id pairs. */
+static int rec_keep(Ingest *self, rec_t *r, const int32_t *tool_pairs, size_t ntools) {
+    rec_probe p = {self, r->key_hash};
+    uint64_t h = mix64((uint64_t)r->key_hash);
+    int32_t i = map_get(&self->rec_by_key, h, rec_key_eq, &p);
+    rec_t *target;
+    if (i < 0) {
+        rec_t *slot = vec_push(&self->recs);
+        if (!slot) return -1;
+        *slot = *r;
+        slot->tools_head = slot->tools_tail = -1;
+        slot->ntools = 0;
+        if (map_put(&self->rec_by_key, h, (int32_t)(self->recs.len - 1), rec_key_eq, &p) < 0)
+            return -1;
+        target = slot;
+    } else {
+        rec_t *prev = vec_at(&self->recs, (size_t)i);
+        int64_t tn = r->tok[0] + r->tok[1] + r->tok[2] + r->tok[3] + r->tok[4];
+        int64_t tp = prev->tok[0] + prev->tok[1] + prev->tok[2] + prev->tok[3] + prev->tok[4];
+        if (tn >= tp) {
+            int32_t head = prev->tools_head, tail = prev->tools_tail, nt = prev->ntools;
+            *prev = *r;
+            prev->tools_head = head;
+            prev->tools_tail = tail;
+            prev->ntools = nt;
+        }
+        target = prev;
+    }
+    for (size_t k = 0; k < ntools; k++)
+        if (rec_tool_add(self, target, tool_pairs[2 * k], tool_pairs[2 * k + 1]) < 0) return -1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Python methods: parsing */
+
+
+/* Ingest.claude(data, pos, end, last_cwd, project_fallback, session_hint, subagent_file)
+ *   -> (pos, last_cwd, lines, malformed, turn_lines, skipped, deferred) */
+static PyObject *Ingest_claude(Ingest *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, end;
+    PyObject *last_cwd, *fallback, *hint;
+    int subagent_file;
+    if (!PyArg_ParseTuple(args, "y*nnOUUp", &view, &pos, &end, &last_cwd, &fallback, &hint,
+                          &subagent_file))
+        return NULL;
+    if (pos < 0 || end > view.len || pos > end ||
+        (last_cwd != Py_None && !PyUnicode_Check(last_cwd))) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "Ingest.claude: bad arguments");
+        return NULL;
+    }
+    int32_t cwd = intern_py(self, last_cwd), fb = intern_py(self, fallback);
+    int32_t hint_id = intern_py(self, hint);
+    long long lines = 0, malformed = 0, turn_lines = 0, skipped = 0;
+    int deferred = 0, failed = cwd == -2 || fb == -2 || hint_id == -2;
+    const char *data = view.buf;
+    int32_t pairs[1024];
+    while (!failed && pos < end) {
+        const char *nl = memchr(data + pos, '\n', (size_t)(end - pos));
+        if (!nl) break;
+        size_t len = (size_t)(nl - (data + pos));
+        cline_t c;
+        claude_classify(&self->arena, data + pos, len, subagent_file, &self->ctools_scratch, &c);
+        if (c.outcome == O_DEFER) {
+            deferred = 1;
+            break;
+        }
+        if (c.has_cwd && (cwd = intern(self, c.cwd)) < 0) failed = 1;
+        if (!failed && c.outcome == O_RECORD) {
+            rec_t r;
+            memset(&r, 0, sizeof r);
+            /* key = "<message.id>:<requestId>" or the id alone */
+            buf_t *k = &self->enc;
+            k->n = 0;
+            failed = buf_add(k, c.mid.p, c.mid.n) < 0 ||
+                     (c.has_rid && (buf_addc(k, ':') < 0 || buf_add(k, c.rid.p, c.rid.n) < 0));
+            r.key_hash = hash64(k->p, k->n);
+            r.msg_hash = hash64(c.mid.p, c.mid.n);
+            r.has_msg = 1;
+            r.subagent = c.has_agent_id ? intern(self, c.agent_id) : NO_STR;
+            r.agent = c.sidechain && c.has_agent_id ? r.subagent : self->s_claude;
+            r.project = cwd != NO_STR ? cwd : fb;
+            r.session = c.has_session ? intern(self, c.session) : hint_id;
+            r.sidechain = c.sidechain;
+            r.model = intern(self, c.model);
+            r.provider = self->s_anthropic;
+            r.speed = c.has_speed ? intern(self, c.speed) : NO_STR;
+            r.branch = c.has_branch ? intern(self, c.branch) : self->s_empty;
+            r.ts = c.ts;
+            memcpy(r.tok, c.tok, sizeof r.tok);
+            r.has_reported = c.has_reported;
+            r.reported = c.reported;
+            size_t nt = c.ntools < 512 ? c.ntools : 512;
+            ctool_t *tools = (ctool_t *)self->ctools_scratch.data;
+            for (size_t i = 0; i < nt && !failed; i++) {
+                char idx[32];
+                str_t key = tools[i].id;
+                if (!tools[i].has_id) {
+                    key.n = (size_t)snprintf(idx, sizeof idx, "#%zu", tools[i].index);
+                    key.p = idx;
+                }
+                pairs[2 * i] = pool_id(&self->chunk_pool, key);
+                pairs[2 * i + 1] = intern(self, tools[i].name);
+                failed = pairs[2 * i] < 0 || pairs[2 * i + 1] < 0;
+            }
+            failed = failed || r.subagent == -2 || r.session == -2 || r.model == -2 ||
+                     r.speed == -2 || r.branch == -2 || rec_keep(self, &r, pairs, nt) < 0;
+        }
+        if (failed) break;
+        lines++;
+        malformed += c.outcome == O_MALFORMED;
+        skipped += c.outcome == O_SKIPPED;
+        turn_lines += c.turn_line;
+        pos += (Py_ssize_t)len + 1;
+    }
+    PyBuffer_Release(&view);
+    if (failed) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *cwd_o = py_str(self, cwd);
+    if (!cwd_o) return NULL;
+    return Py_BuildValue("(nNLLLLO)", pos, cwd_o, lines, malformed, turn_lines, skipped,
+                         deferred ? Py_True : Py_False);
+}
+
+static int64_t py_i64(PyObject *o, int *ok) {
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) *ok = 0;
+    return v;
+}
+
+/* A RawTurn tuple (sources.base) as a record; tools in `pairs` as (key, name) pool ids. */
+static int rec_from_tuple(Ingest *self, PyObject *t, rec_t *r, int32_t *pairs, size_t *ntools) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 21) {
+        PyErr_SetString(PyExc_TypeError, "a record is a 21-tuple");
+        return -1;
+    }
+    int ok = 1;
+    memset(r, 0, sizeof *r);
+    r->key_hash = py_i64(PyTuple_GET_ITEM(t, 0), &ok);
+    r->has_msg = PyTuple_GET_ITEM(t, 1) != Py_None;
+    if (r->has_msg) r->msg_hash = py_i64(PyTuple_GET_ITEM(t, 1), &ok);
+    r->agent = intern_py(self, PyTuple_GET_ITEM(t, 3));
+    r->project = intern_py(self, PyTuple_GET_ITEM(t, 4));
+    r->session = intern_py(self, PyTuple_GET_ITEM(t, 5));
+    r->subagent = intern_py(self, PyTuple_GET_ITEM(t, 6));
+    r->sidechain = (int)py_i64(PyTuple_GET_ITEM(t, 7), &ok);
+    r->model = intern_py(self, PyTuple_GET_ITEM(t, 8));
+    r->provider = intern_py(self, PyTuple_GET_ITEM(t, 9));
+    r->ts = py_i64(PyTuple_GET_ITEM(t, 10), &ok);
+    for (int i = 0; i < 6; i++) r->tok[i] = py_i64(PyTuple_GET_ITEM(t, 11 + i), &ok);
+    r->speed = intern_py(self, PyTuple_GET_ITEM(t, 17));
+    PyObject *rep = PyTuple_GET_ITEM(t, 18);
+    r->has_reported = rep != Py_None;
+    if (r->has_reported) r->reported = PyFloat_AsDouble(rep);
+    r->branch = intern_py(self, PyTuple_GET_ITEM(t, 19));
+    if (!ok || PyErr_Occurred() || r->agent == -2 || r->project == -2 || r->session == -2 ||
+        r->subagent == -2 || r->model == -2 || r->provider == -2 || r->speed == -2 ||
+        r->branch == -2)
+        return -1;
+    PyObject *tools = PyTuple_GET_ITEM(t, 20);
+    size_t n = 0;
+    if (PyDict_Check(tools)) {
+        Py_ssize_t i = 0;
+        PyObject *k, *v;
+        while (PyDict_Next(tools, &i, &k, &v) && n < 512) {
+            Py_ssize_t kn;
+            const char *ks = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &kn) : NULL;
+            if (!ks) {
+                if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "tool ids are str");
+                return -1;
+            }
+            str_t kst = {ks, (size_t)kn};
+            pairs[2 * n] = pool_id(&self->chunk_pool, kst);
+            pairs[2 * n + 1] = intern_py(self, v);
+            if (pairs[2 * n] < 0 || pairs[2 * n + 1] < 0) return -1;
+            n++;
+        }
+    } else if (PyTuple_Check(tools)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tools) && n < 512; i++) {
+            pairs[2 * n] = (int32_t)i; /* positions: a tuple keeps repeats */
+            pairs[2 * n + 1] = intern_py(self, PyTuple_GET_ITEM(tools, i));
+            if (pairs[2 * n + 1] < 0) return -1;
+            n++;
+        }
+    } else {
+        PyErr_SetString(PyExc_TypeError, "record tools must be a dict or a tuple");
+        return -1;
+    }
+    *ntools = n;
+    return 0;
+}
+
+/* Ingest.claude_add(record): a RawTurn Python parsed (a deferred line) into the chunk. */
+static PyObject *Ingest_claude_add(Ingest *self, PyObject *t) {
+    rec_t r;
+    int32_t pairs[1024];
+    size_t n;
+    if (rec_from_tuple(self, t, &r, pairs, &n) < 0) return NULL;
+    if (rec_keep(self, &r, pairs, n) < 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* Ingest.claude_end(file_id) -> turns: the chunk's records become priced rows. */
+static PyObject *Ingest_claude_end(Ingest *self, PyObject *arg) {
+    int ok = 1;
+    int has_file = arg != Py_None;
+    int64_t file_id = has_file ? py_i64(arg, &ok) : 0;
+    if (!ok) return NULL;
+    size_t n = self->recs.len;
+    int failed = 0;
+    for (size_t i = 0; i < n && !failed; i++)
+        failed = rec_to_row(self, vec_at(&self->recs, i), self->s_src_claude, file_id, has_file) < 0;
+    self->recs.len = 0;
+    self->rtools.len = 0;
+    map_clear(&self->rec_by_key);
+    pool_clear(&self->chunk_pool);
+    if (failed) return NULL;
+    return PyLong_FromSize_t(n);
+}
+
+/* Ingest.add(record, source, file_id): a RawTurn (tools a tuple) straight to a row. */
+static PyObject *Ingest_add(Ingest *self, PyObject *args) {
+    PyObject *t, *source, *file;
+    if (!PyArg_ParseTuple(args, "OUO", &t, &source, &file)) return NULL;
+    rec_t r;
+    int32_t pairs[1024];
+    size_t n;
+    int ok = 1;
+    int64_t file_id = file != Py_None ? py_i64(file, &ok) : 0;
+    int32_t src = intern_py(self, source);
+    if (!ok || src < 0 || rec_from_tuple(self, t, &r, pairs, &n) < 0) return NULL;
+    r.tools_head = r.tools_tail = -1;
+    size_t mark = self->rtools.len;
+    for (size_t k = 0; k < n; k++) {
+        rtool_t *nt = vec_push(&self->rtools);
+        if (!nt) return PyErr_NoMemory();
+        nt->key = pairs[2 * k];
+        nt->name = pairs[2 * k + 1];
+        nt->next = -1;
+        int32_t id = (int32_t)(self->rtools.len - 1);
+        if (r.tools_tail >= 0) ((rtool_t *)vec_at(&self->rtools, (size_t)r.tools_tail))->next = id;
+        else r.tools_head = id;
+        r.tools_tail = id;
+    }
+    int rc = rec_to_row(self, &r, src, file_id, file != Py_None);
+    self->rtools.len = mark;
+    if (rc < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Ingest.openclaw(data, pos, end, base_offset, agent, session_hint, subagent, session_key,
+ *                 (session_id, cwd, provider, model), file_id)
+ *   -> (pos, state, lines, malformed, turn_lines, skipped, deferred, turns) */
+static PyObject *Ingest_openclaw(Ingest *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, end;
+    long long base;
+    PyObject *agent, *hint, *skey, *state, *file;
+    int subagent;
+    if (!PyArg_ParseTuple(args, "y*nnLUOpOO!O", &view, &pos, &end, &base, &agent, &hint,
+                          &subagent, &skey, &PyTuple_Type, &state, &file))
+        return NULL;
+    int ok = pos >= 0 && end <= view.len && pos <= end && PyTuple_GET_SIZE(state) == ST_N &&
+             (hint == Py_None || PyUnicode_Check(hint)) &&
+             (skey == Py_None || PyUnicode_Check(skey));
+    int32_t st[ST_N];
+    for (int i = 0; ok && i < ST_N; i++) {
+        PyObject *o = PyTuple_GET_ITEM(state, i);
+        ok = o == Py_None || PyUnicode_Check(o);
+        if (ok) st[i] = intern_py(self, o);
+        ok = ok && st[i] != -2;
+    }
+    int64_t file_id = 0;
+    if (ok && file != Py_None) file_id = py_i64(file, &ok);
+    int32_t agent_id = ok ? intern_py(self, agent) : -2, hint_id = ok ? intern_py(self, hint) : -2;
+    int32_t skey_id = ok ? intern_py(self, skey) : -2;
+    if (!ok || agent_id == -2 || hint_id == -2 || skey_id == -2) {
+        PyBuffer_Release(&view);
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "Ingest.openclaw: bad arguments");
+        return NULL;
+    }
+    long long lines = 0, malformed = 0, turn_lines = 0, skipped = 0, turns = 0;
+    int deferred = 0, failed = 0;
+    const char *data = view.buf;
+    while (!failed && pos < end) {
+        const char *nl = memchr(data + pos, '\n', (size_t)(end - pos));
+        if (!nl) break;
+        size_t len = (size_t)(nl - (data + pos));
+        oline_t o;
+        int model_ok = st[ST_MODEL] != NO_STR && pool_str(&self->pool, st[ST_MODEL]).n > 0;
+        oc_classify(&self->arena, data + pos, len, model_ok, &self->otools_scratch, &o);
+        if (o.outcome == O_DEFER) {
+            deferred = 1;
+            break;
+        }
+        for (int i = 0; i < ST_N && !failed; i++)
+            if (o.set[i] && (st[i] = intern(self, o.set_to[i])) < 0) failed = 1;
+        if (!failed && o.outcome == O_RECORD) {
+            int32_t session = st[ST_SESSION] != NO_STR && pool_str(&self->pool, st[ST_SESSION]).n
+                                  ? st[ST_SESSION]
+                                  : (hint_id != NO_STR && pool_str(&self->pool, hint_id).n
+                                         ? hint_id
+                                         : self->s_unknown);
+            buf_t *k = &self->enc;
+            k->n = 0;
+            str_t ag = pool_str(&self->pool, agent_id), se = pool_str(&self->pool, session);
+            failed = buf_add(k, "oc:", 3) < 0 || buf_add(k, ag.p, ag.n) < 0 || buf_addc(k, ':') < 0 ||
+                     buf_add(k, se.p, se.n) < 0 || buf_addc(k, ':') < 0;
+            if (!failed && o.has_id) {
+                failed = buf_add(k, o.id.p, o.id.n) < 0;
+            } else if (!failed) {
+                char tmp[32];
+                int tn = snprintf(tmp, sizeof tmp, "@%lld", base + (long long)pos);
+                failed = buf_add(k, tmp, (size_t)tn) < 0;
+            }
+            rec_t r;
+            memset(&r, 0, sizeof r);
+            r.key_hash = hash64(k->p, k->n);
+            r.msg_hash = r.key_hash; /* no message ids: the key stands in (store.turns_key) */
+            r.has_msg = 1;
+            r.agent = agent_id;
+            r.project = st[ST_CWD] != NO_STR && pool_str(&self->pool, st[ST_CWD]).n ? st[ST_CWD]
+                                                                                    : agent_id;
+            r.session = session;
+            r.subagent = subagent ? skey_id : NO_STR;
+            r.sidechain = subagent;
+            r.model = o.model_from_msg ? intern(self, o.model) : st[ST_MODEL];
+            r.provider = o.provider_from_msg
+                             ? intern(self, o.provider)
+                             : (st[ST_PROVIDER] != NO_STR && pool_str(&self->pool, st[ST_PROVIDER]).n
+                                    ? st[ST_PROVIDER]
+                                    : self->s_unknown);
+            r.speed = NO_STR;
+            r.branch = self->s_empty;
+            r.ts = o.ts;
+            for (int i = 0; i < 4; i++) r.tok[i] = o.tok[i];
+            r.has_reported = o.has_reported;
+            r.reported = o.reported;
+            r.tools_head = r.tools_tail = -1;
+            size_t mark = self->rtools.len;
+            str_t *names = (str_t *)self->otools_scratch.data;
+            for (size_t i = 0; i < o.ntools && !failed; i++) {
+                int32_t name = intern(self, names[i]);
+                rtool_t *nt = name < 0 ? NULL : vec_push(&self->rtools);
+                if (!nt) {
+                    failed = 1;
+                    break;
+                }
+                nt->key = (int32_t)i;
+                nt->name = name;
+                nt->next = -1;
+                int32_t id = (int32_t)(self->rtools.len - 1);
+                if (r.tools_tail >= 0)
+                    ((rtool_t *)vec_at(&self->rtools, (size_t)r.tools_tail))->next = id;
+                else
+                    r.tools_head = id;
+                r.tools_tail = id;
+            }
+            failed = failed || r.model < 0 || r.provider < 0 ||
+                     rec_to_row(self, &r, self->s_src_openclaw, file_id, file != Py_None) < 0;
+            self->rtools.len = mark;
+            turns++;
+        }
+        if (failed) break;
+        lines++;
+        malformed += o.outcome == O_MALFORMED;
+        skipped += o.outcome == O_SKIPPED;
+        turn_lines += o.turn_line;
+        pos += (Py_ssize_t)len + 1;
+    }
+    PyBuffer_Release(&view);
+    if (failed) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return NULL;
+    }
+    PyObject *st_out = PyTuple_New(ST_N);
+    for (int i = 0; st_out && i < ST_N; i++) {
+        PyObject *v = py_str(self, st[i]);
+        if (!v) {
+            Py_CLEAR(st_out);
+            break;
+        }
+        PyTuple_SET_ITEM(st_out, i, v);
+    }
+    if (!st_out) return NULL;
+    return Py_BuildValue("(nNLLLLOL)", pos, st_out, lines, malformed, turn_lines, skipped,
+                         deferred ? Py_True : Py_False, turns);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Rollups (store.Rollups.add) */
+
+typedef struct {
+    Ingest *self;
+    int64_t b, c, m;
+    int32_t t;
+} agg_probe;
+
+static int agg_eq(void *ctx, int32_t idx) {
+    agg_probe *p = ctx;
+    agg_t *a = vec_at(&p->self->aggs, (size_t)idx);
+    return a->bucket == p->b && a->ctx == p->c && a->model == p->m;
+}
+
+static int tagg_eq(void *ctx, int32_t idx) {
+    agg_probe *p = ctx;
+    tagg_t *a = vec_at(&p->self->taggs, (size_t)idx);
+    return a->bucket == p->b && a->ctx == p->c && a->model == p->m && a->tool == p->t;
+}
+
+static int add_i64(int64_t *slot, __int128 v) {
+    __int128 s = (__int128)*slot + v;
+    if (s > INT64_MAX || s < INT64_MIN) {
+        PyErr_SetString(PyExc_OverflowError, "a rollup sum does not fit in 64 bits");
+        return -1;
+    }
+    *slot = (int64_t)s;
+    return 0;
+}
+
+static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
+    int64_t bucket = floor_div(r->ts, BUCKET_MS);
+    agg_probe p = {self, bucket, r->ctx, r->model, 0};
+    uint64_t h = mix64((uint64_t)bucket ^ mix64((uint64_t)r->ctx ^ mix64((uint64_t)r->model)));
+    int32_t i = map_get(&self->agg_by_key, h, agg_eq, &p);
+    agg_t *a;
+    if (i < 0) {
+        a = vec_push(&self->aggs);
+        if (!a || map_put(&self->agg_by_key, h, (int32_t)(self->aggs.len - 1), agg_eq, &p) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        a = vec_at(&self->aggs, self->aggs.len - 1);
+        a->bucket = bucket;
+        a->ctx = r->ctx;
+        a->model = r->model;
+    } else {
+        a = vec_at(&self->aggs, (size_t)i);
+    }
+    int64_t total = row_total(r);
+    int calc_ok = r->has_cost && r->src != self->reported_id;
+    int bad = add_i64(&a->m[0], sign);
+    for (int k = 0; k < 6; k++) bad = bad || add_i64(&a->m[1 + k], (__int128)sign * r->tok[k]);
+    if (!r->has_cost) {
+        bad = bad || add_i64(&a->m[8], (__int128)sign * total) || add_i64(&a->m[9], sign);
+    } else {
+        bad = bad || add_i64(&a->m[7], (__int128)sign * r->cost);
+    }
+    if (calc_ok) {
+        bad = bad || add_i64(&a->m[10], (__int128)sign * r->cost);
+    } else {
+        bad = bad || add_i64(&a->m[11], (__int128)sign * total) || add_i64(&a->m[12], sign);
+    }
+    if (!r->has_rep) {
+        bad = bad || add_i64(&a->m[14], (__int128)sign * total) || add_i64(&a->m[15], sign);
+    } else {
+        bad = bad || add_i64(&a->m[13], (__int128)sign * r->rep);
+    }
+    bad = bad || add_i64(&a->m[16], (__int128)sign * r->sav) ||
+          add_i64(&a->m[17], (__int128)sign * r->wc);
+    if (bad) return -1;
+    if (sign > 0) {
+        if (!a->has_ts || r->ts < a->first_ts) a->first_ts = r->ts;
+        if (!a->has_ts || r->ts > a->last_ts) a->last_ts = r->ts;
+        a->has_ts = 1;
+    }
+    if (!r->toolset) return 0;
+    toolset_t *ts = toolset_load(self, r->toolset);
+    if (!ts) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "unknown toolset");
+        return -1;
+    }
+    size_t n = ts->n;
+    if (!n) return 0;
+    /* Float shares as Python computes them: (cost or 0) / n, then * calls. */
+    double auto_ = (r->has_cost ? (double)r->cost : 0.0) / (double)n;
+    double calc = calc_ok ? (double)r->cost / (double)n : 0.0;
+    double disp = (r->has_rep ? (double)r->rep : 0.0) / (double)n;
+    int32_t *names = vec_at(&self->tnames, ts->start);
+    for (size_t k = 0; k < n; k++) {
+        int seen = 0;
+        for (size_t j = 0; j < k && !seen; j++) seen = names[j] == names[k];
+        if (seen) continue;
+        int64_t calls = 0;
+        for (size_t j = k; j < n; j++) calls += names[j] == names[k];
+        agg_probe tp = {self, bucket, r->ctx, r->model, names[k]};
+        uint64_t th = mix64(h ^ mix64((uint64_t)(uint32_t)names[k] + 0x9e3779b97f4a7c15ULL));
+        int32_t ti = map_get(&self->tagg_by_key, th, tagg_eq, &tp);
+        tagg_t *t;
+        if (ti < 0) {
+            t = vec_push(&self->taggs);
+            if (!t ||
+                map_put(&self->tagg_by_key, th, (int32_t)(self->taggs.len - 1), tagg_eq, &tp) < 0) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            t = vec_at(&self->taggs, self->taggs.len - 1);
+            t->bucket = bucket;
+            t->ctx = r->ctx;
+            t->model = r->model;
+            t->tool = names[k];
+        } else {
+            t = vec_at(&self->taggs, (size_t)ti);
+        }
+        t->calls += sign * calls;
+        t->turns += sign;
+        t->a += sign * auto_ * (double)calls;
+        t->c += sign * calc * (double)calls;
+        t->d += sign * disp * (double)calls;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Commit */
+
+static int sql_fail(Ingest *self) {
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "SQLite: %s", sqlite3_errmsg(self->db));
+    return -1;
+}
+
+static int step_done(Ingest *self, sqlite3_stmt *st) {
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE ? 0 : sql_fail(self);
+}
+
+static void bind_str(sqlite3_stmt *st, int i, pool_t *pool, int32_t sid) {
+    if (sid == NO_STR) {
+        sqlite3_bind_null(st, i);
+    } else {
+        str_t s = pool_str(pool, sid);
+        sqlite3_bind_text(st, i, s.p, (int)s.n, SQLITE_TRANSIENT);
+    }
+}
+
+static int dims_flush(Ingest *self) {
+    for (size_t i = 0; i < self->pending.len; i++) {
+        pending_t *p = vec_at(&self->pending, i);
+        sqlite3_stmt *st = p->kind == 0   ? self->ins_ctx
+                           : p->kind == 1 ? self->ins_model
+                           : p->kind == 2 ? self->ins_src
+                                          : self->ins_toolset;
+        sqlite3_bind_int64(st, 1, p->id);
+        if (p->kind == 0) {
+            /* source, agent, project, session_id, subagent, is_sidechain, git_branch */
+            for (int k = 0; k < 5; k++) bind_str(st, 2 + k, &self->pool, p->s[k]);
+            sqlite3_bind_int64(st, 7, p->sidechain);
+            bind_str(st, 8, &self->pool, p->s[5]);
+        } else if (p->kind == 1) {
+            for (int k = 0; k < 3; k++) bind_str(st, 2 + k, &self->pool, p->s[k]);
+        } else {
+            bind_str(st, 2, &self->pool, p->s[0]);
+        }
+        if (step_done(self, st) < 0) return -1;
+    }
+    self->pending.len = 0;
+    return 0;
+}
+
+static void bind_row(sqlite3_stmt *st, const row_t *r) {
+    /* key_hash, msg_hash, file_id, context_id, model_id, ts, six tokens, cost_pico,
+     * price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id */
+    sqlite3_bind_int64(st, 1, r->key_hash);
+    if (r->has_msg) sqlite3_bind_int64(st, 2, r->msg_hash);
+    else sqlite3_bind_null(st, 2);
+    if (r->has_file) sqlite3_bind_int64(st, 3, r->file_id);
+    else sqlite3_bind_null(st, 3);
+    sqlite3_bind_int64(st, 4, r->ctx);
+    sqlite3_bind_int64(st, 5, r->model);
+    sqlite3_bind_int64(st, 6, r->ts);
+    for (int k = 0; k < 6; k++) sqlite3_bind_int64(st, 7 + k, r->tok[k]);
+    if (r->has_cost) sqlite3_bind_int64(st, 13, r->cost);
+    else sqlite3_bind_null(st, 13);
+    sqlite3_bind_int64(st, 14, r->src);
+    if (r->has_rep) sqlite3_bind_int64(st, 15, r->rep);
+    else sqlite3_bind_null(st, 15);
+    sqlite3_bind_int64(st, 16, r->sav);
+    sqlite3_bind_int64(st, 17, r->wc);
+    sqlite3_bind_int64(st, 18, r->toolset);
+}
+
+static int row_from_stmt(sqlite3_stmt *st, row_t *r) {
+    memset(r, 0, sizeof *r);
+    r->key_hash = sqlite3_column_int64(st, 0);
+    r->has_msg = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    r->msg_hash = sqlite3_column_int64(st, 1);
+    r->has_file = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    r->file_id = sqlite3_column_int64(st, 2);
+    r->ctx = sqlite3_column_int64(st, 3);
+    r->model = sqlite3_column_int64(st, 4);
+    r->ts = sqlite3_column_int64(st, 5);
+    for (int k = 0; k < 6; k++) r->tok[k] = sqlite3_column_int64(st, 6 + k);
+    r->has_cost = sqlite3_column_type(st, 12) != SQLITE_NULL;
+    r->cost = sqlite3_column_int64(st, 12);
+    r->src = sqlite3_column_int64(st, 13);
+    r->has_rep = sqlite3_column_type(st, 14) != SQLITE_NULL;
+    r->rep = sqlite3_column_int64(st, 14);
+    r->sav = sqlite3_column_int64(st, 15);
+    r->wc = sqlite3_column_int64(st, 16);
+    r->toolset = sqlite3_column_int64(st, 17);
+    return 0;
+}
+
+static int rows_equal(const row_t *a, const row_t *b, int from_ctx) {
+    if (!from_ctx &&
+        (a->key_hash != b->key_hash || a->has_msg != b->has_msg ||
+         (a->has_msg && a->msg_hash != b->msg_hash) || a->has_file != b->has_file ||
+         (a->has_file && a->file_id != b->file_id)))
+        return 0;
+    if (a->ctx != b->ctx || a->model != b->model || a->ts != b->ts) return 0;
+    for (int k = 0; k < 6; k++)
+        if (a->tok[k] != b->tok[k]) return 0;
+    return a->has_cost == b->has_cost && (!a->has_cost || a->cost == b->cost) &&
+           a->src == b->src && a->has_rep == b->has_rep && (!a->has_rep || a->rep == b->rep) &&
+           a->sav == b->sav && a->wc == b->wc && a->toolset == b->toolset;
+}
+
+static int is_stale(Ingest *self, int64_t bucket) {
+    id_probe p = {&self->stale_ids, bucket};
+    return map_get(&self->stale, mix64((uint64_t)bucket), id_eq, &p) >= 0;
+}
+
+static int mark_dirty(Ingest *self, int64_t bucket) {
+    sqlite3_bind_int64(self->ins_dirty, 1, bucket);
+    return step_done(self, self->ins_dirty);
+}
+
+/* store.TurnWriter._collide: a row whose key is stored. */
+static int collide(Ingest *self, const row_t *row) {
+    sqlite3_stmt *st = self->sel_turn;
+    sqlite3_bind_int64(st, 1, row->msg_hash);
+    sqlite3_bind_int64(st, 2, row->key_hash);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : sql_fail(self);
+    }
+    row_t stored, merged;
+    row_from_stmt(st, &stored);
+    sqlite3_reset(st);
+    if (merge_rows(self, &stored, row, &merged) < 0) return -1;
+    if (rows_equal(&merged, &stored, 0)) return 0;
+    if (dims_flush(self) < 0) return -1;
+    bind_row(self->upd_turn, &merged);
+    /* the UPDATE's WHERE msg_hash = ? AND key_hash = ? are its 19th and 20th parameters */
+    sqlite3_bind_int64(self->upd_turn, 19, merged.msg_hash);
+    sqlite3_bind_int64(self->upd_turn, 20, merged.key_hash);
+    if (step_done(self, self->upd_turn) < 0) return -1;
+    if (rows_equal(&merged, &stored, 1)) return 0; /* only the file differs: rollups hold none */
+    int64_t b_old = floor_div(stored.ts, BUCKET_MS), b_new = floor_div(merged.ts, BUCKET_MS);
+    if (is_stale(self, b_old) || is_stale(self, b_new)) {
+        return mark_dirty(self, b_old) < 0 || mark_dirty(self, b_new) < 0 ? -1 : 0;
+    }
+    if (rollup_add_row(self, &stored, -1) < 0) return -1;
+    return rollup_add_row(self, &merged, 1);
+}
+
+static int rollups_flush(Ingest *self) {
+    for (size_t i = 0; i < self->aggs.len; i++) {
+        agg_t *a = vec_at(&self->aggs, i);
+        if (is_stale(self, a->bucket)) {
+            if (mark_dirty(self, a->bucket) < 0) return -1;
+            continue;
+        }
+        sqlite3_stmt *st = self->ins_rollup;
+        sqlite3_bind_int64(st, 1, a->bucket);
+        sqlite3_bind_int64(st, 2, a->ctx);
+        sqlite3_bind_int64(st, 3, a->model);
+        for (int k = 0; k < 18; k++) sqlite3_bind_int64(st, 4 + k, a->m[k]);
+        if (a->has_ts) {
+            sqlite3_bind_int64(st, 22, a->first_ts);
+            sqlite3_bind_int64(st, 23, a->last_ts);
+        } else {
+            sqlite3_bind_null(st, 22);
+            sqlite3_bind_null(st, 23);
+        }
+        if (step_done(self, st) < 0) return -1;
+    }
+    for (size_t i = 0; i < self->taggs.len; i++) {
+        tagg_t *t = vec_at(&self->taggs, i);
+        if (is_stale(self, t->bucket)) continue; /* marked dirty with its rollup */
+        sqlite3_stmt *st = self->ins_tool;
+        sqlite3_bind_int64(st, 1, t->bucket);
+        sqlite3_bind_int64(st, 2, t->ctx);
+        sqlite3_bind_int64(st, 3, t->model);
+        bind_str(st, 4, &self->pool, t->tool);
+        sqlite3_bind_int64(st, 5, t->calls);
+        sqlite3_bind_int64(st, 6, t->turns);
+        sqlite3_bind_double(st, 7, t->a);
+        sqlite3_bind_double(st, 8, t->c);
+        sqlite3_bind_double(st, 9, t->d);
+        if (step_done(self, st) < 0) return -1;
+    }
+    self->aggs.len = 0;
+    self->taggs.len = 0;
+    map_clear(&self->agg_by_key);
+    map_clear(&self->tagg_by_key);
+    return 0;
+}
+
+static int bind_py(sqlite3_stmt *st, int i, PyObject *v) {
+    if (v == Py_None) return sqlite3_bind_null(st, i);
+    if (PyLong_Check(v)) {
+        long long x = PyLong_AsLongLong(v);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        return sqlite3_bind_int64(st, i, x);
+    }
+    if (PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (!s) return -1;
+        return sqlite3_bind_text(st, i, s, (int)n, SQLITE_TRANSIENT);
+    }
+    PyErr_SetString(PyExc_TypeError, "file values must be int, str or None");
+    return -1;
+}
+
+/* Ingest.prepare(): in a bulk load, add the batch's rows to the rollups now, before the
+ * caller takes the store's write lock (commit does it otherwise). */
+static PyObject *Ingest_prepare(Ingest *self, PyObject *unused) {
+    if (self->bulk && !self->prepared) {
+        for (size_t i = 0; i < self->rows.len; i++)
+            if (rollup_add_row(self, vec_at(&self->rows, i), 1) < 0) return NULL;
+        self->prepared = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Ingest.commit(files) -> new turns. `files`: (reset, size, mtime_ns, inode, head_hash, offset,
+ * lines, malformed, turn_lines, state_json, now, file_id) per file read in the batch. One
+ * transaction: the batch's turns, their rollups and the files' new offsets. */
+static PyObject *Ingest_commit(Ingest *self, PyObject *files) {
+    if (!PyList_Check(files)) {
+        PyErr_SetString(PyExc_TypeError, "files must be a list");
+        return NULL;
+    }
+    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        sql_fail(self);
+        return NULL;
+    }
+    long long fresh = 0;
+    if (dims_flush(self) < 0) goto fail;
+    if (self->bulk) {
+        /* Every row goes in (keys met twice are merged after the load: store.bulk_dedup). */
+        if (!self->prepared && Ingest_prepare(self, NULL) == NULL) goto fail;
+        for (size_t i = 0; i < self->rows.len; i++) {
+            row_t *r = vec_at(&self->rows, i);
+            bind_row(self->ins_turn_bulk, r);
+            if (step_done(self, self->ins_turn_bulk) < 0) goto fail;
+            if (self->keys) {
+                int64_t pair[2] = {r->key_hash, sqlite3_last_insert_rowid(self->db)};
+                if (fwrite(pair, sizeof pair, 1, self->keys) != 1) {
+                    PyErr_SetFromErrno(PyExc_OSError);
+                    goto fail;
+                }
+            }
+        }
+        fresh = (long long)self->rows.len;
+        self->prepared = 0;
+    }
+    for (size_t i = 0; !self->bulk && i < self->rows.len; i++) {
+        row_t *r = vec_at(&self->rows, i);
+        bind_row(self->ins_turn, r);
+        if (step_done(self, self->ins_turn) < 0) goto fail;
+        if (sqlite3_changes(self->db) == 1) {
+            fresh++;
+            if (rollup_add_row(self, r, 1) < 0) goto fail;
+        } else if (collide(self, r) < 0) {
+            goto fail;
+        }
+    }
+    if (rollups_flush(self) < 0 || dims_flush(self) < 0) goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(files); i++) {
+        PyObject *f = PyList_GET_ITEM(files, i);
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 12) {
+            PyErr_SetString(PyExc_TypeError, "a file update is a 12-tuple");
+            goto fail;
+        }
+        sqlite3_stmt *st = PyObject_IsTrue(PyTuple_GET_ITEM(f, 0)) ? self->upd_fresh : self->upd_grown;
+        for (int k = 1; k < 12; k++)
+            if (bind_py(st, k, PyTuple_GET_ITEM(f, k)) != SQLITE_OK) goto fail;
+        if (step_done(self, st) < 0) goto fail;
+    }
+    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sql_fail(self);
+        goto fail;
+    }
+    if (self->keys && fflush(self->keys) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL; /* committed: the journal is what failed */
+    }
+    self->rows.len = 0;
+    map_clear(&self->row_by_key);
+    return PyLong_FromLongLong(fresh);
+fail:
+    if (!PyErr_Occurred()) sql_fail(self);
+    sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    self->prepared = 0;
+    self->rows.len = 0;
+    map_clear(&self->row_by_key);
+    self->aggs.len = 0;
+    self->taggs.len = 0;
+    map_clear(&self->agg_by_key);
+    map_clear(&self->tagg_by_key);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The type */
+
+static const char *SQL_INSERT =
+    "INSERT INTO turns (key_hash, msg_hash, file_id, context_id, model_id, ts, input_tokens, "
+    "output_tokens, cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, "
+    "web_search_requests, cost_pico, price_source_id, reported_pico, cache_savings_pico, "
+    "cache_write_pico, toolset_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+    "ON CONFLICT(msg_hash, key_hash) DO NOTHING";
+static const char *SQL_SELECT =
+    "SELECT key_hash, msg_hash, file_id, context_id, model_id, ts, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, "
+    "cost_pico, price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id "
+    "FROM turns WHERE msg_hash = ? AND key_hash = ?";
+static const char *SQL_UPDATE =
+    "UPDATE turns SET key_hash = ?, msg_hash = ?, file_id = ?, context_id = ?, model_id = ?, "
+    "ts = ?, input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
+    "cache_write_5m_tokens = ?, cache_write_1h_tokens = ?, web_search_requests = ?, "
+    "cost_pico = ?, price_source_id = ?, reported_pico = ?, cache_savings_pico = ?, "
+    "cache_write_pico = ?, toolset_id = ? WHERE msg_hash = ? AND key_hash = ?";
+static const char *SQL_FILES_HEAD =
+    "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, ";
+static const char *SQL_FILES_TAIL =
+    ", state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?";
+
+static int prepare(Ingest *self, const char *sql, sqlite3_stmt **st) {
+    if (sqlite3_prepare_v3(self->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return sql_fail(self);
+    return 0;
+}
+
+static void Ingest_dealloc(Ingest *self) {
+    sqlite3_finalize(self->ins_turn_bulk);
+    sqlite3_stmt *sts[] = {self->ins_turn, self->sel_turn,  self->upd_turn,  self->ins_rollup,
+                           self->ins_tool, self->ins_dirty, self->ins_ctx,   self->ins_model,
+                           self->ins_src,  self->ins_toolset, self->upd_fresh, self->upd_grown};
+    for (size_t i = 0; i < sizeof sts / sizeof *sts; i++) sqlite3_finalize(sts[i]);
+    if (self->db) sqlite3_close(self->db);
+    if (self->keys) fclose(self->keys);
+    Py_XDECREF(self->card_for);
+    Py_XDECREF(self->price_slow);
+    free(self->arena.buf);
+    vec_t *vecs[] = {&self->ctools_scratch, &self->otools_scratch, &self->recs, &self->rtools,
+                     &self->rows, &self->dims_ids, &self->pending, &self->toolsets, &self->tnames,
+                     &self->cards, &self->aggs, &self->taggs, &self->stale_ids,
+                     &self->key_cache, &self->seq_ints};
+    for (size_t i = 0; i < sizeof vecs / sizeof *vecs; i++) free(vecs[i]->data);
+    map_t *maps[] = {&self->rec_by_key, &self->row_by_key, &self->dims_known,
+                     &self->toolset_by_id, &self->card_by_key, &self->agg_by_key,
+                     &self->tagg_by_key, &self->stale, &self->key_cache_map};
+    for (size_t i = 0; i < sizeof maps / sizeof *maps; i++) map_free(maps[i]);
+    pool_free(&self->pool);
+    pool_free(&self->chunk_pool);
+    free(self->enc.p);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define VEC(T) {NULL, 0, 0, sizeof(T)}
+
+/* Ingest(db_path, card_for, price_slow, reported_id, none_id, stale_buckets, mode,
+ *        keys_path=None): mode 0 writes through the unique key index; 1 is a bulk load into an
+ * empty store (appends, and journals each row's key and rowid to `keys_path` for
+ * `key_groups` / `resolve`); 2 only resolves. */
+static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
+    const char *path, *keys_path = NULL;
+    PyObject *card_for, *price_slow, *stale;
+    long long reported_id, none_id;
+    int bulk;
+    if (!PyArg_ParseTuple(args, "sOOLLOi|z", &path, &card_for, &price_slow, &reported_id,
+                          &none_id, &stale, &bulk, &keys_path))
+        return -1;
+    if (bulk == 1 && keys_path) {
+        self->keys = fopen(keys_path, "wb");
+        if (!self->keys) {
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, keys_path);
+            return -1;
+        }
+    }
+    if (self->db) {
+        PyErr_SetString(PyExc_RuntimeError, "Ingest is already initialised");
+        return -1;
+    }
+    vec_t v_ctool = VEC(ctool_t), v_otool = VEC(str_t), v_rec = VEC(rec_t), v_rtool = VEC(rtool_t),
+          v_row = VEC(row_t), v_ids = VEC(int64_t), v_pend = VEC(pending_t),
+          v_ts = VEC(toolset_t), v_tn = VEC(int32_t), v_card = VEC(card_t), v_agg = VEC(agg_t),
+          v_tagg = VEC(tagg_t), v_stale = VEC(int64_t), v_span = VEC(span_t),
+          v_kc = VEC(keyed_t), v_si = VEC(int32_t);
+    self->key_cache = v_kc;
+    self->seq_ints = v_si;
+    self->ctools_scratch = v_ctool;
+    self->otools_scratch = v_otool;
+    self->recs = v_rec;
+    self->rtools = v_rtool;
+    self->rows = v_row;
+    self->dims_ids = v_ids;
+    self->pending = v_pend;
+    self->toolsets = v_ts;
+    self->tnames = v_tn;
+    self->cards = v_card;
+    self->aggs = v_agg;
+    self->taggs = v_tagg;
+    self->stale_ids = v_stale;
+    self->pool.spans = v_span;
+    self->chunk_pool.spans = v_span;
+    Py_INCREF(card_for);
+    Py_INCREF(price_slow);
+    self->card_for = card_for;
+    self->price_slow = price_slow;
+    self->reported_id = reported_id;
+    self->none_id = none_id;
+    self->bulk = bulk;
+    /* One thread uses this connection: no per-call mutex. */
+    if (sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        sql_fail(self);
+        return -1;
+    }
+    sqlite3_busy_timeout(self->db, 60000);
+    char pragmas[160];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-16000;",
+             bulk == 1 ? "OFF" : "NORMAL");
+    if (sqlite3_exec(self->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) return sql_fail(self);
+    char files_fresh[400], files_grown[400];
+    snprintf(files_fresh, sizeof files_fresh, "%slines = ?, malformed = ?, turn_lines = ?%s",
+             SQL_FILES_HEAD, SQL_FILES_TAIL);
+    snprintf(files_grown, sizeof files_grown,
+             "%slines = lines + ?, malformed = malformed + ?, turn_lines = turn_lines + ?%s",
+             SQL_FILES_HEAD, SQL_FILES_TAIL);
+    char bulk_insert[800];
+    snprintf(bulk_insert, sizeof bulk_insert, "%.*s", (int)(strstr(SQL_INSERT, " ON CONFLICT") - SQL_INSERT),
+             SQL_INSERT);
+    /* A bulk load only appends (the unique key index is dropped meanwhile); other scans
+     * insert through it and merge what it turns away. */
+    int turns_ok = bulk == 2   ? 1
+                   : bulk == 1 ? prepare(self, bulk_insert, &self->ins_turn_bulk) == 0
+                               : (prepare(self, SQL_INSERT, &self->ins_turn) == 0 &&
+                                  prepare(self, SQL_SELECT, &self->sel_turn) == 0 &&
+                                  prepare(self, SQL_UPDATE, &self->upd_turn) == 0);
+    if (!turns_ok ||
+        prepare(self,
+                "INSERT INTO rollup VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                &self->ins_rollup) < 0 ||
+        prepare(self, "INSERT INTO tool_rollup VALUES (?,?,?,?,?,?,?,?,?)", &self->ins_tool) < 0 ||
+        prepare(self, "INSERT OR IGNORE INTO dirty_buckets (bucket) VALUES (?)", &self->ins_dirty) <
+            0 ||
+        prepare(self, "INSERT OR IGNORE INTO contexts VALUES (?,?,?,?,?,?,?,?)", &self->ins_ctx) <
+            0 ||
+        prepare(self, "INSERT OR IGNORE INTO models VALUES (?,?,?,?)", &self->ins_model) < 0 ||
+        prepare(self, "INSERT OR IGNORE INTO price_sources VALUES (?,?)", &self->ins_src) < 0 ||
+        prepare(self, "INSERT OR IGNORE INTO toolsets VALUES (?,?)", &self->ins_toolset) < 0 ||
+        prepare(self, files_fresh, &self->upd_fresh) < 0 ||
+        prepare(self, files_grown, &self->upd_grown) < 0)
+        return -1;
+    PyObject *it = PyObject_GetIter(stale);
+    if (!it) return -1;
+    PyObject *item;
+    while ((item = PyIter_Next(it))) {
+        int ok = 1;
+        int64_t b = py_i64(item, &ok);
+        Py_DECREF(item);
+        if (!ok) break;
+        id_probe p = {&self->stale_ids, b};
+        int64_t *slot = vec_push(&self->stale_ids);
+        if (!slot) {
+            PyErr_NoMemory();
+            break;
+        }
+        *slot = b;
+        if (map_put(&self->stale, mix64((uint64_t)b), (int32_t)(self->stale_ids.len - 1), id_eq,
+                    &p) < 0) {
+            PyErr_NoMemory();
+            break;
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return -1;
+    /* Interned constants and the two price sources Python never names to this code. */
+    str_t c[] = {{"claude", 6}, {"anthropic", 9}, {"", 0}, {"unknown", 7},
+                 {"claude-code", 11}, {"openclaw", 8}, {"reported", 8}, {"none", 4}};
+    int32_t ids[8];
+    for (int i = 0; i < 8; i++)
+        if ((ids[i] = intern(self, c[i])) < 0) return -1;
+    self->s_claude = ids[0];
+    self->s_anthropic = ids[1];
+    self->s_empty = ids[2];
+    self->s_unknown = ids[3];
+    self->s_src_claude = ids[4];
+    self->s_src_openclaw = ids[5];
+    if (dim_seen(self, reported_id) < 0 || pending_add(self, reported_id, 2, &ids[6], 1, 0) < 0 ||
+        dim_seen(self, none_id) < 0 || pending_add(self, none_id, 2, &ids[7], 1, 0) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+
+/* Ingest.close(): flush and close the key journal and the database connection. */
+static PyObject *Ingest_close(Ingest *self, PyObject *unused) {
+    if (self->keys) {
+        int bad = fclose(self->keys) != 0;
+        self->keys = NULL;
+        if (bad) return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static int i64_pair_cmp(const void *a, const void *b) {
+    const int64_t *x = a, *y = b;
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+}
+
+/* key_groups(paths) -> [[rowid, ...], ...]: the rowids of every key journaled more than once
+ * by bulk-load writers (each group in insert order). */
+static PyObject *key_groups(PyObject *mod, PyObject *paths) {
+    PyObject *seq = PySequence_Fast(paths, "paths must be a sequence");
+    if (!seq) return NULL;
+    vec_t pairs = {NULL, 0, 0, 2 * sizeof(int64_t)};
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && !failed; i++) {
+        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *b = PyUnicode_EncodeFSDefault(p);
+        FILE *f = b ? fopen(PyBytes_AS_STRING(b), "rb") : NULL;
+        if (!f) {
+            if (b) PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, p);
+            Py_XDECREF(b);
+            failed = 1;
+            break;
+        }
+        Py_DECREF(b);
+        int64_t pair[2];
+        while (fread(pair, sizeof pair, 1, f) == 1) {
+            int64_t *slot = vec_push(&pairs);
+            if (!slot) {
+                PyErr_NoMemory();
+                failed = 1;
+                break;
+            }
+            slot[0] = pair[0];
+            slot[1] = pair[1];
+        }
+        fclose(f);
+    }
+    Py_DECREF(seq);
+    if (failed) {
+        free(pairs.data);
+        return NULL;
+    }
+    qsort(pairs.data, pairs.len, pairs.item, i64_pair_cmp);
+    PyObject *out = PyList_New(0);
+    size_t i = 0;
+    while (out && i < pairs.len) {
+        size_t j = i + 1;
+        int64_t *a = vec_at(&pairs, i);
+        while (j < pairs.len && ((int64_t *)vec_at(&pairs, j))[0] == a[0]) j++;
+        if (j - i > 1) {
+            PyObject *g = PyList_New((Py_ssize_t)(j - i));
+            for (size_t k = i; g && k < j; k++) {
+                PyObject *v = PyLong_FromLongLong(((int64_t *)vec_at(&pairs, k))[1]);
+                if (!v) {
+                    Py_CLEAR(g);
+                    break;
+                }
+                PyList_SET_ITEM(g, (Py_ssize_t)(k - i), v);
+            }
+            if (!g || PyList_Append(out, g) < 0) Py_CLEAR(out);
+            Py_XDECREF(g);
+        }
+        i = j;
+    }
+    free(pairs.data);
+    return out;
+}
+
+/* Ingest.resolve(groups) -> rows removed: for each group of rowids holding one key (in insert
+ * order), keep the first row with the merge of all (store.merge_rows, in order), delete the
+ * others, and correct the rollups (store.bulk_dedup). One transaction. */
+static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
+    PyObject *seq = PySequence_Fast(groups, "groups must be a sequence");
+    if (!seq) return NULL;
+    sqlite3_stmt *sel = NULL, *upd = NULL, *del = NULL;
+    long long removed = 0;
+    int failed = sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK;
+    if (!failed)
+        failed = prepare(self,
+                         "SELECT key_hash, msg_hash, file_id, context_id, model_id, ts, "
+                         "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, "
+                         "cache_write_1h_tokens, web_search_requests, cost_pico, price_source_id, "
+                         "reported_pico, cache_savings_pico, cache_write_pico, toolset_id "
+                         "FROM turns WHERE id = ?",
+                         &sel) < 0 ||
+                 prepare(self,
+                         "UPDATE turns SET key_hash = ?, msg_hash = ?, file_id = ?, "
+                         "context_id = ?, model_id = ?, ts = ?, input_tokens = ?, "
+                         "output_tokens = ?, cache_read_tokens = ?, cache_write_5m_tokens = ?, "
+                         "cache_write_1h_tokens = ?, web_search_requests = ?, cost_pico = ?, "
+                         "price_source_id = ?, reported_pico = ?, cache_savings_pico = ?, "
+                         "cache_write_pico = ?, toolset_id = ? WHERE id = ?",
+                         &upd) < 0 ||
+                 prepare(self, "DELETE FROM turns WHERE id = ?", &del) < 0;
+    for (Py_ssize_t g = 0; !failed && g < PySequence_Fast_GET_SIZE(seq); g++) {
+        PyObject *ids = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, g), "a group is a list");
+        if (!ids) {
+            failed = 1;
+            break;
+        }
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(ids);
+        row_t merged, row;
+        memset(&merged, 0, sizeof merged);
+        int64_t first = 0;
+        for (Py_ssize_t k = 0; k < n && !failed; k++) {
+            int ok = 1;
+            int64_t id = py_i64(PySequence_Fast_GET_ITEM(ids, k), &ok);
+            if (!ok) {
+                failed = 1;
+                break;
+            }
+            sqlite3_bind_int64(sel, 1, id);
+            int rc = sqlite3_step(sel);
+            if (rc != SQLITE_ROW) {
+                sqlite3_reset(sel);
+                failed = rc == SQLITE_DONE ? 0 : sql_fail(self) < 0;
+                continue; /* gone already: nothing to merge */
+            }
+            row_from_stmt(sel, &row);
+            sqlite3_reset(sel);
+            failed = rollup_add_row(self, &row, -1) < 0;
+            if (failed) break;
+            if (!first) {
+                merged = row;
+                first = id;
+                continue;
+            }
+            row_t next;
+            failed = merge_rows(self, &merged, &row, &next) < 0;
+            merged = next;
+            sqlite3_bind_int64(del, 1, id);
+            failed = failed || step_done(self, del) < 0;
+            removed++;
+        }
+        Py_DECREF(ids);
+        if (failed || !first) continue;
+        failed = dims_flush(self) < 0 || rollup_add_row(self, &merged, 1) < 0;
+        if (failed) break;
+        bind_row(upd, &merged);
+        sqlite3_bind_int64(upd, 19, first);
+        failed = step_done(self, upd) < 0;
+    }
+    Py_DECREF(seq);
+    failed = failed || rollups_flush(self) < 0 || dims_flush(self) < 0;
+    sqlite3_finalize(sel);
+    sqlite3_finalize(upd);
+    sqlite3_finalize(del);
+    if (failed || sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        if (!PyErr_Occurred()) sql_fail(self);
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        return NULL;
+    }
+    return PyLong_FromLongLong(removed);
+}
+
+/* Ingest.pending() -> rows waiting for commit (for tests and progress). */
+static PyObject *Ingest_pending(Ingest *self, PyObject *unused) {
+    return PyLong_FromSize_t(self->rows.len);
+}
+
+static PyMethodDef Ingest_methods[] = {
+    {"claude", (PyCFunction)Ingest_claude, METH_VARARGS, "Parse Claude Code lines into the chunk."},
+    {"claude_add", (PyCFunction)Ingest_claude_add, METH_O, "Add a Python-parsed Claude record."},
+    {"claude_end", (PyCFunction)Ingest_claude_end, METH_O, "Price the chunk's Claude records."},
+    {"openclaw", (PyCFunction)Ingest_openclaw, METH_VARARGS, "Parse OpenClaw lines into rows."},
+    {"add", (PyCFunction)Ingest_add, METH_VARARGS, "Add a Python-parsed record as a row."},
+    {"prepare", (PyCFunction)Ingest_prepare, METH_NOARGS, "Rollups of a bulk batch, unlocked."},
+    {"commit", (PyCFunction)Ingest_commit, METH_O, "Write the batch in one transaction."},
+    {"pending", (PyCFunction)Ingest_pending, METH_NOARGS, "Rows waiting for commit."},
+    {"resolve", (PyCFunction)Ingest_resolve, METH_O, "Merge rows that share a key (bulk load)."},
+    {"close", (PyCFunction)Ingest_close, METH_NOARGS, "Close the key journal."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject IngestType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "clawtrace._ingest.Ingest",
+    .tp_basicsize = sizeof(Ingest),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A scan worker's native writer (see ingest.c).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ingest_init,
+    .tp_dealloc = (destructor)Ingest_dealloc,
+    .tp_methods = Ingest_methods,
+};
+
+static PyMethodDef ingest_functions[] = {
+    {"key_groups", key_groups, METH_O, "Rowids of keys journaled more than once."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef ingest_module = {PyModuleDef_HEAD_INIT, "clawtrace._ingest",
+                                           "A big scan's writer in C (see ingest.c).", -1,
+                                           ingest_functions, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__ingest(void) {
+    if (PyType_Ready(&IngestType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&ingest_module);
+    if (!m) return NULL;
+    Py_INCREF(&IngestType);
+    if (PyModule_AddObject(m, "Ingest", (PyObject *)&IngestType) < 0 ||
+        PyModule_AddStringConstant(m, "SQLITE_VERSION", sqlite3_libversion()) < 0) {
+        Py_DECREF(&IngestType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,36 @@
+"""Builds the optional C extensions; everything else is in pyproject.toml.
+
+- `clawtrace._native`: the log parsers' hot loop (yyjson, BLAKE2b; nothing else needed);
+- `clawtrace._ingest`: a big scan's writer, which links the system SQLite (sqlite3.h and
+  libsqlite3, from libsqlite3-dev on Debian or the SDK on macOS).
+
+Both are optional: where one cannot be built the install goes on without it and ClawTrace uses
+its pure-Python code for that part (the same results, slower on big first scans).
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+extra = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fvisibility=hidden"]
+parse_sources = ["native/yyjson.c", "native/blake2b.c"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "clawtrace._native",
+            sources=["native/scanmodule.c", *parse_sources],
+            include_dirs=["native"],
+            extra_compile_args=extra,
+            optional=True,
+        ),
+        Extension(
+            "clawtrace._ingest",
+            sources=["native/ingest.c", *parse_sources],
+            include_dirs=["native"],
+            libraries=["sqlite3"],
+            extra_compile_args=extra,
+            optional=True,
+        ),
+    ]
+)
