@@ -2041,13 +2041,27 @@ static PyObject *key_groups(PyObject *mod, PyObject *paths) {
     return out;
 }
 
-/* Ingest.resolve(groups) -> rows removed: for each group of rowids holding one key (in insert
- * order), keep the first row with the merge of all (store.merge_rows, in order), delete the
- * others, and correct the rollups (store.bulk_dedup). One transaction. */
+typedef struct {
+    int64_t id;
+    row_t row;
+} idrow_t;
+
+static int idrow_cmp(const void *a, const void *b) {
+    const idrow_t *x = a, *y = b;
+    int64_t fx = x->row.has_file ? x->row.file_id : 0, fy = y->row.has_file ? y->row.file_id : 0;
+    if (fx != fy) return fx < fy ? -1 : 1;
+    return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+/* Ingest.resolve(groups) -> rows removed: for each group of rowids holding one key, keep the
+ * first row with the merge of all (store.merge_rows, in the order a serial scan meets them:
+ * by file, then by position), delete the others, and correct the rollups (store.bulk_dedup).
+ * One transaction. */
 static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
     PyObject *seq = PySequence_Fast(groups, "groups must be a sequence");
     if (!seq) return NULL;
     sqlite3_stmt *sel = NULL, *upd = NULL, *del = NULL;
+    vec_t held = {NULL, 0, 0, sizeof(idrow_t)};
     long long removed = 0;
     int failed = sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK;
     if (!failed)
@@ -2073,11 +2087,8 @@ static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
             failed = 1;
             break;
         }
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(ids);
-        row_t merged, row;
-        memset(&merged, 0, sizeof merged);
-        int64_t first = 0;
-        for (Py_ssize_t k = 0; k < n && !failed; k++) {
+        held.len = 0;
+        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(ids) && !failed; k++) {
             int ok = 1;
             int64_t id = py_i64(PySequence_Fast_GET_ITEM(ids, k), &ok);
             if (!ok) {
@@ -2086,36 +2097,45 @@ static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
             }
             sqlite3_bind_int64(sel, 1, id);
             int rc = sqlite3_step(sel);
-            if (rc != SQLITE_ROW) {
-                sqlite3_reset(sel);
-                failed = rc == SQLITE_DONE ? 0 : sql_fail(self) < 0;
-                continue; /* gone already: nothing to merge */
+            if (rc == SQLITE_ROW) {
+                idrow_t *h = vec_push(&held);
+                if (!h) {
+                    PyErr_NoMemory();
+                    failed = 1;
+                } else {
+                    h->id = id;
+                    row_from_stmt(sel, &h->row);
+                }
+            } else if (rc != SQLITE_DONE) {
+                failed = sql_fail(self) < 0;
             }
-            row_from_stmt(sel, &row);
             sqlite3_reset(sel);
-            failed = rollup_add_row(self, &row, -1) < 0;
-            if (failed) break;
-            if (!first) {
-                merged = row;
-                first = id;
-                continue;
-            }
+        }
+        Py_DECREF(ids);
+        if (failed || held.len < 2) continue;
+        qsort(held.data, held.len, held.item, idrow_cmp);
+        idrow_t *first = vec_at(&held, 0);
+        row_t merged = first->row;
+        int64_t keep = first->id;
+        for (size_t k = 0; k < held.len && !failed; k++) {
+            idrow_t *h = vec_at(&held, k);
+            failed = rollup_add_row(self, &h->row, -1) < 0;
+            if (k == 0 || failed) continue;
             row_t next;
-            failed = merge_rows(self, &merged, &row, &next) < 0;
+            failed = merge_rows(self, &merged, &h->row, &next) < 0;
             merged = next;
-            sqlite3_bind_int64(del, 1, id);
+            sqlite3_bind_int64(del, 1, h->id);
             failed = failed || step_done(self, del) < 0;
             removed++;
         }
-        Py_DECREF(ids);
-        if (failed || !first) continue;
-        failed = dims_flush(self) < 0 || rollup_add_row(self, &merged, 1) < 0;
+        failed = failed || dims_flush(self) < 0 || rollup_add_row(self, &merged, 1) < 0;
         if (failed) break;
         bind_row(upd, &merged);
-        sqlite3_bind_int64(upd, 19, first);
+        sqlite3_bind_int64(upd, 19, keep);
         failed = step_done(self, upd) < 0;
     }
     Py_DECREF(seq);
+    free(held.data);
     failed = failed || rollups_flush(self) < 0 || dims_flush(self) < 0;
     sqlite3_finalize(sel);
     sqlite3_finalize(upd);

@@ -1168,8 +1168,8 @@ def secondary_indexes_drop(conn: sqlite3.Connection, *, keys: bool = False) -> N
 
 def bulk_dedup(conn: sqlite3.Connection, writer: TurnWriter) -> int:
     """After a bulk load that appended without the unique key index: merge the turns whose key
-    came more than once (in insert order, by `merge_rows`, as the index would have) and take
-    the extra rows out of the rollups; returns how many rows went."""
+    came more than once (by `merge_rows`, in the order a serial scan meets them: by file, then
+    by position) and take the extra rows out of the rollups; returns how many rows went."""
     groups = conn.execute(
         "SELECT group_concat(id) FROM turns GROUP BY key_hash HAVING COUNT(*) > 1"
     ).fetchall()
@@ -1180,15 +1180,13 @@ def bulk_dedup(conn: sqlite3.Connection, writer: TurnWriter) -> int:
     add = writer.rollups.add
     removed = 0
     for (ids_text,) in groups:
-        ids = sorted(int(i) for i in ids_text.split(","))
-        marks = ",".join("?" * len(ids))
-        rows = [
-            tuple(r)
-            for r in conn.execute(
-                f"SELECT {cols} FROM turns WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
-                ids,
-            )
-        ]
+        marks = ",".join("?" * len(ids_text.split(",")))
+        found = conn.execute(
+            f"SELECT id, {cols} FROM turns WHERE id IN ({marks}) ORDER BY file_id, id",  # noqa: S608
+            [int(i) for i in ids_text.split(",")],
+        ).fetchall()
+        ids = [r[0] for r in found]
+        rows = [tuple(r[1:]) for r in found]
         merged = rows[0]
         for row in rows[1:]:
             merged = merge_rows(dims, merged, row, conn)
