@@ -85,12 +85,12 @@ def _mutations(line: str, rng: random.Random) -> list[str]:
         "2026-02-30T10:00:00Z",
         "2026-02-10T24:00:00Z",
         "yesterday",
-        "２０２６-02-10T10:00:06Z",
+        "\uff12\uff10\uff12\uff16-02-10T10:00:06Z",  # full-width digits
         1770717606000,
         None,
     ):
         variant(lambda o, ts=ts: o.__setitem__("timestamp", ts))
-    for version in ("2.1.37", "beta", "٢.١.٣", None, 7):
+    for version in ("2.1.37", "beta", "\u0662.\u0661.\u0663", None, 7):  # Arabic-Indic digits
         variant(lambda o, version=version: o.__setitem__("version", version))
     variant(
         lambda o: o["message"].__setitem__("content", [{"type": "tool_use", "id": 5, "name": "X"}])
