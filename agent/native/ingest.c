@@ -2153,6 +2153,417 @@ static PyObject *Ingest_pending(Ingest *self, PyObject *unused) {
     return PyLong_FromSize_t(self->rows.len);
 }
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Derived rollups (store.derived_refresh): coarser sums the reports read, kept in step with
+ * `rollup` / `tool_rollup`. SQLite can only GROUP BY through a sort; a hash here is several
+ * times faster on a million-turn store. */
+
+#define N_METRICS 18
+#define DAY_BUCKETS 96
+
+typedef struct {
+    int64_t k0, k1, k2;
+    int64_t m[N_METRICS];
+    int64_t first, last;
+    int has_ts;
+} dagg_t;
+
+typedef struct {
+    int64_t day, model;
+    int32_t tool;
+    int64_t calls, turns;
+    double a, c, d;
+} dtool_t;
+
+typedef struct {
+    vec_t items;
+    map_t index;
+} dmap_t;
+
+typedef struct {
+    dmap_t *m;
+    int64_t k0, k1, k2;
+} dprobe_t;
+
+static int dagg_eq(void *ctx, int32_t idx) {
+    dprobe_t *p = ctx;
+    dagg_t *a = vec_at(&p->m->items, (size_t)idx);
+    return a->k0 == p->k0 && a->k1 == p->k1 && a->k2 == p->k2;
+}
+
+static int dtool_eq(void *ctx, int32_t idx) {
+    dprobe_t *p = ctx;
+    dtool_t *a = vec_at(&p->m->items, (size_t)idx);
+    return a->day == p->k0 && a->model == p->k1 && a->tool == (int32_t)p->k2;
+}
+
+static uint64_t key3_hash(int64_t k0, int64_t k1, int64_t k2) {
+    return mix64((uint64_t)k0 ^ mix64((uint64_t)k1 ^ mix64((uint64_t)k2 + 0x9e3779b97f4a7c15ULL)));
+}
+
+static void *dmap_get(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, map_eq eq, int *fresh) {
+    dprobe_t p = {m, k0, k1, k2};
+    uint64_t h = key3_hash(k0, k1, k2);
+    int32_t i = map_get(&m->index, h, eq, &p);
+    *fresh = i < 0;
+    if (i >= 0) return vec_at(&m->items, (size_t)i);
+    if (m->items.len >= INT32_MAX || !vec_push(&m->items) ||
+        map_put(&m->index, h, (int32_t)(m->items.len - 1), eq, &p) < 0) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return vec_at(&m->items, m->items.len - 1);
+}
+
+static void dmap_free(dmap_t *m) {
+    free(m->items.data);
+    map_free(&m->index);
+}
+
+/* One rollup row as read: its metrics, and its first / last turn times (has_ts 0: none). */
+typedef struct {
+    int64_t m[N_METRICS];
+    int64_t first, last;
+    int has_ts;
+} drow_t;
+
+static int dagg_add(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, const drow_t *r) {
+    int fresh;
+    dagg_t *a = dmap_get(m, k0, k1, k2, dagg_eq, &fresh);
+    if (!a) return -1;
+    if (fresh) {
+        a->k0 = k0;
+        a->k1 = k1;
+        a->k2 = k2;
+    }
+    for (int k = 0; k < N_METRICS; k++)
+        if (add_i64(&a->m[k], r->m[k]) < 0) return -1;
+    if (r->has_ts) {
+        if (!a->has_ts || r->first < a->first) a->first = r->first;
+        if (!a->has_ts || r->last > a->last) a->last = r->last;
+        a->has_ts = 1;
+    }
+    return 0;
+}
+
+static int dagg_cmp(const void *x, const void *y) {
+    const dagg_t *a = x, *b = y;
+    if (a->k0 != b->k0) return a->k0 < b->k0 ? -1 : 1;
+    if (a->k1 != b->k1) return a->k1 < b->k1 ? -1 : 1;
+    return a->k2 < b->k2 ? -1 : (a->k2 > b->k2);
+}
+
+typedef struct {
+    sqlite3 *db;
+    dmap_t by_model, by_day, tools;
+    pool_t names;
+} derive_t;
+
+static int derive_fail(derive_t *d) {
+    if (!PyErr_Occurred())
+        PyErr_Format(PyExc_RuntimeError, "SQLite: %s", sqlite3_errmsg(d->db));
+    return -1;
+}
+
+static int derive_exec(derive_t *d, const char *sql, int64_t lo, int64_t hi) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) return derive_fail(d);
+    if (sqlite3_bind_parameter_count(st) >= 2) {
+        sqlite3_bind_int64(st, 1, lo);
+        sqlite3_bind_int64(st, 2, hi);
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : derive_fail(d);
+}
+
+/* Sums the rollup rows of buckets [lo, hi] (every row when `all`) into the maps. */
+static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
+    static const char *cols =
+        "bucket, context_id, model_id, turns, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, auto_pico, "
+        "auto_unpriced_tokens, auto_unpriced_turns, calc_pico, calc_unpriced_tokens, "
+        "calc_unpriced_turns, display_pico, display_unpriced_tokens, display_unpriced_turns, "
+        "cache_savings_pico, cache_write_pico, first_ts, last_ts";
+    char sql[900];
+    snprintf(sql, sizeof sql, "SELECT %s FROM rollup %s", cols,
+             all ? "NOT INDEXED" : "WHERE bucket BETWEEN ?1 AND ?2");
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) return derive_fail(d);
+    if (!all) {
+        sqlite3_bind_int64(st, 1, lo);
+        sqlite3_bind_int64(st, 2, hi);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t bucket = sqlite3_column_int64(st, 0);
+        int64_t ctx = sqlite3_column_int64(st, 1), model = sqlite3_column_int64(st, 2);
+        drow_t r;
+        for (int k = 0; k < N_METRICS; k++) r.m[k] = sqlite3_column_int64(st, 3 + k);
+        r.has_ts = sqlite3_column_type(st, 3 + N_METRICS) != SQLITE_NULL;
+        r.first = sqlite3_column_int64(st, 3 + N_METRICS);
+        r.last = sqlite3_column_int64(st, 4 + N_METRICS);
+        if (dagg_add(&d->by_model, bucket, model, 0, &r) < 0 ||
+            dagg_add(&d->by_day, floor_div(bucket, DAY_BUCKETS), ctx, model, &r) < 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return derive_fail(d);
+
+    snprintf(sql, sizeof sql,
+             "SELECT bucket, model_id, tool, calls, turns, auto_pico, calc_pico, display_pico "
+             "FROM tool_rollup %s",
+             all ? "NOT INDEXED" : "WHERE bucket BETWEEN ?1 AND ?2");
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) return derive_fail(d);
+    if (!all) {
+        sqlite3_bind_int64(st, 1, lo);
+        sqlite3_bind_int64(st, 2, hi);
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        str_t name = {(const char *)sqlite3_column_text(st, 2), (size_t)sqlite3_column_bytes(st, 2)};
+        if (!name.p) name.p = "";
+        int32_t tool = pool_id(&d->names, name);
+        int fresh;
+        int64_t day = floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
+        int64_t model = sqlite3_column_int64(st, 1);
+        dtool_t *t = tool < 0 ? NULL : dmap_get(&d->tools, day, model, tool, dtool_eq, &fresh);
+        if (!t) {
+            if (!PyErr_Occurred()) PyErr_NoMemory();
+            sqlite3_finalize(st);
+            return -1;
+        }
+        if (fresh) {
+            t->day = day;
+            t->model = model;
+            t->tool = tool;
+        }
+        if (add_i64(&t->calls, sqlite3_column_int64(st, 3)) < 0 ||
+            add_i64(&t->turns, sqlite3_column_int64(st, 4)) < 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+        t->a += sqlite3_column_double(st, 5);
+        t->c += sqlite3_column_double(st, 6);
+        t->d += sqlite3_column_double(st, 7);
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : derive_fail(d);
+}
+
+static int derive_insert(derive_t *d, dmap_t *m, const char *sql, int nkeys) {
+    qsort(m->items.data, m->items.len, m->items.item, dagg_cmp);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) return derive_fail(d);
+    for (size_t i = 0; i < m->items.len; i++) {
+        dagg_t *a = vec_at(&m->items, i);
+        int c = 1;
+        sqlite3_bind_int64(st, c++, a->k0);
+        sqlite3_bind_int64(st, c++, a->k1);
+        if (nkeys == 3) sqlite3_bind_int64(st, c++, a->k2);
+        for (int k = 0; k < N_METRICS; k++) sqlite3_bind_int64(st, c++, a->m[k]);
+        if (a->has_ts) {
+            sqlite3_bind_int64(st, c++, a->first);
+            sqlite3_bind_int64(st, c++, a->last);
+        } else {
+            sqlite3_bind_null(st, c++);
+            sqlite3_bind_null(st, c++);
+        }
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return derive_fail(d);
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int derive_insert_tools(derive_t *d) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, "INSERT INTO tool_day VALUES (?, ?, ?, ?, ?, ?, ?, ?)", -1, &st,
+                           NULL) != SQLITE_OK)
+        return derive_fail(d);
+    for (size_t i = 0; i < d->tools.items.len; i++) {
+        dtool_t *t = vec_at(&d->tools.items, i);
+        str_t name = pool_str(&d->names, t->tool);
+        sqlite3_bind_int64(st, 1, t->day);
+        sqlite3_bind_int64(st, 2, t->model);
+        sqlite3_bind_text(st, 3, name.p, (int)name.n, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, t->calls);
+        sqlite3_bind_int64(st, 5, t->turns);
+        sqlite3_bind_double(st, 6, t->a);
+        sqlite3_bind_double(st, 7, t->c);
+        sqlite3_bind_double(st, 8, t->d);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            sqlite3_finalize(st);
+            return derive_fail(d);
+        }
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int64_t derive_scalar(derive_t *d, const char *sql, int *ok) {
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    *ok = 0;
+    if (sqlite3_prepare_v2(d->db, sql, -1, &st, NULL) != SQLITE_OK) return 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+        *ok = 1;
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+static int i64_cmp(const void *x, const void *y) {
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return a < b ? -1 : (a > b);
+}
+
+/* The work of derive() inside its transaction; returns the days recomputed (-1 = all). */
+/* The work of derive() inside its transaction; *out = the days recomputed (-1: all). */
+static int derive_run(derive_t *d, int64_t *out) {
+
+    int ok;
+    int64_t rmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM rollup", &ok);
+    if (!ok) return derive_fail(d);
+    int64_t tmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup", &ok);
+    if (!ok) return derive_fail(d);
+    long long rmark = -1, tmark = -1;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key = 'derived_marks'", -1, &st,
+                           NULL) != SQLITE_OK)
+        return derive_fail(d);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        if (!v || sscanf(v, "%lld,%lld", &rmark, &tmark) != 2) rmark = tmark = -1;
+    }
+    sqlite3_finalize(st);
+    int all = rmark < 0 || tmark < 0 || rmax < rmark || tmax < tmark;
+    int64_t days_done = -1;
+    if (all) {
+        if (derive_exec(d, "DELETE FROM rollup_model", 0, 0) < 0 ||
+            derive_exec(d, "DELETE FROM rollup_day", 0, 0) < 0 ||
+            derive_exec(d, "DELETE FROM tool_day", 0, 0) < 0 || derive_read(d, 1, 0, 0) < 0)
+            return -1;
+    } else {
+        /* The days whose rollup rows changed since the last refresh. */
+        vec_t days = {NULL, 0, 0, sizeof(int64_t)};
+        if (sqlite3_prepare_v2(d->db,
+                               "SELECT bucket, 1 FROM rollup WHERE rowid > ?1 UNION "
+                               "SELECT bucket, 1 FROM tool_rollup WHERE rowid > ?2 UNION "
+                               "SELECT day, 0 FROM derived_dirty",
+                               -1, &st, NULL) != SQLITE_OK)
+            return derive_fail(d);
+        sqlite3_bind_int64(st, 1, rmark);
+        sqlite3_bind_int64(st, 2, tmark);
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            int64_t *slot = vec_push(&days);
+            if (!slot) {
+                sqlite3_finalize(st);
+                free(days.data);
+                PyErr_NoMemory();
+                return -1;
+            }
+            int64_t v = sqlite3_column_int64(st, 0);
+            *slot = sqlite3_column_int64(st, 1) ? floor_div(v, DAY_BUCKETS) : v;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+            free(days.data);
+            return derive_fail(d);
+        }
+        qsort(days.data, days.len, sizeof(int64_t), i64_cmp);
+        size_t n = 0; /* unique */
+        for (size_t k = 0; k < days.len; k++) {
+            int64_t *dv = (int64_t *)days.data;
+            if (!n || dv[n - 1] != dv[k]) dv[n++] = dv[k];
+        }
+        days.len = n;
+        size_t i = 0;
+        while (i < days.len) {
+            size_t j = i;
+            int64_t *dv = (int64_t *)days.data;
+            while (j + 1 < days.len && dv[j + 1] == dv[j] + 1) j++;
+            int64_t lo = dv[i] * DAY_BUCKETS, hi = dv[j] * DAY_BUCKETS + DAY_BUCKETS - 1;
+            if (derive_exec(d, "DELETE FROM rollup_model WHERE bucket BETWEEN ?1 AND ?2", lo, hi) <
+                    0 ||
+                derive_exec(d, "DELETE FROM rollup_day WHERE day BETWEEN ?1 AND ?2", dv[i], dv[j]) <
+                    0 ||
+                derive_exec(d, "DELETE FROM tool_day WHERE day BETWEEN ?1 AND ?2", dv[i], dv[j]) <
+                    0 ||
+                derive_read(d, 0, lo, hi) < 0) {
+                free(days.data);
+                return -1;
+            }
+            i = j + 1;
+        }
+        days_done = (int64_t)days.len;
+        free(days.data);
+    }
+    if (derive_insert(d, &d->by_model, "INSERT INTO rollup_model VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 2) < 0 ||
+        derive_insert(d, &d->by_day, "INSERT INTO rollup_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 3) < 0 ||
+        derive_insert_tools(d) < 0 || derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0)
+        return -1;
+    char marks[64];
+    snprintf(marks, sizeof marks, "%lld,%lld", (long long)rmax, (long long)tmax);
+    if (sqlite3_prepare_v2(d->db,
+                           "INSERT INTO meta (key, value) VALUES ('derived_marks', ?1) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           -1, &st, NULL) != SQLITE_OK)
+        return derive_fail(d);
+    sqlite3_bind_text(st, 1, marks, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return derive_fail(d);
+    *out = days_done;
+    return 0;
+}
+
+/* derive(path) -> days recomputed (-1: all): brings rollup_model, rollup_day and tool_day in
+ * step with the rollups, in one transaction of its own (store.derived_refresh). */
+static PyObject *derive(PyObject *mod, PyObject *arg) {
+    PyObject *b = PyUnicode_EncodeFSDefault(arg);
+    if (!b) return NULL;
+    derive_t d;
+    memset(&d, 0, sizeof d);
+    d.by_model.items.item = sizeof(dagg_t);
+    d.by_day.items.item = sizeof(dagg_t);
+    d.tools.items.item = sizeof(dtool_t);
+    d.names.spans.item = sizeof(span_t);
+    int rc = sqlite3_open_v2(PyBytes_AS_STRING(b), &d.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    Py_DECREF(b);
+    int64_t done = 0;
+    int failed = 1;
+    if (rc != SQLITE_OK) {
+        derive_fail(&d);
+    } else {
+        sqlite3_busy_timeout(d.db, 60000);
+        if (derive_exec(&d, "PRAGMA cache_size=-16000", 0, 0) == 0 &&
+            derive_exec(&d, "BEGIN IMMEDIATE", 0, 0) == 0) {
+            failed = derive_run(&d, &done) < 0 || derive_exec(&d, "COMMIT", 0, 0) < 0;
+            if (failed) sqlite3_exec(d.db, "ROLLBACK", NULL, NULL, NULL);
+        }
+    }
+    sqlite3_close(d.db);
+    dmap_free(&d.by_model);
+    dmap_free(&d.by_day);
+    dmap_free(&d.tools);
+    pool_free(&d.names);
+    if (failed) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "derive failed");
+        return NULL;
+    }
+    return PyLong_FromLongLong(done);
+}
+
 static PyMethodDef Ingest_methods[] = {
     {"claude", (PyCFunction)Ingest_claude, METH_VARARGS, "Parse Claude Code lines into the chunk."},
     {"claude_add", (PyCFunction)Ingest_claude_add, METH_O, "Add a Python-parsed Claude record."},
@@ -2179,6 +2590,7 @@ static PyTypeObject IngestType = {
 
 static PyMethodDef ingest_functions[] = {
     {"key_groups", key_groups, METH_O, "Rowids of keys journaled more than once."},
+    {"derive", derive, METH_O, "Bring the derived rollups in step (store.derived_refresh)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef ingest_module = {PyModuleDef_HEAD_INIT, "clawtrace._ingest",

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from clawtrace.store import BUCKET_MS, PICO
+from clawtrace import store
+from clawtrace.store import BUCKET_MS, DAY_BUCKETS, PICO, ROLLUP_METRICS
 
 COST_MODES = ("auto", "calculate", "display")
 GROUPINGS = (
@@ -265,6 +266,78 @@ def _where(filters: Filters | None) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+_ROLLUP_COLS = ", ".join(ROLLUP_METRICS)
+_TOOL_COLS = "model_id, tool, calls, turns, auto_pico, calc_pico, display_pico"
+
+
+def _context_filtered(f: Filters) -> bool:
+    return any(getattr(f, attr) is not None for attr, _ in _CONTEXT_FILTERS)
+
+
+def _rows(conn: sqlite3.Connection, filters: Filters | None, grain: str) -> tuple[str, list[Any]]:
+    """`(SELECT ...)`: the rollup rows `filters` select, from the smallest table that holds
+    what a `grain` of report needs, and its parameters. Use it as `FROM {sql} AS r`.
+
+    - "time": 15-minute rows (bucket, model_id, metrics, first_ts, last_ts) for reports over
+      time or by model: `rollup_model`, unless a context filter needs `rollup`.
+    - "context": rows with context_id, model_id, metrics, first_ts, last_ts for reports by
+      project, session...: `rollup_day` for the whole UTC days in range, `rollup` for the
+      15-minute edges of a range that starts or ends mid-day.
+    - "tools": tool rows (model_id, tool, calls, turns, per-mode costs), from `tool_day` in the
+      same way, unless a context filter needs `tool_rollup`.
+
+    The derived tables are used only while they match the rollups (store.derived_fresh).
+    """
+    f = filters or Filters()
+    fresh = store.derived_fresh(conn)
+    if grain == "time":
+        cols = f"bucket, model_id, {_ROLLUP_COLS}, first_ts, last_ts"
+        table = "rollup_model" if fresh and not _context_filtered(f) else "rollup"
+        where, params = _where(f)
+        return f"(SELECT {cols} FROM {table}{where})", params  # noqa: S608
+    if grain == "context":
+        cols = f"context_id, model_id, {_ROLLUP_COLS}, first_ts, last_ts"
+        fine, coarse = "rollup", "rollup_day"
+    elif grain == "tools":
+        cols = _TOOL_COLS
+        fine, coarse = "tool_rollup", "tool_day"
+        fresh = fresh and not _context_filtered(f)
+    else:
+        raise ValueError(grain)
+    day_ms = DAY_BUCKETS * BUCKET_MS
+    first_day = None if f.since_ms is None else -(-f.since_ms // day_ms)
+    end_day = None if f.until_ms is None else f.until_ms // day_ms
+    if not fresh or (first_day is not None and end_day is not None and first_day >= end_day):
+        where, params = _where(f)
+        return f"(SELECT {cols} FROM {fine}{where})", params  # noqa: S608
+    parts: list[str] = []
+    params: list[Any] = []
+    # The whole days, from the daily table.
+    ctx_where, ctx_params = _where(replace(f, since_ms=None, until_ms=None))
+    clauses: list[str] = []
+    if first_day is not None:
+        clauses.append("day >= ?")
+        params.append(first_day)
+    if end_day is not None:
+        clauses.append("day < ?")
+        params.append(end_day)
+    if ctx_where:
+        clauses.append(ctx_where.removeprefix(" WHERE "))
+        params.extend(ctx_params)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    parts.append(f"SELECT {cols} FROM {coarse}{where}")  # noqa: S608
+    # The part-days at either end, from the 15-minute table.
+    if first_day is not None and f.since_ms < first_day * day_ms:
+        where, p = _where(replace(f, until_ms=first_day * day_ms))
+        parts.append(f"SELECT {cols} FROM {fine}{where}")  # noqa: S608
+        params.extend(p)
+    if end_day is not None and f.until_ms > end_day * day_ms:
+        where, p = _where(replace(f, since_ms=end_day * day_ms))
+        parts.append(f"SELECT {cols} FROM {fine}{where}")  # noqa: S608
+        params.extend(p)
+    return "(" + " UNION ALL ".join(parts) + ")", params
+
+
 def _contexts(conn: sqlite3.Connection, ids: Iterable[int] | None = None) -> dict[int, tuple]:
     """context id → (source, agent, project, session_id, subagent, is_sidechain, git_branch)."""
     q = (
@@ -287,15 +360,15 @@ def _models(conn: sqlite3.Connection) -> dict[int, tuple]:
     return {r[0]: r[1:] for r in conn.execute("SELECT id, provider, model, speed FROM models")}
 
 
-# Where each report dimension lives: (table, position in that table's tuple).
+# Where each report dimension lives: (table, column).
 _DIM = {
-    "model": ("models", 1),
-    "provider": ("models", 0),
-    "source": ("contexts", 0),
-    "agent": ("contexts", 1),
-    "project": ("contexts", 2),
-    "session": ("contexts", 3),
-    "branch": ("contexts", 6),
+    "model": ("models", "model"),
+    "provider": ("models", "provider"),
+    "source": ("contexts", "source"),
+    "agent": ("contexts", "agent"),
+    "project": ("contexts", "project"),
+    "session": ("contexts", "session_id"),
+    "branch": ("contexts", "git_branch"),
 }
 
 
@@ -313,8 +386,8 @@ def _metrics(mode: str) -> str:
 
 
 def totals(conn: sqlite3.Connection, filters: Filters | None = None, mode: str = "auto") -> Totals:
-    where, params = _where(filters)
-    row = conn.execute(f"SELECT {_metrics(mode)} FROM rollup{where}", params).fetchone()  # noqa: S608
+    src, params = _rows(conn, filters, "time")
+    row = conn.execute(f"SELECT {_metrics(mode)} FROM {src} AS r", params).fetchone()  # noqa: S608
     out = Totals()
     out.add(row)
     return out
@@ -333,9 +406,9 @@ def _time_key(by: str, local: datetime) -> str:
 def _bucket_rows(
     conn: sqlite3.Connection, filters: Filters | None, mode: str
 ) -> list[tuple[int, tuple[int, ...]]]:
-    where, params = _where(filters)
+    src, params = _rows(conn, filters, "time")
     rows = conn.execute(
-        f"SELECT bucket, {_metrics(mode)} FROM rollup{where} GROUP BY bucket ORDER BY bucket",  # noqa: S608
+        f"SELECT bucket, {_metrics(mode)} FROM {src} AS r GROUP BY bucket ORDER BY bucket",  # noqa: S608
         params,
     ).fetchall()
     return [(r[0], r[1:]) for r in rows]
@@ -360,19 +433,19 @@ def cost_report(
             groups.setdefault(key, Totals()).add(metrics)
         ordered = sorted(groups.items())
     else:
-        table, pos = _DIM[by]
-        id_col = "model_id" if table == "models" else "context_id"
-        where, params = _where(filters)
-        rows = conn.execute(
-            f"SELECT {id_col}, {_metrics(mode)} FROM rollup{where} GROUP BY {id_col}",  # noqa: S608
+        table, column = _DIM[by]
+        if table == "models":
+            src, params = _rows(conn, filters, "time")
+            join = "JOIN models AS d ON d.id = r.model_id"
+        else:
+            src, params = _rows(conn, filters, "context")
+            join = "JOIN contexts AS d ON d.id = r.context_id"
+        # Column names come from the fixed _DIM table.
+        for row in conn.execute(
+            f"SELECT d.{column}, {_metrics(mode)} FROM {src} AS r {join} GROUP BY 1",  # noqa: S608
             params,
-        ).fetchall()
-        names = _models(conn) if table == "models" else _contexts(conn, (r[0] for r in rows))
-        for row in rows:
-            name = names[row[0]][pos]
-            t = groups.get(name)
-            if t is None:
-                t = groups[name] = Totals()
+        ):
+            t = groups[row[0]] = Totals()
             t.add(row[1:])
         ordered = sorted(
             groups.items(), key=lambda kv: (-kv[1].cost_pico, -kv[1].total_tokens, kv[0])
@@ -462,9 +535,14 @@ def status(
 
 
 def _count_sessions(conn: sqlite3.Connection, filters: Filters) -> int:
-    where, params = _where(filters)
-    ids = [r[0] for r in conn.execute(f"SELECT DISTINCT context_id FROM rollup{where}", params)]  # noqa: S608
-    return len({(c[0], c[3]) for c in _contexts(conn, ids).values()})
+    src, params = _rows(conn, filters, "context")
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT c.source, c.session_id "  # noqa: S608
+            f"FROM {src} AS r JOIN contexts AS c ON c.id = r.context_id)",
+            params,
+        ).fetchone()[0]
+    )
 
 
 def _last_turn_iso(conn: sqlite3.Connection) -> str | None:
@@ -485,14 +563,28 @@ def sessions_top(
     """The N most expensive sessions (then most tokens), with their models and sub-agent share."""
     if n < 1:
         raise ReportError("n: must be at least 1")
-    where, params = _where(filters)
     p = _MODE_PREFIX.get(mode)
     if p is None:
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
+    src, params = _rows(conn, filters, "context")
+    # Rank the sessions in SQL, then read the details of the N on top only.
+    top = conn.execute(
+        f"SELECT c.source, c.session_id FROM {src} AS r "  # noqa: S608
+        "JOIN contexts AS c ON c.id = r.context_id GROUP BY c.source, c.session_id "
+        f"HAVING SUM(turns) > 0 ORDER BY SUM({p}_pico) DESC, "
+        "SUM(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens "
+        "+ cache_write_1h_tokens) DESC, c.session_id, c.source LIMIT ?",
+        [*params, n],
+    ).fetchall()
+    if not top:
+        return []
+    pairs = ", ".join("(?, ?)" for _ in top)
     rows = conn.execute(
         f"SELECT context_id, model_id, MIN(first_ts), MAX(last_ts), {_metrics(mode)} "  # noqa: S608
-        f"FROM rollup{where} GROUP BY context_id, model_id",
-        params,
+        f"FROM {src} AS r WHERE context_id IN "
+        f"(SELECT id FROM contexts WHERE (source, session_id) IN (VALUES {pairs})) "
+        "GROUP BY context_id, model_id",
+        [*params, *(v for pair in top for v in pair)],
     ).fetchall()
     contexts = _contexts(conn, (r[0] for r in rows))
     models = _models(conn)
@@ -565,15 +657,20 @@ def blocks(
     now = now or datetime.now(UTC)
     now_ms = int(now.timestamp() * 1000)
     span = block_hours * 3_600_000
-    where, params = _where(filters)
+    src, params = _rows(conn, filters, "time")
     rows = conn.execute(
-        f"SELECT bucket, MIN(first_ts), MAX(last_ts), {_metrics(mode)} FROM rollup{where} "  # noqa: S608
+        f"SELECT bucket, MIN(first_ts), MAX(last_ts), {_metrics(mode)} FROM {src} AS r "  # noqa: S608
         "GROUP BY bucket ORDER BY bucket",
         params,
     ).fetchall()
     out: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     for _bucket, first_ts, last_ts, *metrics in rows:
+        if first_ts is None:
+            # Only the negative rows of turns that moved to another bucket: no turn starts here.
+            if cur is not None:
+                cur["t"].add(metrics)
+            continue
         if cur is None or first_ts >= cur["_end"] or first_ts - cur["_last"] >= span:
             start = first_ts - first_ts % 3_600_000
             cur = {
@@ -628,9 +725,9 @@ def tools_report(
     if p is None:
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
     f = filters or Filters()
-    where, params = _where(replace(f, session=None))
+    src, params = _rows(conn, replace(f, session=None), "tools")
     rows = conn.execute(
-        f"SELECT tool, SUM(calls), SUM(turns), SUM({p}_pico) FROM tool_rollup{where} "  # noqa: S608
+        f"SELECT tool, SUM(calls), SUM(turns), SUM({p}_pico) FROM {src} AS r "  # noqa: S608
         f"GROUP BY tool HAVING SUM(turns) > 0 "
         f"ORDER BY SUM({p}_pico) DESC, SUM(calls) DESC, tool",
         params,
@@ -651,11 +748,11 @@ def cache_report(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Per model: what cache reads saved against the full input price, and what writes cost."""
-    where, params = _where(filters)
+    src, params = _rows(conn, filters, "time")
     per_id = conn.execute(
         f"SELECT model_id, SUM(cache_read_tokens), SUM(cache_write_5m_tokens), "  # noqa: S608
         f"SUM(cache_write_1h_tokens), SUM(input_tokens), SUM(cache_savings_pico), "
-        f"SUM(cache_write_pico) FROM rollup{where} GROUP BY model_id",
+        f"SUM(cache_write_pico) FROM {src} AS r GROUP BY model_id",
         params,
     ).fetchall()
     models = _models(conn)
@@ -780,16 +877,14 @@ def unpriced_models(
     conn: sqlite3.Connection, filters: Filters | None = None
 ) -> list[dict[str, Any]]:
     """Models we could not price, with the turns and tokens that are therefore unpriced."""
-    where, params = _where(filters)
-    where = where.replace("bucket", "r.bucket").replace("context_id IN", "r.context_id IN")
-    where = where.replace("model_id IN", "r.model_id IN")
+    src, params = _rows(conn, filters, "context")
     return [
         {"source": r[0], "provider": r[1], "model": r[2], "turns": r[3], "tokens": r[4]}
         for r in conn.execute(
             "SELECT c.source, m.provider, m.model, SUM(r.calc_unpriced_turns), "  # noqa: S608
-            "SUM(r.calc_unpriced_tokens) FROM rollup AS r "
+            f"SUM(r.calc_unpriced_tokens) FROM {src} AS r "
             "JOIN contexts AS c ON c.id = r.context_id JOIN models AS m ON m.id = r.model_id"
-            f"{where} GROUP BY 1, 2, 3 "
+            " GROUP BY 1, 2, 3 "
             "HAVING SUM(r.calc_unpriced_turns) > 0 ORDER BY SUM(r.calc_unpriced_tokens) DESC, 3",
             params,
         )

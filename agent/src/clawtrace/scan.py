@@ -669,6 +669,8 @@ def _scan_locked(
                         removed = writer.delete(conn, replays)
                 store.rollups_refresh(conn)
                 _index_store(conn, discoveries)
+            if not store.derived_fresh(conn):
+                store.derived_refresh(conn)
     finally:
         if pool is not None:
             pool.terminate()
@@ -896,4 +898,5 @@ def prices_reprice(conn: sqlite3.Connection, config: Config) -> int:
         )
         conn.execute("DELETE FROM dirty_buckets")
         store.rollups_refresh(conn, full=True)
+    store.derived_refresh(conn)
     return len(updates)
