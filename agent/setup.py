@@ -13,6 +13,7 @@ import sys
 from setuptools import Extension, setup
 
 extra = [] if sys.platform == "win32" else ["-O3", "-std=c99", "-fvisibility=hidden"]
+link = [] if sys.platform == "win32" else ["-pthread"]  # the warm check stats on two threads
 parse_sources = ["native/yyjson.c", "native/blake2b.c"]
 
 setup(
@@ -30,6 +31,7 @@ setup(
             include_dirs=["native"],
             libraries=["sqlite3"],
             extra_compile_args=extra,
+            extra_link_args=link,
             optional=True,
         ),
     ]

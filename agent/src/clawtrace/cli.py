@@ -7,6 +7,7 @@ parses nothing); `--no-scan` reads the store as it is. Output is a rich table, o
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import sys
@@ -996,8 +997,30 @@ from clawtrace import cli_live  # noqa: E402  (commands of the live agent: serve
 cli_live.register(app)
 
 
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app with only the command being run (and `version`): typer reads every command's
+    signature on each start, about 60 ms for ours, which a report should not pay for the
+    others. Help, errors and anything unrecognised get the full app."""
+    name = argv[0] if argv else ""
+    if not name or name.startswith("-"):
+        return app
+
+    def called(info: Any) -> str:
+        return info.name or typer.main.get_command_name(info.callback.__name__)
+
+    commands = [i for i in app.registered_commands if called(i) in (name, "version")]
+    groups = [i for i in app.registered_groups if i.name == name]
+    if not groups and not any(called(i) == name for i in commands):
+        return app
+    only = copy.copy(app)
+    # Two commands keep it a group (one alone would become the whole program).
+    only.registered_commands = commands if groups or len(commands) > 1 else app.registered_commands
+    only.registered_groups = groups
+    return only
+
+
 def main() -> None:
-    app()
+    _app_for(sys.argv[1:])()
 
 
 if __name__ == "__main__":

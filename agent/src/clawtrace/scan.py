@@ -28,6 +28,7 @@ import itertools
 import os
 import queue
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from clawtrace import store
 from clawtrace.config import Config
 from clawtrace.paths import claude_roots, openclaw_roots
 from clawtrace.sources import SOURCES, base
-from clawtrace.sources.base import Discovery
+from clawtrace.sources.base import Discovery, FileEntry
 
 HEAD_BYTES = 4096
 CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge transcripts
@@ -516,10 +517,93 @@ def _files_table(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
     cur = conn.cursor()
     cur.row_factory = sqlite3.Row  # built in C: cheap for tens of thousands of files
     cur.execute(
-        "SELECT id, path, source, size, mtime_ns, inode, head_hash, offset, state_json, "
-        "missing_since FROM files"
+        f"SELECT {_FILE_COLUMNS} FROM files"  # noqa: S608
     )
     return {row[1]: row for row in cur}
+
+
+_FILE_COLUMNS = (
+    "id, path, source, size, mtime_ns, inode, head_hash, offset, state_json, missing_since, "
+    "ctx_json"
+)
+
+
+def _roots_signature(roots: dict[str, list[Path]]) -> str:
+    return orjson.dumps({name: [str(p) for p in paths] for name, paths in roots.items()}).decode()
+
+
+def _tree_unchanged(conn: sqlite3.Connection, roots_sig: str) -> tuple[int, list[int]] | None:
+    """When no directory or index the last full discovery read has changed since: (files
+    checked, ids of the known files whose size, time or identity changed). None when a
+    discovery is needed (something changed, a known file went, or there is no record)."""
+    if store.meta_get(conn, "watch_roots") != roots_sig:
+        return None
+    native = _ingest_module()
+    db = store.db_file(conn)
+    if native is not None and db and hasattr(native, "warm_check"):
+        return native.warm_check(db)
+    return _warm_check_py(conn)
+
+
+def _warm_check_py(conn: sqlite3.Connection) -> tuple[int, list[int]] | None:
+    """`_ingest.warm_check` without the native module (the same rules)."""
+    watch = conn.execute("SELECT path, kind, mtime_ns, size FROM watch").fetchall()
+    if not watch:
+        return None
+    for path, kind, mtime, size in watch:
+        try:
+            st = os.stat(path)
+        except OSError:
+            st = None
+        is_dir = st is not None and stat.S_ISDIR(st.st_mode)
+        if kind == "m":
+            if is_dir:
+                return None
+        elif (
+            st is None
+            or mtime < 0
+            or st.st_mtime_ns != mtime
+            or (kind == "d" and not is_dir)
+            or (kind == "f" and st.st_size != size)
+        ):
+            return None
+    changed: list[int] = []
+    checked = 0
+    for fid, path, size, mtime, ino in conn.execute(
+        "SELECT id, path, size, mtime_ns, inode FROM files WHERE missing_since IS NULL"
+    ):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        checked += 1
+        if st.st_size != size or st.st_mtime_ns != mtime or st.st_ino != ino:
+            changed.append(fid)
+    return checked, changed
+
+
+def _tasks_for_ids(
+    conn: sqlite3.Connection, ids: list[int], result: ScanResult, pending: list
+) -> list[dict[str, Any]] | None:
+    """Tasks for known files by id, from their stored context (None: one has none stored)."""
+    cur = conn.cursor()
+    cur.row_factory = sqlite3.Row
+    tasks: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = cur.execute(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
+            chunk,
+        ).fetchall()
+        for row in rows:
+            if row["ctx_json"] is None:
+                return None
+            entry = FileEntry(path=row["path"], ctx=orjson.loads(row["ctx_json"]))
+            task = _task_for(row["source"], entry, {row["path"]: row}, result, pending)
+            if task is not None:
+                tasks.append(task)
+    return tasks
 
 
 def scan(
@@ -565,17 +649,36 @@ def _scan_locked(
     cold = since_id == 0
 
     n = workers or config.workers or min(os.cpu_count() or 1, 4)
-    parallel_ok = n > 1 and bool(db) and _fork_available()
+    # (Checked only when there is enough to read: importing multiprocessing costs a warm scan.)
+    parallel_ok = n > 1 and bool(db)
     pool: _Pool | None = None
     roots = source_roots(config, claude_dirs, openclaw_dirs)
-    known = _files_table(conn)
+    roots_sig = _roots_signature(roots)
     tasks: list[dict[str, Any]] = []
-    seen_paths: set[str] = set()
     discoveries: dict[str, Discovery] = {}
     pending_files: list[tuple[str, int]] = []
+    ctx_updates: list[tuple[str, int]] = []
     to_read = 0
+    # Nothing the last discovery listed has changed: only the known files need a look.
+    unchanged = None if cold else _tree_unchanged(conn, roots_sig)
+    if unchanged is not None:
+        checked, changed_ids = unchanged
+        found_tasks = _tasks_for_ids(conn, changed_ids, result, pending_files)
+        if found_tasks is None:
+            unchanged = None
+        else:
+            tasks = found_tasks
+            result.files_seen += checked - len(changed_ids)
+            result.files_unchanged += checked - len(changed_ids)
+            result.roots = orjson.loads(store.meta_get(conn, "watch_result_roots") or "{}")
+            to_read = sum(max(t["size"] - t["offset"], 0) for t in tasks)
+            big = to_read > PARALLEL_MIN_BYTES and len(tasks) > 1
+            if big and parallel_ok and _fork_available():
+                pool = _Pool(n, db, config, store.rollup_buckets(conn), rollup_before, cold)
+    known = _files_table(conn) if unchanged is None else {}
+    seen_paths: set[str] = set()
     try:
-        for name, source in SOURCES.items():
+        for name, source in SOURCES.items() if unchanged is None else ():
             found = source.discover(roots[name])
             discoveries[name] = found
             result.roots[name] = {
@@ -583,13 +686,23 @@ def _scan_locked(
                 "missing": [str(p) for p in found.roots_missing],
             }
             for entry in found.files:
+                ctx_json = orjson.dumps(entry.ctx, option=orjson.OPT_SORT_KEYS).decode()
+                row = known.get(entry.path)
+                if row is not None and row["ctx_json"] != ctx_json:
+                    ctx_updates.append((ctx_json, row["id"]))
                 task = _task_for(name, entry, known, result, pending_files)
                 seen_paths.add(entry.path)
                 if task is None:
                     continue
+                task["ctx_json"] = ctx_json
                 tasks.append(task)
                 to_read += max(task["size"] - task["offset"], 0)
-                if pool is None and parallel_ok and to_read > PARALLEL_MIN_BYTES:
+                if (
+                    pool is None
+                    and parallel_ok
+                    and to_read > PARALLEL_MIN_BYTES
+                    and (parallel_ok := _fork_available())
+                ):
                     # Enough to read for the workers to pay: start them now, while discovery
                     # goes on (they spend their first moments importing the price library).
                     stale = [] if cold else store.rollup_buckets(conn)
@@ -609,19 +722,24 @@ def _scan_locked(
         before_total = int(orjson.loads(previous).get("turns_total", -1)) if previous else -1
         with conn:
             for kind, file_id in pending_files:
+                if kind == "unreadable":
+                    continue
                 conn.execute(
                     "UPDATE files SET missing_since = ? WHERE id = ?",
                     (now if kind == "missing" else None, file_id),
                 )
+            conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
             # New files get their ids here, in discovery order: the de-dup tie rule reads them.
             for t in tasks:
                 if t["file_id"] is None:
                     cur = conn.execute(
-                        "INSERT INTO files (path, source, first_seen, last_scan) "
-                        "VALUES (?, ?, ?, ?)",
-                        (t["path"], t["source"], now, now),
+                        "INSERT INTO files (path, source, first_seen, last_scan, ctx_json) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (t["path"], t["source"], now, now, t["ctx_json"]),
                     )
                     t["file_id"] = cur.lastrowid
+            if unchanged is None:
+                _watch_save(conn, discoveries, roots_sig, result, pending_files)
             store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them out
             # Into an empty store, secondary indexes are built once at the end: sorting a
             # million keys is far cheaper than a million random b-tree inserts.
@@ -695,6 +813,7 @@ def _task_for(
     try:
         st = os.stat(key)
     except OSError:
+        pending_files.append(("unreadable", 0))  # found but not there: list again next time
         return None
     row = known.get(key)
     reset = False
@@ -826,6 +945,34 @@ def _batches(tasks: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         batch_bytes += size
     if batch:
         yield batch
+
+
+def _watch_save(
+    conn: sqlite3.Connection,
+    discoveries: dict[str, Discovery],
+    roots_sig: str,
+    result: ScanResult,
+    pending_files: list[tuple[str, int]],
+) -> None:
+    """Record what this discovery listed, for `_tree_unchanged` (inside the scan's
+    transaction: the record and the files table change together)."""
+    conn.execute("DELETE FROM watch")
+    if any(kind == "unreadable" for kind, _ in pending_files):
+        conn.execute("DELETE FROM meta WHERE key = 'watch_roots'")
+        return
+    conn.executemany(
+        "INSERT OR REPLACE INTO watch (path, kind, mtime_ns, size) VALUES (?, ?, ?, ?)",
+        (w for found in discoveries.values() for w in found.watch),
+    )
+    for key, value in (
+        ("watch_roots", roots_sig),
+        ("watch_result_roots", orjson.dumps(result.roots).decode()),
+    ):
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 def _index_store(conn: sqlite3.Connection, discoveries: dict[str, Discovery]) -> None:

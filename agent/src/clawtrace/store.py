@@ -459,6 +459,20 @@ MIGRATIONS.append(
     """
 )
 
+# 6: what a rescan needs to skip discovery when nothing in the trees changed: each file's
+# context as discovery gave it, and the directories (and index files) the listing read.
+MIGRATIONS.append(
+    """
+    ALTER TABLE files ADD COLUMN ctx_json TEXT;
+    CREATE TABLE watch (
+        path TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        size INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """
+)
+
 
 class StoreError(Exception):
     """The store cannot be opened or is from a newer ClawTrace."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,6 +69,35 @@ class Discovery:
     roots_found: list[Path] = field(default_factory=list)
     roots_missing: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # What the listing depended on, as it was just before it was read: (path, kind, mtime_ns,
+    # size). Kinds: "d" a directory listed, "f" a file read to list (an index), "m" a path
+    # that was not a directory. While none of them changes, the set of files and their
+    # contexts cannot have changed either, and a rescan only needs to stat the known files
+    # (see scan._tree_unchanged).
+    watch: list[tuple[str, str, int, int]] = field(default_factory=list)
+
+    def watch_path(self, path: str, kind: str) -> bool:
+        """Record `path` (call it before reading it); False when it is not there to read.
+
+        A modification time within the last two seconds is recorded as unknown (-1): a change
+        in the same clock tick as the read would not move it (the "racy" case).
+        """
+        try:
+            st = os.stat(path)
+        except OSError:
+            self.watch.append((path, "m", 0, 0))
+            return False
+        if kind == "d" and not stat.S_ISDIR(st.st_mode):
+            self.watch.append((path, "m", 0, 0))
+            return False
+        mtime = st.st_mtime_ns
+        if mtime > time.time_ns() - RACY_NS:
+            mtime = -1
+        self.watch.append((path, kind, mtime, st.st_size if kind == "f" else 0))
+        return True
+
+
+RACY_NS = 2_000_000_000
 
 
 @dataclass

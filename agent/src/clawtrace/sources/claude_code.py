@@ -52,7 +52,7 @@ class ClaudeCode:
         seen: set[str] = set()
         real_roots: set[str] = set()
         for root in roots:
-            if not root.is_dir():
+            if not found.watch_path(str(root), "d"):
                 found.roots_missing.append(root)
                 continue
             # ~/.config/claude and ~/.claude may be the same directory through a symlink.
@@ -62,7 +62,9 @@ class ClaudeCode:
             real_roots.add(real_root)
             found.roots_found.append(root)
             root_len = len(str(root)) + 1
-            for dirpath, filenames in _walk(str(root)):
+            # The root was just recorded; every directory below is, before it is listed.
+            found.watch.pop()
+            for dirpath, filenames in _walk(str(root), found):
                 rel = dirpath[root_len:]
                 parts = rel.split(os.sep) if rel else []
                 for fn in filenames:
@@ -254,15 +256,18 @@ def _tools_of(obj: dict[str, Any]) -> dict[str, str]:
     return tools
 
 
-def _walk(top: str) -> Any:
+def _walk(top: str, found: Discovery) -> Any:
     """(directory, sorted *.jsonl names) under `top`, depth first in name order.
 
     Like os.walk without its per-directory symlink checks (scandir's entry types are enough),
-    and in a stable order: the tie and first-seen rules must not depend on the disk.
+    and in a stable order: the tie and first-seen rules must not depend on the disk. Each
+    directory is recorded in `found.watch` before it is listed.
     """
     stack = [top]
     while stack:
         current = stack.pop()
+        if not found.watch_path(current, "d"):
+            continue
         try:
             with os.scandir(current) as it:
                 dirs: list[str] = []

@@ -112,12 +112,17 @@ class OpenClaw:
         found = Discovery()
         for root in roots:
             agents_dir = root / "agents"
-            if not agents_dir.is_dir():
+            if not found.watch_path(str(agents_dir), "d"):
                 found.roots_missing.append(root)
                 continue
             found.roots_found.append(root)
             for agent_dir in sorted(p for p in agents_dir.iterdir() if p.is_dir()):
                 sessions_dir = agent_dir / "sessions"
+                found.watch_path(str(agent_dir), "d")  # a sessions/ made later changes it
+                if not found.watch_path(str(sessions_dir), "d"):
+                    continue
+                if (sessions_dir / "sessions.json").exists():
+                    found.watch_path(str(sessions_dir / "sessions.json"), "f")
                 try:
                     with os.scandir(sessions_dir) as it:
                         listing = {e.name: e.path for e in it if e.is_file()}
