@@ -679,13 +679,8 @@ def _scan_locked(
     seen_paths: set[str] = set()
     try:
         for name, source in SOURCES.items() if unchanged is None else ():
-            found = source.discover(roots[name])
-            discoveries[name] = found
-            result.roots[name] = {
-                "found": [str(p) for p in found.roots_found],
-                "missing": [str(p) for p in found.roots_missing],
-            }
-            for entry in found.files:
+            found = discoveries[name] = Discovery()
+            for entry in source.walk(roots[name], found):
                 ctx_json = orjson.dumps(entry.ctx, option=orjson.OPT_SORT_KEYS).decode()
                 row = known.get(entry.path)
                 if row is not None and row["ctx_json"] != ctx_json:
@@ -707,7 +702,10 @@ def _scan_locked(
                     # goes on (they spend their first moments importing the price library).
                     stale = [] if cold else store.rollup_buckets(conn)
                     pool = _Pool(n, db, config, stale, rollup_before, cold)
-            found.files = []  # only the index is needed from here on; a big tree has many files
+            result.roots[name] = {
+                "found": [str(p) for p in found.roots_found],
+                "missing": [str(p) for p in found.roots_missing],
+            }
 
         for path, row in known.items():
             if path not in seen_paths and row["missing_since"] is None and not os.path.exists(path):

@@ -1437,8 +1437,15 @@ def secondary_indexes_create(conn: sqlite3.Connection) -> None:
         writer = TurnWriter(Dims(), rollup_rowid_max(conn))
         if bulk_dedup(conn, writer):
             rollups_refresh(conn, full=True)
-    for sql in SECONDARY_INDEXES.values():
-        conn.execute(sql)
+    cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    # A small cache makes SQLite sort an index build in runs that its helper thread merges:
+    # about twice as fast as one big in-memory sort on a million keys (and less memory).
+    conn.execute("PRAGMA cache_size=-2000")
+    try:
+        for sql in SECONDARY_INDEXES.values():
+            conn.execute(sql)
+    finally:
+        conn.execute(f"PRAGMA cache_size={int(cache)}")
 
 
 def max_turn_id(conn: sqlite3.Connection) -> int:

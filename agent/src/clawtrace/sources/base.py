@@ -22,6 +22,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -116,6 +117,11 @@ class Source(Protocol):
     name: str
 
     def discover(self, roots: list[Path]) -> Discovery: ...
+
+    def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
+        """The files of `discover`, as they are found (a big first scan starts reading before
+        the listing ends); fills `found`'s other fields on the way."""
+        ...
 
     def parse(
         self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None

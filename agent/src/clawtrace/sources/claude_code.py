@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,10 @@ class ClaudeCode:
 
     def discover(self, roots: list[Path]) -> Discovery:
         found = Discovery()
+        found.files = list(self.walk(roots, found))
+        return found
+
+    def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         seen: set[str] = set()
         real_roots: set[str] = set()
         for root in roots:
@@ -74,19 +78,14 @@ class ClaudeCode:
                     seen.add(key)
                     project_dir = parts[0] if parts else ""
                     subagent_file = "subagents" in parts or fn.startswith("agent-")
-                    found.files.append(
-                        FileEntry(
-                            path=key,
-                            ctx={
-                                "project_dir": project_dir or root.name,
-                                "subagent_file": subagent_file,
-                                "session_hint": parts[1]
-                                if len(parts) > 1
-                                else fn[: -len(".jsonl")],
-                            },
-                        )
+                    yield FileEntry(
+                        path=key,
+                        ctx={
+                            "project_dir": project_dir or root.name,
+                            "subagent_file": subagent_file,
+                            "session_hint": parts[1] if len(parts) > 1 else fn[: -len(".jsonl")],
+                        },
                     )
-        return found
 
     def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
         state = dict(state or {})

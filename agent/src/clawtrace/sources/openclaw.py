@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,10 @@ class OpenClaw:
 
     def discover(self, roots: list[Path]) -> Discovery:
         found = Discovery()
+        found.files = list(self.walk(roots, found))
+        return found
+
+    def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         for root in roots:
             agents_dir = root / "agents"
             if not found.watch_path(str(agents_dir), "d"):
@@ -138,19 +142,16 @@ class OpenClaw:
                     stem = m.group("stem") if m else name
                     facts = by_file.get(f"{stem}.jsonl", {})
                     session_hint = stem.split("-topic-", 1)[0]
-                    found.files.append(
-                        FileEntry(
-                            path=listing[name],
-                            ctx={
-                                "agent": agent,
-                                "session_hint": session_hint,
-                                "subagent": bool(facts.get("subagent")),
-                                "session_key": facts.get("session_key"),
-                                "archived": name != f"{stem}.jsonl",
-                            },
-                        )
+                    yield FileEntry(
+                        path=listing[name],
+                        ctx={
+                            "agent": agent,
+                            "session_hint": session_hint,
+                            "subagent": bool(facts.get("subagent")),
+                            "session_key": facts.get("session_key"),
+                            "archived": name != f"{stem}.jsonl",
+                        },
                     )
-        return found
 
     def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
         state = dict(state or {})
