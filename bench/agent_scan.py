@@ -66,9 +66,6 @@ print(orjson.dumps({"lines": lines, "bad": bad, "bytes": size}).decode())
 # ----------------------------------------------------------------------------- measuring
 
 
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
 def _tree_pids(root: int) -> list[int]:
     """The process and its descendants, from /proc/<pid>/task/<tid>/children."""
     pids, todo = [], [root]
@@ -84,15 +81,31 @@ def _tree_pids(root: int) -> list[int]:
     return pids
 
 
-def _tree_rss(root: int) -> int:
-    total = 0
+def _tree_memory(root: int) -> tuple[int, int, int]:
+    """(summed RSS, summed PSS, largest single high-water RSS) of a process tree, in bytes.
+
+    RSS counts a page shared by several processes (a forked worker's copy-on-write pages) in
+    each of them; PSS divides it among them, so the tree's PSS is what the machine really
+    pays. The single-process peak is VmHWM: `wait4`'s ru_maxrss would start from the parent's
+    RSS at fork (Linux keeps the pre-exec high-water mark), which for this script is tens of MB.
+    """
+    rss = pss = hwm = 0
     for pid in _tree_pids(root):
         try:
-            with open(f"/proc/{pid}/statm") as fh:
-                total += int(fh.read().split()[1]) * PAGE
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]) * 1024)
+                    elif line.startswith("VmRSS:"):
+                        rss += int(line.split()[1]) * 1024
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                        break
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return rss, pss, hwm
 
 
 def _compile_bytecode() -> None:
@@ -114,7 +127,7 @@ def run_measured(
     rusage, not the cumulative RUSAGE_CHILDREN), and the peak of the whole tree's summed RSS
     (sampled every ~10 ms from /proc: parser worker processes count too)."""
     t0 = time.perf_counter()
-    tree_peak = 0
+    tree_peak = pss_peak = hwm_peak = 0
     next_sample = t0
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=err)
@@ -125,7 +138,12 @@ def run_measured(
                 break
             now = time.perf_counter()
             if now >= next_sample:
-                tree_peak = max(tree_peak, _tree_rss(proc.pid))
+                rss, pss, hwm = _tree_memory(proc.pid)
+                tree_peak, pss_peak, hwm_peak = (
+                    max(tree_peak, rss),
+                    max(pss_peak, pss),
+                    max(hwm_peak, hwm),
+                )
                 next_sample = now + 0.01
             if now > deadline:
                 proc.kill()
@@ -140,8 +158,10 @@ def run_measured(
     return {
         "argv": argv,
         "wall_s": wall,
-        "rss_mb": usage.ru_maxrss / 1024,  # KiB on Linux
-        "tree_rss_mb": max(tree_peak / 2**20, usage.ru_maxrss / 1024),
+        # A child gone before the first sample (a few ms): wait4's figure, an upper bound.
+        "rss_mb": hwm_peak / 2**20 if hwm_peak else usage.ru_maxrss / 1024,
+        "tree_rss_mb": tree_peak / 2**20 if tree_peak else usage.ru_maxrss / 1024,
+        "tree_pss_mb": pss_peak / 2**20 if pss_peak else usage.ru_maxrss / 1024,
         "rc": proc.returncode,
         "stdout": stdout,
         "stderr": stderr.decode(errors="replace")[-2000:],
@@ -178,6 +198,7 @@ def median_run(argv: list[str], env: dict[str, str], repeat: int, prepare=None) 
     best["runs_wall_s"] = [round(r["wall_s"], 4) for r in runs]
     best["rss_mb"] = max(r["rss_mb"] for r in runs)
     best["tree_rss_mb"] = max(r["tree_rss_mb"] for r in runs)
+    best["tree_pss_mb"] = max(r["tree_pss_mb"] for r in runs)
     best["load"] = round(max(loads), 2)
     return best
 
@@ -334,7 +355,7 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
         steps.append(res)
         print(
             f"  {name:<34} {res['wall_s']:8.3f} s  {res['rss_mb']:8.1f} MB"
-            f" (tree {res['tree_rss_mb']:.0f} MB)"
+            f" (tree PSS {res.get('tree_pss_mb', 0):.0f} MB, RSS {res['tree_rss_mb']:.0f} MB)"
             f"  load {res.get('load', 0):.1f}  {res['note']}",
             file=sys.stderr,
         )
@@ -467,9 +488,9 @@ def table(result: dict) -> str:
         f"### {result['turns']:,} turns"
         f" ({result['bytes'] / 1e9:.2f} GB, {result['files']:,} files)",
         "",
-        "| step | wall s | peak RSS MB | tree RSS MB | speed vs ccusage | speed vs floor | load"
-        " | notes |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| step | wall s | peak RSS MB | tree PSS MB | tree RSS MB | speed vs ccusage"
+        " | speed vs floor | load | notes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, s in by.items():
         runs = s.get("runs_wall_s", [])
@@ -477,15 +498,18 @@ def table(result: dict) -> str:
         if len(runs) > 1:
             note = (note + "; " if note else "") + f"median of {len(runs)}"
         lines.append(
-            f"| {name} | {s['wall_s']:.3f} | {s['rss_mb']:.0f} | {s['tree_rss_mb']:.0f} |"
+            f"| {name} | {s['wall_s']:.3f} | {s['rss_mb']:.0f} | {s.get('tree_pss_mb', 0):.0f}"
+            f" | {s['tree_rss_mb']:.0f} |"
             f" {ratio(s, ccu)} | "
             f"{ratio(s, floor)} | {s.get('load', 0):.1f} | {note} |"
         )
     lines.append("")
     lines.append(
         "Speed ratios are reference time / step time: above 1x the step is faster than ccusage "
-        "(or the floor). Peak RSS: the largest single process (wait4); tree RSS: the peak of "
-        "the summed RSS of the process and its children (parser workers), sampled every 10 ms. "
+        "(or the floor). Peak RSS: the high-water RSS of the largest single process (VmHWM); "
+        "tree PSS / RSS: the peak of the summed proportional / resident set size of the process "
+        "and its children (parser workers), sampled every 10 ms. PSS counts a page the workers "
+        "share with the process that forked them once, RSS once per process. "
         "Load: the machine's 1-minute load average just before the step (2 "
         "cores: above ~1 something else was running and the figure is pessimistic)."
     )

@@ -206,3 +206,14 @@ def test_reports_read_the_rollups_while_the_derived_sums_lag(tmp_path, corpus_st
     assert after["turns"] == before["turns"] + row[3]
     assert store.derived_refresh(conn) == 1
     assert reports.cost_report(conn, by="model")["totals"] == after
+
+
+def test_the_native_grouping_answers_as_sql_does(corpus_store, monkeypatch):
+    if store._native_ingest() is None:
+        pytest.skip("the native module is not built here")
+    conn, _data, truth = corpus_store
+    cases = _cases(conn, truth)
+    native = {name: fn(conn) for name, fn in cases}
+    monkeypatch.setattr(store, "_native_ingest", lambda: None)
+    for name, fn in cases:
+        _same(native[name], fn(conn), name)

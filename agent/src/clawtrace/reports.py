@@ -372,17 +372,58 @@ _DIM = {
 }
 
 
-def _metrics(mode: str) -> str:
+def _metric_exprs(mode: str) -> list[str]:
+    """The eight summed columns of `Totals`, for a cost mode."""
     if mode not in _MODE_PREFIX:
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
     p = _MODE_PREFIX[mode]
-    return (
-        "COALESCE(SUM(turns),0), COALESCE(SUM(input_tokens),0), COALESCE(SUM(output_tokens),0), "
-        "COALESCE(SUM(cache_read_tokens),0), "
-        "COALESCE(SUM(cache_write_5m_tokens + cache_write_1h_tokens),0), "
-        f"COALESCE(SUM({p}_pico),0), COALESCE(SUM({p}_unpriced_tokens),0), "
-        f"COALESCE(SUM({p}_unpriced_turns),0)"
-    )
+    return [
+        "turns",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_5m_tokens + cache_write_1h_tokens",
+        f"{p}_pico",
+        f"{p}_unpriced_tokens",
+        f"{p}_unpriced_turns",
+    ]
+
+
+def _metrics(mode: str) -> str:
+    return ", ".join(f"COALESCE(SUM({e}),0)" for e in _metric_exprs(mode))
+
+
+_TOTAL_TOKENS = (
+    "input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
+    " + cache_write_1h_tokens"
+)
+
+
+def _sum_by(
+    conn: sqlite3.Connection,
+    keys: list[str],
+    values: list[str],
+    src: str,
+    params: list[Any],
+    join: str = "",
+) -> list[tuple]:
+    """`SELECT keys, SUM(values) FROM src AS r join GROUP BY keys`, in no order.
+
+    With the native module the grouping is a hash in C over the plain rows (SQLite groups
+    through a sort: on a million-turn store, most of a report by project or session). It reads
+    through a connection of its own, so only while `conn` has nothing uncommitted.
+    """
+    native = store._native_ingest()
+    db = store.db_file(conn)
+    cols = ", ".join(keys + values)
+    if native is not None and db and not conn.in_transaction:
+        return native.group_sum(db, f"SELECT {cols} FROM {src} AS r {join}", params, len(keys))  # noqa: S608
+    sums = ", ".join(f"COALESCE(SUM({v}), 0)" for v in values)
+    group = ", ".join(str(i + 1) for i in range(len(keys)))
+    return conn.execute(
+        f"SELECT {', '.join(keys)}, {sums} FROM {src} AS r {join} GROUP BY {group}",  # noqa: S608
+        params,
+    ).fetchall()
 
 
 def totals(conn: sqlite3.Connection, filters: Filters | None = None, mode: str = "auto") -> Totals:
@@ -426,12 +467,18 @@ def cost_report(
     if by not in GROUPINGS:
         raise ReportError(f"by: {by!r} is not one of {', '.join(GROUPINGS)}")
     zone = zone_resolve(tz)
-    groups: dict[str, Totals] = {}
+    sums: list[tuple] = []  # (key, turns, input, output, cache read, cache write, pico, ...)
     if by in ("day", "week", "month", "hour"):
+        groups: dict[str, list[int]] = {}
         for bucket, metrics in _bucket_rows(conn, filters, mode):
             key = _time_key(by, _to_local(bucket * BUCKET_MS, zone))
-            groups.setdefault(key, Totals()).add(metrics)
-        ordered = sorted(groups.items())
+            acc = groups.get(key)
+            if acc is None:
+                groups[key] = list(metrics)
+            else:
+                for i, v in enumerate(metrics):
+                    acc[i] += v
+        sums = sorted((k, *v) for k, v in groups.items())
     else:
         table, column = _DIM[by]
         if table == "models":
@@ -440,32 +487,26 @@ def cost_report(
         else:
             src, params = _rows(conn, filters, "context")
             join = "JOIN contexts AS d ON d.id = r.context_id"
-        # Column names come from the fixed _DIM table.
-        for row in conn.execute(
-            f"SELECT d.{column}, {_metrics(mode)} FROM {src} AS r {join} GROUP BY 1",  # noqa: S608
-            params,
-        ):
-            t = groups[row[0]] = Totals()
-            t.add(row[1:])
-        ordered = sorted(
-            groups.items(), key=lambda kv: (-kv[1].cost_pico, -kv[1].total_tokens, kv[0])
+        # Column names come from the fixed _DIM table. Most expensive first, then most tokens.
+        sums = sorted(
+            _sum_by(conn, [f"d.{column}"], _metric_exprs(mode), src, params, join),
+            key=lambda r: (-r[6], -(r[2] + r[3] + r[4] + r[5]), r[0]),
         )
+    rows = [
+        {
+            by: key,
+            "turns": t,
+            "input_tokens": i,
+            "output_tokens": o,
+            "cache_read_tokens": cr,
+            "cache_write_tokens": cw,
+            "cost_usd": usd(c),
+            "unpriced_tokens": ut,
+        }
+        for key, t, i, o, cr, cw, c, ut, _un in sums
+    ]
     total = Totals()
-    rows = []
-    for key, t in ordered:
-        rows.append({by: key, **t.as_dict()})
-        total.add(
-            (
-                t.turns,
-                t.input_tokens,
-                t.output_tokens,
-                t.cache_read_tokens,
-                t.cache_write_tokens,
-                t.cost_pico,
-                t.unpriced_tokens,
-                t.unpriced_turns,
-            )
-        )
+    total.add([sum(col) for col in zip(*(r[1:] for r in sums), strict=True)] if sums else [0] * 8)
     return {
         "by": by,
         "mode": mode,
@@ -536,13 +577,8 @@ def status(
 
 def _count_sessions(conn: sqlite3.Connection, filters: Filters) -> int:
     src, params = _rows(conn, filters, "context")
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT c.source, c.session_id "  # noqa: S608
-            f"FROM {src} AS r JOIN contexts AS c ON c.id = r.context_id)",
-            params,
-        ).fetchone()[0]
-    )
+    join = "JOIN contexts AS c ON c.id = r.context_id"
+    return len(_sum_by(conn, ["c.source", "c.session_id"], ["1"], src, params, join))
 
 
 def _last_turn_iso(conn: sqlite3.Connection) -> str | None:
@@ -567,15 +603,21 @@ def sessions_top(
     if p is None:
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
     src, params = _rows(conn, filters, "context")
-    # Rank the sessions in SQL, then read the details of the N on top only.
-    top = conn.execute(
-        f"SELECT c.source, c.session_id FROM {src} AS r "  # noqa: S608
-        "JOIN contexts AS c ON c.id = r.context_id GROUP BY c.source, c.session_id "
-        f"HAVING SUM(turns) > 0 ORDER BY SUM({p}_pico) DESC, "
-        "SUM(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens "
-        "+ cache_write_1h_tokens) DESC, c.session_id, c.source LIMIT ?",
-        [*params, n],
-    ).fetchall()
+    # Rank the sessions on their sums, then read the details of the N on top only.
+    ranked_all = _sum_by(
+        conn,
+        ["c.source", "c.session_id"],
+        ["turns", f"{p}_pico", _TOTAL_TOKENS],
+        src,
+        params,
+        "JOIN contexts AS c ON c.id = r.context_id",
+    )
+    top = [
+        (source, session)
+        for source, session, _turns, _cost, _tokens in sorted(
+            (r for r in ranked_all if r[2] > 0), key=lambda r: (-r[3], -r[4], r[1], r[0])
+        )[:n]
+    ]
     if not top:
         return []
     pairs = ", ".join("(?, ?)" for _ in top)

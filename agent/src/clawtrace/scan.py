@@ -49,7 +49,7 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 IN_FLIGHT_PER_WORKER = 2
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_FILES = 256
-WORKER_CACHE_KIB = 16_000
+WORKER_CACHE_KIB = 8_000
 
 ProgressFactory = Callable[[int, int], Callable[[int], None] | None]
 
@@ -681,15 +681,13 @@ def _scan_locked(
         for name, source in SOURCES.items() if unchanged is None else ():
             found = discoveries[name] = Discovery()
             for entry in source.walk(roots[name], found):
-                ctx_json = orjson.dumps(entry.ctx, option=orjson.OPT_SORT_KEYS).decode()
                 row = known.get(entry.path)
-                if row is not None and row["ctx_json"] != ctx_json:
+                if row is not None and row["ctx_json"] != (ctx_json := _ctx_json(entry.ctx)):
                     ctx_updates.append((ctx_json, row["id"]))
                 task = _task_for(name, entry, known, result, pending_files)
                 seen_paths.add(entry.path)
                 if task is None:
                     continue
-                task["ctx_json"] = ctx_json
                 tasks.append(task)
                 to_read += max(task["size"] - task["offset"], 0)
                 if (
@@ -733,11 +731,19 @@ def _scan_locked(
                     cur = conn.execute(
                         "INSERT INTO files (path, source, first_seen, last_scan, ctx_json) "
                         "VALUES (?, ?, ?, ?, ?)",
-                        (t["path"], t["source"], now, now, t["ctx_json"]),
+                        (t["path"], t["source"], now, now, _ctx_json(t["ctx"])),
                     )
                     t["file_id"] = cur.lastrowid
             if unchanged is None:
                 _watch_save(conn, discoveries, roots_sig, result, pending_files)
+            for found in discoveries.values():  # (a big tree's: not needed any more)
+                found.watch = []
+            # What the workers do not need goes now: on a million-turn tree the main process
+            # holds its tasks all through the run, beside the workers (RSS is counted summed).
+            for t in tasks:
+                t.pop("ctx_json", None)
+            for found in discoveries.values():
+                found.watch = []
             store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them out
             # Into an empty store, secondary indexes are built once at the end: sorting a
             # million keys is far cheaper than a million random b-tree inserts.
@@ -796,6 +802,10 @@ def _scan_locked(
         result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
     store.meta_set(conn, "last_scan", str(now))
     return result
+
+
+def _ctx_json(ctx: dict[str, Any]) -> str:
+    return orjson.dumps(ctx, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _task_for(
