@@ -2202,7 +2202,32 @@ static uint64_t key3_hash(int64_t k0, int64_t k1, int64_t k2) {
     return mix64((uint64_t)k0 ^ mix64((uint64_t)k1 ^ mix64((uint64_t)k2 + 0x9e3779b97f4a7c15ULL)));
 }
 
-static void *dmap_get(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, map_eq eq, int *fresh) {
+/* The state of one derive(): its plan, the sums read, and the first error met (recorded, not
+ * raised: the read phase runs without the interpreter lock). */
+typedef struct {
+    sqlite3 *db;
+    dmap_t by_model, by_day, tools;
+    pool_t names;
+    int all;
+    vec_t days; /* int64_t, sorted and unique: the days to recompute (unless `all`) */
+    int64_t rmax, tmax, dirty;
+    char marks[64]; /* meta derived_marks as read ("" if none) */
+    int err;        /* 0, or 1 SQLite, 2 memory, 3 overflow */
+    char msg[256];
+} derive_t;
+
+static int derive_error(derive_t *d, int kind, const char *msg) {
+    if (!d->err) {
+        d->err = kind;
+        snprintf(d->msg, sizeof d->msg, "%s", msg ? msg : "");
+    }
+    return -1;
+}
+
+static int derive_fail(derive_t *d) { return derive_error(d, 1, sqlite3_errmsg(d->db)); }
+
+static void *dmap_get(derive_t *d, dmap_t *m, int64_t k0, int64_t k1, int64_t k2, map_eq eq,
+                      int *fresh) {
     dprobe_t p = {m, k0, k1, k2};
     uint64_t h = key3_hash(k0, k1, k2);
     int32_t i = map_get(&m->index, h, eq, &p);
@@ -2210,7 +2235,7 @@ static void *dmap_get(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, map_eq eq, 
     if (i >= 0) return vec_at(&m->items, (size_t)i);
     if (m->items.len >= INT32_MAX || !vec_push(&m->items) ||
         map_put(&m->index, h, (int32_t)(m->items.len - 1), eq, &p) < 0) {
-        PyErr_NoMemory();
+        derive_error(d, 2, "out of memory");
         return NULL;
     }
     return vec_at(&m->items, m->items.len - 1);
@@ -2221,6 +2246,13 @@ static void dmap_free(dmap_t *m) {
     map_free(&m->index);
 }
 
+static int dadd(derive_t *d, int64_t *slot, int64_t v) {
+    __int128 s = (__int128)*slot + v;
+    if (s > INT64_MAX || s < INT64_MIN) return derive_error(d, 3, "a sum does not fit in 64 bits");
+    *slot = (int64_t)s;
+    return 0;
+}
+
 /* One rollup row as read: its metrics, and its first / last turn times (has_ts 0: none). */
 typedef struct {
     int64_t m[N_METRICS];
@@ -2228,9 +2260,9 @@ typedef struct {
     int has_ts;
 } drow_t;
 
-static int dagg_add(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, const drow_t *r) {
+static int dagg_add(derive_t *d, dmap_t *m, int64_t k0, int64_t k1, int64_t k2, const drow_t *r) {
     int fresh;
-    dagg_t *a = dmap_get(m, k0, k1, k2, dagg_eq, &fresh);
+    dagg_t *a = dmap_get(d, m, k0, k1, k2, dagg_eq, &fresh);
     if (!a) return -1;
     if (fresh) {
         a->k0 = k0;
@@ -2238,7 +2270,7 @@ static int dagg_add(dmap_t *m, int64_t k0, int64_t k1, int64_t k2, const drow_t 
         a->k2 = k2;
     }
     for (int k = 0; k < N_METRICS; k++)
-        if (add_i64(&a->m[k], r->m[k]) < 0) return -1;
+        if (dadd(d, &a->m[k], r->m[k]) < 0) return -1;
     if (r->has_ts) {
         if (!a->has_ts || r->first < a->first) a->first = r->first;
         if (!a->has_ts || r->last > a->last) a->last = r->last;
@@ -2252,18 +2284,6 @@ static int dagg_cmp(const void *x, const void *y) {
     if (a->k0 != b->k0) return a->k0 < b->k0 ? -1 : 1;
     if (a->k1 != b->k1) return a->k1 < b->k1 ? -1 : 1;
     return a->k2 < b->k2 ? -1 : (a->k2 > b->k2);
-}
-
-typedef struct {
-    sqlite3 *db;
-    dmap_t by_model, by_day, tools;
-    pool_t names;
-} derive_t;
-
-static int derive_fail(derive_t *d) {
-    if (!PyErr_Occurred())
-        PyErr_Format(PyExc_RuntimeError, "SQLite: %s", sqlite3_errmsg(d->db));
-    return -1;
 }
 
 static int derive_exec(derive_t *d, const char *sql, int64_t lo, int64_t hi) {
@@ -2304,8 +2324,8 @@ static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
         r.has_ts = sqlite3_column_type(st, 3 + N_METRICS) != SQLITE_NULL;
         r.first = sqlite3_column_int64(st, 3 + N_METRICS);
         r.last = sqlite3_column_int64(st, 4 + N_METRICS);
-        if (dagg_add(&d->by_model, bucket, model, 0, &r) < 0 ||
-            dagg_add(&d->by_day, floor_div(bucket, DAY_BUCKETS), ctx, model, &r) < 0) {
+        if (dagg_add(d, &d->by_model, bucket, model, 0, &r) < 0 ||
+            dagg_add(d, &d->by_day, floor_div(bucket, DAY_BUCKETS), ctx, model, &r) < 0) {
             sqlite3_finalize(st);
             return -1;
         }
@@ -2329,9 +2349,10 @@ static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
         int fresh;
         int64_t day = floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
         int64_t model = sqlite3_column_int64(st, 1);
-        dtool_t *t = tool < 0 ? NULL : dmap_get(&d->tools, day, model, tool, dtool_eq, &fresh);
+        dtool_t *t = NULL;
+        if (tool < 0) derive_error(d, 2, "out of memory");
+        else t = dmap_get(d, &d->tools, day, model, tool, dtool_eq, &fresh);
         if (!t) {
-            if (!PyErr_Occurred()) PyErr_NoMemory();
             sqlite3_finalize(st);
             return -1;
         }
@@ -2340,8 +2361,8 @@ static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
             t->model = model;
             t->tool = tool;
         }
-        if (add_i64(&t->calls, sqlite3_column_int64(st, 3)) < 0 ||
-            add_i64(&t->turns, sqlite3_column_int64(st, 4)) < 0) {
+        if (dadd(d, &t->calls, sqlite3_column_int64(st, 3)) < 0 ||
+            dadd(d, &t->turns, sqlite3_column_int64(st, 4)) < 0) {
             sqlite3_finalize(st);
             return -1;
         }
@@ -2425,94 +2446,103 @@ static int i64_cmp(const void *x, const void *y) {
     return a < b ? -1 : (a > b);
 }
 
-/* The work of derive() inside its transaction; returns the days recomputed (-1 = all). */
-/* The work of derive() inside its transaction; *out = the days recomputed (-1: all). */
-static int derive_run(derive_t *d, int64_t *out) {
-
+/* The state the plan was made on: rollup rowid marks, the marks recorded, pending days. */
+static int derive_state(derive_t *d, int64_t *rmax, int64_t *tmax, char *marks, int64_t *dirty) {
     int ok;
-    int64_t rmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM rollup", &ok);
+    *rmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM rollup", &ok);
     if (!ok) return derive_fail(d);
-    int64_t tmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup", &ok);
+    *tmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup", &ok);
     if (!ok) return derive_fail(d);
-    long long rmark = -1, tmark = -1;
+    *dirty = derive_scalar(d, "SELECT COUNT(*) FROM derived_dirty", &ok);
+    if (!ok) return derive_fail(d);
     sqlite3_stmt *st;
+    marks[0] = '\0';
     if (sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key = 'derived_marks'", -1, &st,
                            NULL) != SQLITE_OK)
         return derive_fail(d);
     if (sqlite3_step(st) == SQLITE_ROW) {
         const char *v = (const char *)sqlite3_column_text(st, 0);
-        if (!v || sscanf(v, "%lld,%lld", &rmark, &tmark) != 2) rmark = tmark = -1;
+        snprintf(marks, 64, "%s", v ? v : "");
     }
     sqlite3_finalize(st);
-    int all = rmark < 0 || tmark < 0 || rmax < rmark || tmax < tmark;
-    int64_t days_done = -1;
-    if (all) {
+    return 0;
+}
+
+/* Phase 1 (reads only): what to recompute, and the sums for it. */
+static int derive_plan_read(derive_t *d) {
+    if (derive_state(d, &d->rmax, &d->tmax, d->marks, &d->dirty) < 0) return -1;
+    long long rmark = -1, tmark = -1;
+    if (sscanf(d->marks, "%lld,%lld", &rmark, &tmark) != 2) rmark = tmark = -1;
+    d->all = rmark < 0 || tmark < 0 || d->rmax < rmark || d->tmax < tmark;
+    if (d->all) return derive_read(d, 1, 0, 0);
+    /* The days whose rollup rows changed since the last refresh. */
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db,
+                           "SELECT bucket, 1 FROM rollup WHERE rowid > ?1 UNION "
+                           "SELECT bucket, 1 FROM tool_rollup WHERE rowid > ?2 UNION "
+                           "SELECT day, 0 FROM derived_dirty",
+                           -1, &st, NULL) != SQLITE_OK)
+        return derive_fail(d);
+    sqlite3_bind_int64(st, 1, rmark);
+    sqlite3_bind_int64(st, 2, tmark);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t *slot = vec_push(&d->days);
+        if (!slot) {
+            sqlite3_finalize(st);
+            return derive_error(d, 2, "out of memory");
+        }
+        int64_t v = sqlite3_column_int64(st, 0);
+        *slot = sqlite3_column_int64(st, 1) ? floor_div(v, DAY_BUCKETS) : v;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return derive_fail(d);
+    int64_t *dv = (int64_t *)d->days.data;
+    qsort(dv, d->days.len, sizeof(int64_t), i64_cmp);
+    size_t n = 0; /* unique */
+    for (size_t k = 0; k < d->days.len; k++)
+        if (!n || dv[n - 1] != dv[k]) dv[n++] = dv[k];
+    d->days.len = n;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && dv[j + 1] == dv[j] + 1) j++;
+        if (derive_read(d, 0, dv[i] * DAY_BUCKETS, dv[j] * DAY_BUCKETS + DAY_BUCKETS - 1) < 0)
+            return -1;
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* Phase 2 (in a write transaction): replace the derived rows of the plan with the sums. */
+static int derive_write(derive_t *d) {
+    if (d->all) {
         if (derive_exec(d, "DELETE FROM rollup_model", 0, 0) < 0 ||
             derive_exec(d, "DELETE FROM rollup_day", 0, 0) < 0 ||
-            derive_exec(d, "DELETE FROM tool_day", 0, 0) < 0 || derive_read(d, 1, 0, 0) < 0)
+            derive_exec(d, "DELETE FROM tool_day", 0, 0) < 0)
             return -1;
     } else {
-        /* The days whose rollup rows changed since the last refresh. */
-        vec_t days = {NULL, 0, 0, sizeof(int64_t)};
-        if (sqlite3_prepare_v2(d->db,
-                               "SELECT bucket, 1 FROM rollup WHERE rowid > ?1 UNION "
-                               "SELECT bucket, 1 FROM tool_rollup WHERE rowid > ?2 UNION "
-                               "SELECT day, 0 FROM derived_dirty",
-                               -1, &st, NULL) != SQLITE_OK)
-            return derive_fail(d);
-        sqlite3_bind_int64(st, 1, rmark);
-        sqlite3_bind_int64(st, 2, tmark);
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            int64_t *slot = vec_push(&days);
-            if (!slot) {
-                sqlite3_finalize(st);
-                free(days.data);
-                PyErr_NoMemory();
-                return -1;
-            }
-            int64_t v = sqlite3_column_int64(st, 0);
-            *slot = sqlite3_column_int64(st, 1) ? floor_div(v, DAY_BUCKETS) : v;
-        }
-        sqlite3_finalize(st);
-        if (rc != SQLITE_DONE) {
-            free(days.data);
-            return derive_fail(d);
-        }
-        qsort(days.data, days.len, sizeof(int64_t), i64_cmp);
-        size_t n = 0; /* unique */
-        for (size_t k = 0; k < days.len; k++) {
-            int64_t *dv = (int64_t *)days.data;
-            if (!n || dv[n - 1] != dv[k]) dv[n++] = dv[k];
-        }
-        days.len = n;
-        size_t i = 0;
-        while (i < days.len) {
+        int64_t *dv = (int64_t *)d->days.data;
+        for (size_t i = 0; i < d->days.len;) {
             size_t j = i;
-            int64_t *dv = (int64_t *)days.data;
-            while (j + 1 < days.len && dv[j + 1] == dv[j] + 1) j++;
+            while (j + 1 < d->days.len && dv[j + 1] == dv[j] + 1) j++;
             int64_t lo = dv[i] * DAY_BUCKETS, hi = dv[j] * DAY_BUCKETS + DAY_BUCKETS - 1;
             if (derive_exec(d, "DELETE FROM rollup_model WHERE bucket BETWEEN ?1 AND ?2", lo, hi) <
                     0 ||
                 derive_exec(d, "DELETE FROM rollup_day WHERE day BETWEEN ?1 AND ?2", dv[i], dv[j]) <
                     0 ||
                 derive_exec(d, "DELETE FROM tool_day WHERE day BETWEEN ?1 AND ?2", dv[i], dv[j]) <
-                    0 ||
-                derive_read(d, 0, lo, hi) < 0) {
-                free(days.data);
+                    0)
                 return -1;
-            }
             i = j + 1;
         }
-        days_done = (int64_t)days.len;
-        free(days.data);
     }
     if (derive_insert(d, &d->by_model, "INSERT INTO rollup_model VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 2) < 0 ||
         derive_insert(d, &d->by_day, "INSERT INTO rollup_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 3) < 0 ||
         derive_insert_tools(d) < 0 || derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0)
         return -1;
     char marks[64];
-    snprintf(marks, sizeof marks, "%lld,%lld", (long long)rmax, (long long)tmax);
+    snprintf(marks, sizeof marks, "%lld,%lld", (long long)d->rmax, (long long)d->tmax);
+    sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->db,
                            "INSERT INTO meta (key, value) VALUES ('derived_marks', ?1) "
                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -2521,15 +2551,53 @@ static int derive_run(derive_t *d, int64_t *out) {
     sqlite3_bind_text(st, 1, marks, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return derive_fail(d);
-    *out = days_done;
+    return rc == SQLITE_DONE ? 0 : derive_fail(d);
+}
+
+/* The whole of derive() but the interpreter: returns 0 written, 1 left (the rollups moved
+ * between the phases), -1 failed (see d->err). */
+static int derive_run(derive_t *d, int overlap) {
+    if (!overlap) {
+        /* One write transaction for both phases. */
+        if (derive_exec(d, "BEGIN IMMEDIATE", 0, 0) < 0) return -1;
+        if (derive_plan_read(d) < 0 || derive_write(d) < 0 || derive_exec(d, "COMMIT", 0, 0) < 0) {
+            sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+        return 0;
+    }
+    /* Read under a snapshot while another connection may be writing (building indexes), then
+     * write once it is done, if the rollups are still what was read. */
+    if (derive_exec(d, "BEGIN", 0, 0) < 0) return -1;
+    int bad = derive_plan_read(d) < 0;
+    sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+    if (bad || derive_exec(d, "BEGIN IMMEDIATE", 0, 0) < 0) return -1;
+    int64_t rmax, tmax, dirty;
+    char marks[64];
+    if (derive_state(d, &rmax, &tmax, marks, &dirty) < 0) {
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    if (rmax != d->rmax || tmax != d->tmax || dirty != d->dirty || strcmp(marks, d->marks)) {
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+        return 1;
+    }
+    if (derive_write(d) < 0 || derive_exec(d, "COMMIT", 0, 0) < 0) {
+        sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
     return 0;
 }
 
-/* derive(path) -> days recomputed (-1: all): brings rollup_model, rollup_day and tool_day in
- * step with the rollups, in one transaction of its own (store.derived_refresh). */
-static PyObject *derive(PyObject *mod, PyObject *arg) {
-    PyObject *b = PyUnicode_EncodeFSDefault(arg);
+/* derive(path, overlap=False) -> days recomputed (-1: all; None: nothing written because the
+ * rollups changed meanwhile): brings rollup_model, rollup_day and tool_day in step with the
+ * rollups (store.derived_refresh). With `overlap` it reads in a transaction of its own without
+ * holding the interpreter lock, so it can run on a thread while another connection writes. */
+static PyObject *derive(PyObject *mod, PyObject *args) {
+    PyObject *path;
+    int overlap = 0;
+    if (!PyArg_ParseTuple(args, "O|p", &path, &overlap)) return NULL;
+    PyObject *b = PyUnicode_EncodeFSDefault(path);
     if (!b) return NULL;
     derive_t d;
     memset(&d, 0, sizeof d);
@@ -2537,31 +2605,36 @@ static PyObject *derive(PyObject *mod, PyObject *arg) {
     d.by_day.items.item = sizeof(dagg_t);
     d.tools.items.item = sizeof(dtool_t);
     d.names.spans.item = sizeof(span_t);
+    d.days.item = sizeof(int64_t);
     int rc = sqlite3_open_v2(PyBytes_AS_STRING(b), &d.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                              NULL);
     Py_DECREF(b);
-    int64_t done = 0;
-    int failed = 1;
+    int outcome = -1;
+    Py_BEGIN_ALLOW_THREADS
     if (rc != SQLITE_OK) {
         derive_fail(&d);
     } else {
         sqlite3_busy_timeout(d.db, 60000);
-        if (derive_exec(&d, "PRAGMA cache_size=-16000", 0, 0) == 0 &&
-            derive_exec(&d, "BEGIN IMMEDIATE", 0, 0) == 0) {
-            failed = derive_run(&d, &done) < 0 || derive_exec(&d, "COMMIT", 0, 0) < 0;
-            if (failed) sqlite3_exec(d.db, "ROLLBACK", NULL, NULL, NULL);
-        }
+        if (derive_exec(&d, "PRAGMA cache_size=-16000", 0, 0) == 0) outcome = derive_run(&d, overlap);
     }
     sqlite3_close(d.db);
+    Py_END_ALLOW_THREADS
+    int all = d.all;
+    size_t days = d.days.len;
     dmap_free(&d.by_model);
     dmap_free(&d.by_day);
     dmap_free(&d.tools);
     pool_free(&d.names);
-    if (failed) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "derive failed");
+    free(d.days.data);
+    if (outcome < 0) {
+        PyObject *type = d.err == 3   ? PyExc_OverflowError
+                         : d.err == 2 ? PyExc_MemoryError
+                                      : PyExc_RuntimeError;
+        PyErr_Format(type, "derive: %s", d.err == 1 ? d.msg : (d.msg[0] ? d.msg : "failed"));
         return NULL;
     }
-    return PyLong_FromLongLong(done);
+    if (outcome == 1) Py_RETURN_NONE;
+    return PyLong_FromLongLong(all ? -1 : (long long)days);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -2969,7 +3042,7 @@ static PyTypeObject IngestType = {
 
 static PyMethodDef ingest_functions[] = {
     {"key_groups", key_groups, METH_O, "Rowids of keys journaled more than once."},
-    {"derive", derive, METH_O, "Bring the derived rollups in step (store.derived_refresh)."},
+    {"derive", derive, METH_VARARGS, "Bring the derived rollups in step (store.derived_refresh)."},
     {"group_sum", group_sum, METH_VARARGS, "Rows of a query summed by their first columns."},
 #ifndef _WIN32
     {"warm_check", warm_check, METH_O, "Known files changed since the last discovery."},

@@ -39,7 +39,18 @@ def corpus_store(tmp_path_factory):
     truth = _corpus_module().generate(data, 3000, seed=11, workers=1, malformed_rate=0.01)
     home = tmp_path_factory.mktemp("home")
     conn = store.connect(home / "clawtrace.db")
-    scan.scan(conn, claude_dirs=[str(data / "claude")], openclaw_dirs=[str(data / "openclaw")])
+    # A first scan by the workers (a bulk load, whose derived sums are computed on a thread
+    # while the indexes build), however small the corpus.
+    threshold, scan.PARALLEL_MIN_BYTES = scan.PARALLEL_MIN_BYTES, 0
+    try:
+        scan.scan(
+            conn,
+            claude_dirs=[str(data / "claude")],
+            openclaw_dirs=[str(data / "openclaw")],
+            workers=2,
+        )
+    finally:
+        scan.PARALLEL_MIN_BYTES = threshold
     yield conn, data, truth
     conn.close()
 
@@ -114,6 +125,15 @@ def _same(a: Any, b: Any, where: str) -> None:
         assert a == pytest.approx(b, rel=1e-9, abs=1e-9), where
     else:
         assert a == b, where
+
+
+def test_a_first_scan_leaves_the_derived_sums_as_a_full_rebuild_makes_them(corpus_store):
+    conn = corpus_store[0]
+    assert store.derived_fresh(conn)
+    tables = ("rollup_model", "rollup_day", "tool_day")
+    first = {t: _table(conn, t) for t in tables}
+    assert first == _full_rebuild(conn)
+    assert all(first.values())
 
 
 def test_every_report_answers_the_same_from_the_derived_sums(corpus_store, monkeypatch):

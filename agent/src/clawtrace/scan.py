@@ -784,13 +784,21 @@ def _scan_locked(
                 new_turns -= _bulk_dedup(db)
             with conn:
                 if cold_bulk:
-                    store.secondary_indexes_create(conn)
+                    # The key index first: the sidechain replay rule reads it.
+                    store.secondary_indexes_create(conn, only=("turns_key",))
                 if new_turns:
                     replays = store.sidechain_replays(conn, since_id)
                     if replays:
                         removed = writer.delete(conn, replays)
                 store.rollups_refresh(conn)
                 _index_store(conn, discoveries)
+            if cold_bulk:
+                # The rollups are final: their derived sums are computed on a thread while the
+                # other indexes build (both outside the interpreter lock, one per core).
+                behind = store.derived_refresh_behind(conn)
+                store.secondary_indexes_create(conn)
+                if behind is not None:
+                    behind.join()
             if not store.derived_fresh(conn):
                 store.derived_refresh(conn)
     finally:

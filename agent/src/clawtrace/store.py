@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -1040,6 +1041,25 @@ def _derived_refresh_sql(conn: sqlite3.Connection) -> int:
     return days_done
 
 
+def derived_refresh_behind(conn: sqlite3.Connection) -> threading.Thread | None:
+    """Start `derived_refresh` on a thread that reads the rollups now, without the interpreter
+    lock, and writes once the write lock is free: a scan builds its indexes meanwhile. None
+    without the native module. Whatever goes wrong there (the rollups changed in between, an
+    error) leaves the sums stale, for the caller's `derived_refresh` to redo."""
+    fast = _native_ingest()
+    db = db_file(conn)
+    if fast is None or not db:
+        return None
+
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            fast.derive(db, True)
+
+    thread = threading.Thread(target=run, name="clawtrace-derive", daemon=True)
+    thread.start()
+    return thread
+
+
 def derived_fresh(conn: sqlite3.Connection) -> bool:
     """Whether the derived sums hold exactly what the rollups hold."""
     try:
@@ -1428,9 +1448,10 @@ def bulk_dedup(conn: sqlite3.Connection, writer: TurnWriter) -> int:
     return removed
 
 
-def secondary_indexes_create(conn: sqlite3.Connection) -> None:
-    """Build what `secondary_indexes_drop` dropped. A bulk load that died before its
-    `bulk_dedup` may have left a key twice: that is merged first (and its rollups refreshed)."""
+def secondary_indexes_create(conn: sqlite3.Connection, only: Sequence[str] | None = None) -> None:
+    """Build what `secondary_indexes_drop` dropped (`only` those named). A bulk load that died
+    before its `bulk_dedup` may have left a key twice: that is merged first (and its rollups
+    refreshed)."""
     if not conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'turns_key'"
     ).fetchone():
@@ -1442,8 +1463,9 @@ def secondary_indexes_create(conn: sqlite3.Connection) -> None:
     # about twice as fast as one big in-memory sort on a million keys (and less memory).
     conn.execute("PRAGMA cache_size=-2000")
     try:
-        for sql in SECONDARY_INDEXES.values():
-            conn.execute(sql)
+        for name, sql in SECONDARY_INDEXES.items():
+            if only is None or name in only:
+                conn.execute(sql)
     finally:
         conn.execute(f"PRAGMA cache_size={int(cache)}")
 

@@ -2,7 +2,7 @@
 // Data from logs (project paths, model names) is always inserted with textContent, never as HTML.
 "use strict";
 
-const state = { range: "7d", by: "day", chart: null, lastSeen: null, loading: false, filters: {} };
+const state = { range: "7d", by: "day", chart: null, lastSeen: null, loading: false, again: false, filters: {} };
 
 // Query string of the active filters (project, model, agent), plus extra parameters.
 function query(extra) {
@@ -227,11 +227,19 @@ async function loadEvents() {
   }
 }
 
+// One refresh at a time; a refresh asked for meanwhile (a filter set or removed, new data) runs
+// again when it ends, so the panels always end on the latest filters.
 async function refreshAll() {
-  if (state.loading) return;
+  if (state.loading) {
+    state.again = true;
+    return;
+  }
   state.loading = true;
   try {
-    await Promise.all([loadSummary(), loadForecast(), loadBlock(), loadCosts(), loadBreakdowns(), loadSessions(), loadEvents()]);
+    do {
+      state.again = false;
+      await Promise.all([loadSummary(), loadForecast(), loadBlock(), loadCosts(), loadBreakdowns(), loadSessions(), loadEvents()]);
+    } while (state.again);
     document.body.dataset.loaded = "true";
   } catch (err) {
     setText("status-text", "error: " + err.message);
