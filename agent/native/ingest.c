@@ -2891,11 +2891,12 @@ static PyObject *group_sum(PyObject *mod, PyObject *args) {
     memset(&g, 0, sizeof g);
     PyObject *out = NULL;
     gkey_t *probe = NULL;
+    /* (The wait first: even preparing reads the schema, which a scan may be writing.) */
+    if (rc == SQLITE_OK) sqlite3_busy_timeout(db, 60000);
     if (rc != SQLITE_OK || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         PyErr_Format(PyExc_RuntimeError, "SQLite: %s", db ? sqlite3_errmsg(db) : "cannot open");
         goto done;
     }
-    sqlite3_busy_timeout(db, 60000);
     int ncols = sqlite3_column_count(st);
     if (nkeys < 0 || nkeys > ncols || bind_params(st, params) < 0) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "nkeys");
