@@ -1973,10 +1973,44 @@ static PyObject *Ingest_close(Ingest *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static int i64_pair_cmp(const void *a, const void *b) {
-    const int64_t *x = a, *y = b;
-    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
-    return x[1] < y[1] ? -1 : (x[1] > y[1]);
+/* LSD radix sort of (key, rowid) pairs by key, 8 bits a pass, stable: within a key the pairs
+ * keep their journal order (a million random keys: a few times faster than qsort). Passes where
+ * every key has the same byte are skipped. */
+static int pairs_sort(int64_t *pairs, size_t n) {
+    if (n < 2) return 0;
+    int64_t *tmp = malloc(n * 2 * sizeof(int64_t));
+    if (!tmp) return -1;
+    int64_t *src = pairs, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++) {
+            /* Flip the sign bit so that the order is the signed order. */
+            uint64_t k = (uint64_t)src[2 * i] ^ 0x8000000000000000ULL;
+            count[(k >> shift) & 0xff]++;
+        }
+        int single = 0;
+        for (int b = 0; b < 256; b++)
+            if (count[b] == n) single = 1;
+        if (single) continue;
+        size_t pos = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = (uint64_t)src[2 * i] ^ 0x8000000000000000ULL;
+            size_t at = count[(k >> shift) & 0xff]++;
+            dst[2 * at] = src[2 * i];
+            dst[2 * at + 1] = src[2 * i + 1];
+        }
+        int64_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != pairs) memcpy(pairs, src, n * 2 * sizeof(int64_t));
+    free(tmp);
+    return 0;
 }
 
 /* key_groups(paths) -> [[rowid, ...], ...]: the rowids of every key journaled more than once
@@ -1997,35 +2031,51 @@ static PyObject *key_groups(PyObject *mod, PyObject *paths) {
             break;
         }
         Py_DECREF(b);
-        int64_t pair[2];
-        while (fread(pair, sizeof pair, 1, f) == 1) {
-            int64_t *slot = vec_push(&pairs);
-            if (!slot) {
-                PyErr_NoMemory();
-                failed = 1;
-                break;
+        /* Whole pairs, a block at a time (a writer stopped mid-pair leaves a partial one). */
+        for (;;) {
+            if (pairs.len + 4096 > pairs.cap) {
+                size_t cap = pairs.cap ? pairs.cap * 2 : 65536;
+                void *grown = realloc(pairs.data, cap * pairs.item);
+                if (!grown) {
+                    PyErr_NoMemory();
+                    failed = 1;
+                    break;
+                }
+                pairs.data = grown;
+                pairs.cap = cap;
             }
-            slot[0] = pair[0];
-            slot[1] = pair[1];
+            size_t got = fread((char *)pairs.data + pairs.len * pairs.item, pairs.item, 4096, f);
+            pairs.len += got;
+            if (got < 4096) break;
         }
         fclose(f);
     }
     Py_DECREF(seq);
+    if (!failed && pairs_sort((int64_t *)pairs.data, pairs.len) < 0) {
+        PyErr_NoMemory();
+        failed = 1;
+    }
     if (failed) {
         free(pairs.data);
         return NULL;
     }
-    qsort(pairs.data, pairs.len, pairs.item, i64_pair_cmp);
+    int64_t *pv = (int64_t *)pairs.data;
     PyObject *out = PyList_New(0);
     size_t i = 0;
     while (out && i < pairs.len) {
         size_t j = i + 1;
-        int64_t *a = vec_at(&pairs, i);
-        while (j < pairs.len && ((int64_t *)vec_at(&pairs, j))[0] == a[0]) j++;
+        while (j < pairs.len && pv[2 * j] == pv[2 * i]) j++;
         if (j - i > 1) {
+            /* Insert order: by rowid (a group is a handful of rows). */
+            for (size_t a = i + 1; a < j; a++)
+                for (size_t c = a; c > i && pv[2 * c - 1] > pv[2 * c + 1]; c--) {
+                    int64_t t = pv[2 * c - 1];
+                    pv[2 * c - 1] = pv[2 * c + 1];
+                    pv[2 * c + 1] = t;
+                }
             PyObject *g = PyList_New((Py_ssize_t)(j - i));
             for (size_t k = i; g && k < j; k++) {
-                PyObject *v = PyLong_FromLongLong(((int64_t *)vec_at(&pairs, k))[1]);
+                PyObject *v = PyLong_FromLongLong(pv[2 * k + 1]);
                 if (!v) {
                     Py_CLEAR(g);
                     break;

@@ -388,3 +388,38 @@ def test_an_interrupted_bulk_load_is_merged_on_the_next_scan(tmp_path, monkeypat
     assert conn.execute("SELECT SUM(turns), SUM(output_tokens) FROM rollup").fetchone() == (2, 112)
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "turns_key" in names
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(1, 10**9)),
+        max_size=300,
+        unique_by=lambda p: p[1],
+    ),
+    journals=st.integers(1, 3),
+)
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_key_groups_finds_every_key_journaled_twice_with_its_rows_in_insert_order(
+    pairs, journals, tmp_path_factory
+):
+    ingest = scan_module._ingest_module()
+    if ingest is None:
+        pytest.skip("the C writer is not built here")
+    # Few distinct keys, so that most of them come more than once, across journals.
+    pairs = [(key % 7 if key % 3 else key, rowid) for key, rowid in pairs]
+    folder = tmp_path_factory.mktemp("journals")
+    paths = [folder / f"keys-{i}" for i in range(journals)]
+    for i, path in enumerate(paths):
+        mine = pairs[i::journals]
+        path.write_bytes(
+            b"".join(
+                k.to_bytes(8, "little", signed=True) + r.to_bytes(8, "little") for k, r in mine
+            )
+        )
+    by_key: dict[int, list[int]] = {}
+    for key, rowid in pairs:
+        by_key.setdefault(key, []).append(rowid)
+    want = sorted(sorted(rows) for rows in by_key.values() if len(rows) > 1)
+    assert sorted(ingest.key_groups([str(p) for p in paths])) == want

@@ -780,12 +780,13 @@ def _scan_locked(
                 pool = None
                 writer = store.TurnWriter(store.Dims(), rollup_before)
 
-            if cold_bulk and _native_workers():
+            deduped = cold_bulk and _native_workers()
+            if deduped:
                 new_turns -= _bulk_dedup(db)
             with conn:
                 if cold_bulk:
                     # The key index first: the sidechain replay rule reads it.
-                    store.secondary_indexes_create(conn, only=("turns_key",))
+                    store.secondary_indexes_create(conn, only=("turns_key",), deduped=deduped)
                 if new_turns:
                     replays = store.sidechain_replays(conn, since_id)
                     if replays:

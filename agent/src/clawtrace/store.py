@@ -1448,11 +1448,14 @@ def bulk_dedup(conn: sqlite3.Connection, writer: TurnWriter) -> int:
     return removed
 
 
-def secondary_indexes_create(conn: sqlite3.Connection, only: Sequence[str] | None = None) -> None:
+def secondary_indexes_create(
+    conn: sqlite3.Connection, only: Sequence[str] | None = None, *, deduped: bool = False
+) -> None:
     """Build what `secondary_indexes_drop` dropped (`only` those named). A bulk load that died
     before its `bulk_dedup` may have left a key twice: that is merged first (and its rollups
-    refreshed)."""
-    if not conn.execute(
+    refreshed), unless the caller has just merged them (`deduped`): the check is a full sort
+    of the turns, most of the cost of the index itself."""
+    if not deduped and not conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'turns_key'"
     ).fetchone():
         writer = TurnWriter(Dims(), rollup_rowid_max(conn))
