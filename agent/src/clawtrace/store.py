@@ -1455,9 +1455,12 @@ def secondary_indexes_create(
     before its `bulk_dedup` may have left a key twice: that is merged first (and its rollups
     refreshed), unless the caller has just merged them (`deduped`): the check is a full sort
     of the turns, most of the cost of the index itself."""
-    if not deduped and not conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'turns_key'"
-    ).fetchone():
+    if (
+        not deduped
+        and not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'turns_key'"
+        ).fetchone()
+    ):
         writer = TurnWriter(Dims(), rollup_rowid_max(conn))
         if bulk_dedup(conn, writer):
             rollups_refresh(conn, full=True)
