@@ -726,14 +726,21 @@ def _scan_locked(
                 )
             conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
             # New files get their ids here, in discovery order: the de-dup tie rule reads them.
+            next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
+            new_files = []
             for t in tasks:
                 if t["file_id"] is None:
-                    cur = conn.execute(
-                        "INSERT INTO files (path, source, first_seen, last_scan, ctx_json) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (t["path"], t["source"], now, now, _ctx_json(t["ctx"])),
+                    next_id += 1
+                    t["file_id"] = next_id
+                    new_files.append(
+                        (next_id, t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
                     )
-                    t["file_id"] = cur.lastrowid
+            conn.executemany(
+                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                new_files,
+            )
+            del new_files
             if unchanged is None:
                 _watch_save(conn, discoveries, roots_sig, result, pending_files)
             for found in discoveries.values():  # (a big tree's: not needed any more)
@@ -779,6 +786,10 @@ def _scan_locked(
                 pool.close()
                 pool = None
                 writer = store.TurnWriter(store.Dims(), rollup_before)
+                del by_id
+            # The tasks are done with: their memory goes back before the merge and the index
+            # builds, which need their own (a million-turn tree's tasks are tens of MB).
+            tasks.clear()
 
             deduped = cold_bulk and _native_workers()
             if deduped:
