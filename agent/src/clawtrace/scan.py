@@ -726,21 +726,22 @@ def _scan_locked(
                 )
             conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
             # New files get their ids here, in discovery order: the de-dup tie rule reads them.
-            next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
-            new_files = []
+            first_id = next_id = int(
+                conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
+            )
             for t in tasks:
                 if t["file_id"] is None:
                     next_id += 1
                     t["file_id"] = next_id
-                    new_files.append(
-                        (next_id, t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
-                    )
             conn.executemany(
                 "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                new_files,
+                (
+                    (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
+                    for t in tasks
+                    if t["file_id"] > first_id
+                ),
             )
-            del new_files
             if unchanged is None:
                 _watch_save(conn, discoveries, roots_sig, result, pending_files)
             for found in discoveries.values():  # (a big tree's: not needed any more)
