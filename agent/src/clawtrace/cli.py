@@ -230,14 +230,19 @@ def _totals_table(
         ("turns", "Turns"),
         ("input_tokens", "Input"),
         ("output_tokens", "Output"),
-        ("cache_write_tokens", "Cache write"),
-        ("cache_read_tokens", "Cache read"),
+        ("cache_write_tokens", "Cache\nwrite"),
+        ("cache_read_tokens", "Cache\nread"),
     ):
         table.add_column(head, justify="right", footer=_tokens(totals[col]))
     table.add_column("Cost", justify="right", footer=_money(totals["cost_usd"]), style="green")
-    table.add_column("Unpriced tok.", justify="right", footer=_tokens(totals["unpriced_tokens"]))
+    # Only when something is unpriced: an empty column costs an 80-column terminal its width.
+    unpriced = bool(totals["unpriced_tokens"])
+    if unpriced:
+        table.add_column(
+            "Unpriced tok.", justify="right", footer=_tokens(totals["unpriced_tokens"])
+        )
     for r in rows:
-        table.add_row(
+        cells = [
             str(r[key]) if r[key] != "" else "(none)",
             _tokens(r["turns"]),
             _tokens(r["input_tokens"]),
@@ -245,8 +250,10 @@ def _totals_table(
             _tokens(r["cache_write_tokens"]),
             _tokens(r["cache_read_tokens"]),
             _money(r["cost_usd"]),
-            _tokens(r["unpriced_tokens"]) if r["unpriced_tokens"] else "",
-        )
+        ]
+        if unpriced:
+            cells.append(_tokens(r["unpriced_tokens"]) if r["unpriced_tokens"] else "")
+        table.add_row(*cells)
     return table
 
 
