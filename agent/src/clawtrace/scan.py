@@ -47,7 +47,9 @@ HEAD_BYTES = 4096
 CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge transcripts
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 IN_FLIGHT_PER_WORKER = 2
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 32 * 1024 * 1024
+BATCH_BYTES_MIN = 1024 * 1024
+SERIAL_BATCH_BYTES = 8 * 1024 * 1024  # the Python writer holds a batch's rows as objects
 BATCH_FILES = 256
 WORKER_CACHE_KIB = 8_000
 
@@ -460,8 +462,14 @@ class _Pool:
         """Every batch's outcome, in completion order, with a bounded window in flight: the
         results are small, and memory stays flat whatever the tree's size."""
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Largest first, so that one big file does not run alone at the end.
-        todo = _batches(sorted(tasks, key=lambda t: t["offset"] - t["size"]))
+        # Batches of files in discovery order: a session's transcripts sit side by side, and
+        # the turns they share merge inside one batch instead of after the load (on a
+        # million-turn tree, half the keys met twice). The biggest batches go first, so that
+        # one big file does not run alone at the end.
+        # Big batches cost fewer commits and merge more in memory; a small tree still gets a
+        # few per worker.
+        limit = min(BATCH_BYTES, max(BATCH_BYTES_MIN, _batch_bytes(tasks) // (self.n * 4)))
+        todo = iter(sorted(_batches(tasks, limit), key=_batch_bytes, reverse=True))
         in_flight = 0
         for batch in itertools.islice(todo, self.n * IN_FLIGHT_PER_WORKER):
             self._submit(batch, results)
@@ -772,7 +780,7 @@ def _scan_locked(
                 isolation = conn.isolation_level
                 conn.isolation_level = None  # the writer opens its own transactions
                 try:
-                    for batch in _batches(tasks):
+                    for batch in _batches(tasks, SERIAL_BATCH_BYTES):
                         done = ingest.batch(batch)
                         new_turns += done["new"]
                         _count(result, done, {t["file_id"]: t for t in batch}, tick)
@@ -961,13 +969,18 @@ def _fork_available() -> bool:
     return True
 
 
-def _batches(tasks: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Files grouped so that one batch is a few MB (small files share a transaction)."""
+def _batch_bytes(batch: list[dict[str, Any]]) -> int:
+    return sum(max(t["size"] - t["offset"], 0) for t in batch)
+
+
+def _batches(tasks: list[dict[str, Any]], limit: int) -> Iterator[list[dict[str, Any]]]:
+    """Files grouped, in order, so that one batch is up to `limit` bytes (small files share a
+    transaction)."""
     batch: list[dict[str, Any]] = []
     batch_bytes = 0
     for t in tasks:
         size = max(t["size"] - t["offset"], 0)
-        if batch and (batch_bytes + size > BATCH_BYTES or len(batch) >= BATCH_FILES):
+        if batch and (batch_bytes + size > limit or len(batch) >= BATCH_FILES):
             yield batch
             batch, batch_bytes = [], 0
         batch.append(t)
