@@ -308,18 +308,19 @@ def scan(
     if json_out:
         _print_json(result.as_dict())
         return
-    console = _console(highlight=False)  # plain figures: no colour on every digit
-    console.print(
-        f"Scanned {result.files_seen} files ({result.files_read} read, "
-        f"{result.files_unchanged} unchanged"
+    # Plain lines, no rich: nothing here is coloured, and a scan run from cron or a script
+    # should not pay for the table library (or be wrapped at 80 columns).
+    typer.echo(
+        f"Scanned {result.files_seen:,} files ({result.files_read:,} read, "
+        f"{result.files_unchanged:,} unchanged"
         f"{f', {result.files_reset} re-read from the start' if result.files_reset else ''}"
         f"{f', {result.files_missing} gone, turns kept' if result.files_missing else ''}): "
         f"{result.bytes_read:,} bytes, {result.turn_rows:,} turn records, "
         f"{result.malformed:,} malformed lines, in {result.seconds:.2f}s."
     )
     if result.repriced:
-        console.print(f"Prices changed: re-priced {result.repriced:,} turns.")
-    console.print(f"Store holds {result.turns_total:,} turns.")
+        typer.echo(f"Prices changed: re-priced {result.repriced:,} turns.")
+    typer.echo(f"Store holds {result.turns_total:,} turns.")
 
 
 @app.command()
