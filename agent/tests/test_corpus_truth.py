@@ -111,6 +111,46 @@ def test_serial_and_parallel_scans_give_the_same_exact_totals(
     conn.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_progress_bar_is_told_every_byte_read_and_the_final_totals(
+    generated, tmp_path, monkeypatch, workers
+):
+    data, _ = generated
+    # Parallel: the workers start while the listing goes on, so the totals come at its end.
+    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0, raising=False)
+    calls: list[tuple] = []
+    read = [0]
+
+    def factory(total_bytes: int, files: int, growing: bool = False):
+        calls.append(("made", total_bytes, files, growing))
+
+        def tick(n: int, total: int | None = None, files: int | None = None) -> None:
+            read[0] += n
+            if total is not None:
+                calls.append(("totals", total, files))
+
+        return tick
+
+    conn = store.connect(tmp_path / "clawtrace.db")
+    result = scan.scan(
+        conn,
+        claude_dirs=[str(data / "claude")],
+        openclaw_dirs=[str(data / "openclaw")],
+        workers=workers,
+        progress=factory,
+    )
+    conn.close()
+    assert read[0] == result.bytes_read > 0
+    made = [c for c in calls if c[0] == "made"]
+    assert len(made) == 1
+    final = [c for c in calls if c[0] == "totals"] or made
+    assert final[-1][1:3] == (result.bytes_read, result.files_read)
+    if workers == 2:
+        assert made[0][3] is True  # shown while the listing still grew
+    else:
+        assert made[0][3] is False
+
+
 def test_scan_totals_per_source_and_model_equal_the_generators_truth(scanned):
     conn, _, _, _, truth = scanned
     for source in ("claude-code", "openclaw"):

@@ -144,9 +144,11 @@ def _scan_quietly(
 _PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 
-def _progress_factory(total_bytes: int, files: int) -> Any:
-    """A rich progress bar on stderr for big (first) scans; nothing for small or warm ones."""
-    if total_bytes < _PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+def _progress_factory(total_bytes: int, files: int, growing: bool = False) -> Any:
+    """A rich progress bar on stderr for big (first) scans; nothing for small or warm ones.
+    `growing`: a parallel scan that is still listing files (its workers started because there
+    is a lot to read); the totals come later, through tick(0, total=..., files=...)."""
+    if not sys.stderr.isatty() or (total_bytes < _PROGRESS_MIN_BYTES and not growing):
         return None
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -159,14 +161,22 @@ def _progress_factory(total_bytes: int, files: int) -> Any:
         console=Console(stderr=True),
         transient=True,
     )
-    task = progress.add_task(f"Reading {files} log files", total=total_bytes)
-    progress.start()
-    done = [0]
 
-    def tick(n: int) -> None:
-        done[0] += n
+    def describe(n: int, final: bool) -> str:
+        return f"Reading {n:,} log files" if final else "Reading log files (still listing)"
+
+    # While the listing grows the bar pulses (no total yet) and counts what was read.
+    task = progress.add_task(describe(files, not growing), total=None if growing else total_bytes)
+    progress.start()
+    state = {"done": 0, "total": total_bytes, "final": not growing}
+
+    def tick(n: int, total: int | None = None, files: int | None = None) -> None:
+        state["done"] += n
+        if total is not None:
+            state["total"], state["final"] = total, True
+            progress.update(task, total=total, description=describe(files or 0, True))
         progress.update(task, advance=n)
-        if done[0] >= total_bytes:
+        if state["final"] and state["done"] >= state["total"]:
             progress.stop()
 
     return tick

@@ -21,10 +21,10 @@ same offsets twice.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import hashlib
-import itertools
 import os
 import queue
 import sqlite3
@@ -50,10 +50,13 @@ IN_FLIGHT_PER_WORKER = 2
 BATCH_BYTES = 32 * 1024 * 1024
 BATCH_BYTES_MIN = 1024 * 1024
 SERIAL_BATCH_BYTES = 8 * 1024 * 1024  # the Python writer holds a batch's rows as objects
+LIST_AHEAD_FILES = 8192  # files a parallel scan lists ahead of its workers
 BATCH_FILES = 256
 WORKER_CACHE_KIB = 8_000
 
-ProgressFactory = Callable[[int, int], Callable[[int], None] | None]
+# progress(total_bytes, files, growing=...) -> tick(read_bytes, total=..., files=...) or None.
+# With growing=True the listing goes on: a later tick(0, total=..., files=...) gives the totals.
+ProgressFactory = Callable[..., Callable[..., None] | None]
 
 
 @dataclass
@@ -458,37 +461,85 @@ class _Pool:
             n, initializer=_pool_init, initargs=(db, config, lock, stale, rollup_before, bulk)
         )
 
-    def run(self, tasks: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Every batch's outcome, in completion order, with a bounded window in flight: the
-        results are small, and memory stays flat whatever the tree's size."""
+    def run(
+        self,
+        tasks: Iterator[dict[str, Any]],
+        register: Callable[[list[dict[str, Any]]], None],
+    ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+        """Each batch and its outcome, in completion order. `tasks` is read only as the workers
+        need more (a bounded window in flight), so a big tree's listing is never held whole;
+        `register` gives a batch's new files their rows before the batch is handed over."""
         results: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Batches of files in discovery order: a session's transcripts sit side by side, and
-        # the turns they share merge inside one batch instead of after the load (on a
-        # million-turn tree, half the keys met twice). The biggest batches go first, so that
-        # one big file does not run alone at the end.
-        # Big batches cost fewer commits and merge more in memory; a small tree still gets a
-        # few per worker.
-        limit = min(BATCH_BYTES, max(BATCH_BYTES_MIN, _batch_bytes(tasks) // (self.n * 4)))
-        todo = iter(sorted(_batches(tasks, limit), key=_batch_bytes, reverse=True))
+        # While the workers are busy the listing goes on ahead of them, up to a bound: the
+        # main process would otherwise idle, then list files while they wait for a batch.
+        ahead: collections.deque[dict[str, Any]] = collections.deque()
+        listing_done = False
+
+        def list_one() -> None:
+            nonlocal listing_done
+            task = next(tasks, None)
+            if task is None:
+                listing_done = True
+            else:
+                ahead.append(task)
+
+        def listed() -> Iterator[dict[str, Any]]:
+            while True:
+                if ahead:
+                    yield ahead.popleft()
+                elif listing_done:
+                    return
+                else:
+                    list_one()
+
+        todo = self._batches(listed())
+
+        def submit() -> bool:
+            batch = next(todo, None)
+            if batch is None:
+                return False
+            register(batch)
+            self.pool.apply_async(
+                _pool_batch,
+                (batch,),
+                callback=lambda done, b=batch: results.put((b, done)),
+                error_callback=results.put,
+            )
+            return True
+
         in_flight = 0
-        for batch in itertools.islice(todo, self.n * IN_FLIGHT_PER_WORKER):
-            self._submit(batch, results)
+        while in_flight < self.n * IN_FLIGHT_PER_WORKER and submit():
             in_flight += 1
         while in_flight:
+            while results.empty() and not listing_done and len(ahead) < LIST_AHEAD_FILES:
+                list_one()
             done = results.get()
             in_flight -= 1
             if isinstance(done, BaseException):
                 raise done
-            nxt = next(todo, None)
-            if nxt is not None:
-                self._submit(nxt, results)
+            if submit():
                 in_flight += 1
             yield done
 
-    def _submit(self, batch: list[dict[str, Any]], results: queue.SimpleQueue[Any]) -> None:
-        self.pool.apply_async(
-            _pool_batch, (batch,), callback=results.put, error_callback=results.put
-        )
+    def _batches(self, tasks: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        """Files grouped in discovery order: a session's transcripts sit side by side, and the
+        turns they share merge inside one batch instead of after the load (on a million-turn
+        tree, half the keys met twice). Big batches cost fewer commits and merge more in
+        memory; the first ones are small, so that every worker starts at once and a small
+        tree still gets a few batches per worker."""
+        batch: list[dict[str, Any]] = []
+        batch_bytes = listed = 0
+        for t in tasks:
+            size = max(t["size"] - t["offset"], 0)
+            listed += size
+            limit = min(BATCH_BYTES, max(BATCH_BYTES_MIN, listed // (self.n * 4)))
+            if batch and (batch_bytes + size > limit or len(batch) >= BATCH_FILES):
+                yield batch
+                batch, batch_bytes = [], 0
+            batch.append(t)
+            batch_bytes += size
+        if batch:
+            yield batch
 
     def close(self) -> None:
         self.pool.close()
@@ -685,45 +736,56 @@ def _scan_locked(
                 pool = _Pool(n, db, config, store.rollup_buckets(conn), rollup_before, cold)
     known = _files_table(conn) if unchanged is None else {}
     seen_paths: set[str] = set()
-    try:
-        for name, source in SOURCES.items() if unchanged is None else ():
+
+    def discover() -> Iterator[dict[str, Any]]:
+        """What to read of each file the sources list, in discovery order."""
+        for name, source in SOURCES.items():
             found = discoveries[name] = Discovery()
             for entry in source.walk(roots[name], found):
                 row = known.get(entry.path)
                 if row is not None and row["ctx_json"] != (ctx_json := _ctx_json(entry.ctx)):
                     ctx_updates.append((ctx_json, row["id"]))
                 task = _task_for(name, entry, known, result, pending_files)
-                seen_paths.add(entry.path)
-                if task is None:
-                    continue
-                tasks.append(task)
-                to_read += max(task["size"] - task["offset"], 0)
-                if (
-                    pool is None
-                    and parallel_ok
-                    and to_read > PARALLEL_MIN_BYTES
-                    and (parallel_ok := _fork_available())
-                ):
-                    # Enough to read for the workers to pay: start them now, while discovery
-                    # goes on (they spend their first moments importing the price library).
-                    stale = [] if cold else store.rollup_buckets(conn)
-                    pool = _Pool(n, db, config, stale, rollup_before, cold)
+                if known:  # (for the files that went: none on a first scan)
+                    seen_paths.add(entry.path)
+                if task is not None:
+                    yield task
             result.roots[name] = {
                 "found": [str(p) for p in found.roots_found],
                 "missing": [str(p) for p in found.roots_missing],
             }
 
+    next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
+
+    def register(chunk: list[dict[str, Any]]) -> None:
+        """New files get their ids, in discovery order (the de-dup tie rule reads them), and
+        their rows, before any worker writes their offsets."""
+        nonlocal next_id
+        first = next_id
+        for t in chunk:
+            if t["file_id"] is None:
+                next_id += 1
+                t["file_id"] = next_id
+        if next_id > first:
+            with conn:
+                conn.executemany(
+                    "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
+                        for t in chunk
+                        if t["file_id"] > first
+                    ),
+                )
+
+    def discovery_done() -> None:
+        """What a finished discovery records: files gone, contexts changed, what was listed."""
         for path, row in known.items():
             if path not in seen_paths and row["missing_since"] is None and not os.path.exists(path):
                 pending_files.append(("missing", row["id"]))
                 result.files_missing += 1
-        del known, seen_paths
-        if pool is not None and len(tasks) < 2:
-            pool.terminate()
-            pool = None
-
-        previous = store.meta_get(conn, "last_scan_result")
-        before_total = int(orjson.loads(previous).get("turns_total", -1)) if previous else -1
+        known.clear()
+        seen_paths.clear()
         with conn:
             for kind, file_id in pending_files:
                 if kind == "unreadable":
@@ -733,34 +795,49 @@ def _scan_locked(
                     (now if kind == "missing" else None, file_id),
                 )
             conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
-            # New files get their ids here, in discovery order: the de-dup tie rule reads them.
-            first_id = next_id = int(
-                conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0]
-            )
-            for t in tasks:
-                if t["file_id"] is None:
-                    next_id += 1
-                    t["file_id"] = next_id
-            conn.executemany(
-                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
-                    for t in tasks
-                    if t["file_id"] > first_id
-                ),
-            )
             if unchanged is None:
                 _watch_save(conn, discoveries, roots_sig, result, pending_files)
-            for found in discoveries.values():  # (a big tree's: not needed any more)
-                found.watch = []
-            # What the workers do not need goes now: on a million-turn tree the main process
-            # holds its tasks all through the run, beside the workers (RSS is counted summed).
-            for t in tasks:
-                t.pop("ctx_json", None)
-            for found in discoveries.values():
-                found.watch = []
-            store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them out
+        for found in discoveries.values():  # (a big tree's: not needed any more)
+            found.watch = []
+
+    listed: Iterator[dict[str, Any]] = iter(tasks) if unchanged is not None else discover()
+    tasks = []
+    # Progress: made once (a parallel scan's while its listing still grows), then told the
+    # bytes read and, when the listing is done, the final totals.
+    shown: dict[str, Any] = {"tick": None, "made": False}
+
+    def tick(n: int) -> None:
+        if shown["tick"] is not None:
+            shown["tick"](n)
+
+    def show_progress(growing: bool) -> None:
+        if progress is None:
+            return
+        if not shown["made"]:
+            shown["made"] = True
+            shown["tick"] = progress(to_read, files_listed, growing=growing)
+        elif shown["tick"] is not None and not growing:
+            shown["tick"](0, total=to_read, files=files_listed)
+
+    previous = store.meta_get(conn, "last_scan_result")
+    before_total = int(orjson.loads(previous).get("turns_total", -1)) if previous else -1
+    files_listed = 0
+    try:
+        for task in listed:
+            tasks.append(task)
+            files_listed += 1
+            to_read += max(task["size"] - task["offset"], 0)
+            if pool is not None:
+                continue
+            if parallel_ok and to_read > PARALLEL_MIN_BYTES and (parallel_ok := _fork_available()):
+                # Enough to read for the workers to pay: start them now. The rest of the
+                # listing streams to them (the main process never holds a big tree's tasks).
+                stale = [] if cold else store.rollup_buckets(conn)
+                pool = _Pool(n, db, config, stale, rollup_before, cold)
+                break
+
+        with conn:
+            store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them
             # Into an empty store, secondary indexes are built once at the end: sorting a
             # million keys is far cheaper than a million random b-tree inserts.
             cold_bulk = cold and pool is not None
@@ -770,12 +847,14 @@ def _scan_locked(
                 # random index probe per turn. The Python writer needs the index.
                 store.secondary_indexes_drop(conn, keys=_native_workers())
 
-        tick = progress(to_read, len(tasks)) if progress else None
         new_turns = removed = 0
         # A first scan into an empty store is a bulk load: no fsync until it is done (see
         # store.bulk_load). Anything else keeps the store's normal durability.
         with store.bulk_load(conn) if cold_bulk else contextlib.nullcontext():
             if pool is None:
+                discovery_done()
+                register(tasks)
+                show_progress(growing=False)
                 ingest = _Ingest(conn, config, rollup_before)
                 isolation = conn.isolation_level
                 conn.isolation_level = None  # the writer opens its own transactions
@@ -783,21 +862,30 @@ def _scan_locked(
                     for batch in _batches(tasks, SERIAL_BATCH_BYTES):
                         done = ingest.batch(batch)
                         new_turns += done["new"]
-                        _count(result, done, {t["file_id"]: t for t in batch}, tick)
+                        _count(result, done, batch, tick)
                 finally:
                     conn.isolation_level = isolation
                 writer = ingest.writer
             else:
-                by_id = {t["file_id"]: t for t in tasks}
-                for done in pool.run(tasks):
+
+                def stream() -> Iterator[dict[str, Any]]:
+                    nonlocal to_read, files_listed
+                    yield from tasks
+                    tasks.clear()
+                    for task in listed:
+                        files_listed += 1
+                        to_read += max(task["size"] - task["offset"], 0)
+                        yield task
+                    discovery_done()
+                    show_progress(growing=False)
+
+                show_progress(growing=True)
+                for batch, done in pool.run(stream(), register):
                     new_turns += done["new"]
-                    _count(result, done, by_id, tick)
+                    _count(result, done, batch, tick)
                 pool.close()
                 pool = None
                 writer = store.TurnWriter(store.Dims(), rollup_before)
-                del by_id
-            # The tasks are done with: their memory goes back before the merge and the index
-            # builds, which need their own (a million-turn tree's tasks are tens of MB).
             tasks.clear()
 
             deduped = cold_bulk and _native_workers()
@@ -891,11 +979,12 @@ def _task_for(
 def _count(
     result: ScanResult,
     done: dict[str, Any],
-    by_id: dict[int, dict[str, Any]],
+    batch: list[dict[str, Any]],
     tick: Callable[[int], None] | None,
 ) -> None:
+    start = {t["file_id"]: t["offset"] for t in batch}
     for out in done["files"]:
-        read = out["offset"] - by_id[out["file_id"]]["offset"]
+        read = out["offset"] - start[out["file_id"]]
         result.bytes_read += read
         result.files_read += 1
         result.lines += out["lines"]
@@ -967,10 +1056,6 @@ def _fork_available() -> bool:
     except (ImportError, ValueError):
         return False
     return True
-
-
-def _batch_bytes(batch: list[dict[str, Any]]) -> int:
-    return sum(max(t["size"] - t["offset"], 0) for t in batch)
 
 
 def _batches(tasks: list[dict[str, Any]], limit: int) -> Iterator[list[dict[str, Any]]]:
