@@ -757,26 +757,26 @@ def _scan_locked(
 
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
 
-    def register(chunk: list[dict[str, Any]]) -> None:
-        """New files get their ids, in discovery order (the de-dup tie rule reads them), and
-        their rows, before any worker writes their offsets."""
+    def name_new(task: dict[str, Any]) -> bool:
+        """A new file gets its id (in discovery order: the de-dup tie rule reads them)."""
         nonlocal next_id
-        first = next_id
-        for t in chunk:
-            if t["file_id"] is None:
-                next_id += 1
-                t["file_id"] = next_id
-        if next_id > first:
-            with conn:
-                conn.executemany(
-                    "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
-                        for t in chunk
-                        if t["file_id"] > first
-                    ),
-                )
+        if task["file_id"] is not None:
+            return False
+        next_id += 1
+        task["file_id"] = next_id
+        return True
+
+    def save_new(chunk: list[dict[str, Any]]) -> None:
+        """The rows of new files, before any worker writes their offsets."""
+        with conn:
+            conn.executemany(
+                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
+                    for t in chunk
+                ),
+            )
 
     def discovery_done() -> None:
         """What a finished discovery records: files gone, contexts changed, what was listed."""
@@ -853,7 +853,7 @@ def _scan_locked(
         with store.bulk_load(conn) if cold_bulk else contextlib.nullcontext():
             if pool is None:
                 discovery_done()
-                register(tasks)
+                save_new([t for t in tasks if name_new(t)])
                 show_progress(growing=False)
                 ingest = _Ingest(conn, config, rollup_before)
                 isolation = conn.isolation_level
@@ -867,20 +867,37 @@ def _scan_locked(
                     conn.isolation_level = isolation
                 writer = ingest.writer
             else:
+                # New files get their ids as they are listed, and their rows in one
+                # transaction for all those listed so far when a batch holding one of them is
+                # handed over (a transaction a batch would wait on the workers' commits).
+                unsaved: list[dict[str, Any]] = []
+                saved_upto = next_id
 
                 def stream() -> Iterator[dict[str, Any]]:
                     nonlocal to_read, files_listed
-                    yield from tasks
+                    for task in tasks:
+                        if name_new(task):
+                            unsaved.append(task)
+                        yield task
                     tasks.clear()
                     for task in listed:
                         files_listed += 1
                         to_read += max(task["size"] - task["offset"], 0)
+                        if name_new(task):
+                            unsaved.append(task)
                         yield task
                     discovery_done()
                     show_progress(growing=False)
 
+                def save(batch: list[dict[str, Any]]) -> None:
+                    nonlocal saved_upto
+                    if unsaved and max(t["file_id"] for t in batch) > saved_upto:
+                        save_new(unsaved)
+                        saved_upto = unsaved[-1]["file_id"]
+                        unsaved.clear()
+
                 show_progress(growing=True)
-                for batch, done in pool.run(stream(), register):
+                for batch, done in pool.run(stream(), save):
                     new_turns += done["new"]
                     _count(result, done, batch, tick)
                 pool.close()
