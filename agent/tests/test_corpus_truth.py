@@ -36,13 +36,14 @@ def _load_corpus_module():
 corpus = _load_corpus_module()
 
 
-def _scan(home: Path, data: Path, workers: int | None = None) -> tuple:
+def _scan(home: Path, data: Path, workers: int | None = None, progress=None) -> tuple:
     conn = store.connect(home / "clawtrace.db")
     result = scan.scan(
         conn,
         claude_dirs=[str(data / "claude")],
         openclaw_dirs=[str(data / "openclaw")],
         workers=workers,
+        progress=progress,
     )
     return conn, result
 
@@ -131,14 +132,7 @@ def test_the_progress_bar_is_told_every_byte_read_and_the_final_totals(
 
         return tick
 
-    conn = store.connect(tmp_path / "clawtrace.db")
-    result = scan.scan(
-        conn,
-        claude_dirs=[str(data / "claude")],
-        openclaw_dirs=[str(data / "openclaw")],
-        workers=workers,
-        progress=factory,
-    )
+    conn, result = _scan(tmp_path, data, workers=workers, progress=factory)
     conn.close()
     assert read[0] == result.bytes_read > 0
     made = [c for c in calls if c[0] == "made"]

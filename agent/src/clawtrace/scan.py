@@ -30,7 +30,7 @@ import queue
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -492,7 +492,7 @@ class _Pool:
                 else:
                     list_one()
 
-        todo = self._batches(listed())
+        todo = _batches(listed(), self._batch_limit)
 
         def submit() -> bool:
             batch = next(todo, None)
@@ -521,25 +521,13 @@ class _Pool:
                 in_flight += 1
             yield done
 
-    def _batches(self, tasks: Iterator[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        """Files grouped in discovery order: a session's transcripts sit side by side, and the
-        turns they share merge inside one batch instead of after the load (on a million-turn
-        tree, half the keys met twice). Big batches cost fewer commits and merge more in
-        memory; the first ones are small, so that every worker starts at once and a small
-        tree still gets a few batches per worker."""
-        batch: list[dict[str, Any]] = []
-        batch_bytes = listed = 0
-        for t in tasks:
-            size = max(t["size"] - t["offset"], 0)
-            listed += size
-            limit = min(BATCH_BYTES, max(BATCH_BYTES_MIN, listed // (self.n * 4)))
-            if batch and (batch_bytes + size > limit or len(batch) >= BATCH_FILES):
-                yield batch
-                batch, batch_bytes = [], 0
-            batch.append(t)
-            batch_bytes += size
-        if batch:
-            yield batch
+    def _batch_limit(self, listed: int) -> int:
+        """Batches of files in discovery order: a session's transcripts sit side by side, and
+        the turns they share merge inside one batch instead of after the load (on a
+        million-turn tree, half the keys met twice). Big batches cost fewer commits and merge
+        more in memory; the first ones are small, so that every worker starts at once and a
+        small tree still gets a few batches per worker."""
+        return min(BATCH_BYTES, max(BATCH_BYTES_MIN, listed // (self.n * 4)))
 
     def close(self) -> None:
         self.pool.close()
@@ -859,7 +847,7 @@ def _scan_locked(
                 isolation = conn.isolation_level
                 conn.isolation_level = None  # the writer opens its own transactions
                 try:
-                    for batch in _batches(tasks, SERIAL_BATCH_BYTES):
+                    for batch in _batches(tasks, lambda _listed: SERIAL_BATCH_BYTES):
                         done = ingest.batch(batch)
                         new_turns += done["new"]
                         _count(result, done, batch, tick)
@@ -1075,14 +1063,17 @@ def _fork_available() -> bool:
     return True
 
 
-def _batches(tasks: list[dict[str, Any]], limit: int) -> Iterator[list[dict[str, Any]]]:
-    """Files grouped, in order, so that one batch is up to `limit` bytes (small files share a
-    transaction)."""
+def _batches(
+    tasks: Iterable[dict[str, Any]], limit: Callable[[int], int]
+) -> Iterator[list[dict[str, Any]]]:
+    """Files grouped, in order, so that one batch is up to `limit(bytes listed so far)` bytes
+    and BATCH_FILES files (small files share a transaction)."""
     batch: list[dict[str, Any]] = []
-    batch_bytes = 0
+    batch_bytes = listed = 0
     for t in tasks:
         size = max(t["size"] - t["offset"], 0)
-        if batch and (batch_bytes + size > limit or len(batch) >= BATCH_FILES):
+        listed += size
+        if batch and (batch_bytes + size > limit(listed) or len(batch) >= BATCH_FILES):
             yield batch
             batch, batch_bytes = [], 0
         batch.append(t)
