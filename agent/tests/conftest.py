@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -13,7 +17,46 @@ from clawtrace.config import Config
 from clawtrace.scan import ScanResult, scan
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+REPO = Path(__file__).resolve().parents[2]
+SHARED_SAMPLES = REPO.parent / "shared" / "samples"
+
+# The C extensions are optional (see agent/setup.py); where they are off or did not build, the
+# tests that compare them with the pure-Python code have nothing to compare. CI builds them and
+# sets CLAWTRACE_REQUIRE_NATIVE, so there those tests run or fail, never skip.
+NATIVE_MISSING = (
+    "the C extensions are not in use here (CLAWTRACE_NATIVE=0, or they did not build at install:"
+    " they need a C compiler and sqlite3.h); the pure-Python path they are compared with is"
+    " tested by every other test"
+)
+
+
+def needs_native(module: object | None) -> None:
+    """Skip (with NATIVE_MISSING) when `module`, a C extension, is not in use."""
+    if module is None:
+        if os.environ.get("CLAWTRACE_REQUIRE_NATIVE") == "1":
+            pytest.fail("CLAWTRACE_REQUIRE_NATIVE=1 but " + NATIVE_MISSING)
+        pytest.skip(NATIVE_MISSING)
+
+
+def bench_module(filename: str) -> ModuleType:
+    """A module of the repository's bench/ (the corpus generator, the anomaly evaluator).
+
+    The agent's tests normally run from a checkout of the whole repository; run from the agent
+    package alone they skip, saying so."""
+    path = REPO / "bench" / filename
+    if not path.exists():
+        pytest.skip(
+            f"{path} is not here: these tests need the whole repository, not agent/ alone",
+            allow_module_level=True,
+        )
+    name = f"clawtrace_bench_{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True)

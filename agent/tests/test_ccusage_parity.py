@@ -8,18 +8,18 @@ only the generated logs are read.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 from clawtrace import reports, scan, store
 from clawtrace.reports import Filters
+
+from tests.conftest import bench_module
 
 pytestmark = pytest.mark.ccusage
 
@@ -71,17 +71,6 @@ def _ccusage() -> Path:
 @pytest.fixture(scope="module")
 def ccusage() -> Path:
     return _ccusage()
-
-
-def _corpus_module():
-    path = REPO / "bench" / "corpus.py"
-    if not path.exists():
-        pytest.skip(f"{path} is not in this checkout")
-    spec = importlib.util.spec_from_file_location("clawtrace_bench_corpus", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _ccusage_daily(binary: Path, claude_config: Path, home: Path) -> dict[tuple[str, str], tuple]:
@@ -188,7 +177,7 @@ def _diff(ours: dict, theirs: dict, truth: dict | None = None) -> str:
 def test_token_totals_per_day_and_model_equal_ccusage_on_a_generated_claude_code_corpus(
     ccusage, tmp_path
 ):
-    corpus = _corpus_module()
+    corpus = bench_module("corpus.py")
     data = tmp_path / "corpus"
     truth_doc = corpus.generate(
         data, 6000, seed=11, formats=["claude"], workers=1, malformed_rate=0.03
@@ -226,7 +215,7 @@ def test_token_totals_per_day_and_model_equal_ccusage_on_the_shared_samples(ccus
 def test_malformed_corpus_lines_are_rejected_by_ccusage_too(ccusage, tmp_path):
     """Every malformed kind the generator writes is one ccusage also skips, so parity above is
     not parity by accident of both ignoring nothing."""
-    corpus = _corpus_module()
+    corpus = bench_module("corpus.py")
     data = tmp_path / "corpus"
     truth_doc = corpus.generate(
         data, 800, seed=5, formats=["claude"], workers=1, malformed_rate=0.5
@@ -253,7 +242,7 @@ def test_token_totals_per_day_and_model_equal_ccusage_on_a_generated_openclaw_co
     ccusage, tmp_path
 ):
     """Archives, mirrors, zero-usage errors, total-only usage and `.bak` backups included."""
-    corpus = _corpus_module()
+    corpus = bench_module("corpus.py")
     data = tmp_path / "corpus"
     corpus.generate(data, 5000, seed=13, formats=["openclaw"], workers=1, malformed_rate=0.03)
     theirs = _ccusage_openclaw_daily(ccusage, data / "openclaw", tmp_path / "ccusage-home")

@@ -8,9 +8,7 @@ the files back to find the expected figures.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import orjson
@@ -18,22 +16,11 @@ import pytest
 from clawtrace import reports, scan, store
 from clawtrace.reports import Filters
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS_PY = REPO / "bench" / "corpus.py"
+from tests.conftest import bench_module
+
 KEYS = ("turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
-
-def _load_corpus_module():
-    if not CORPUS_PY.exists():
-        pytest.skip(f"{CORPUS_PY} is not in this checkout")
-    spec = importlib.util.spec_from_file_location("clawtrace_bench_corpus", CORPUS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-corpus = _load_corpus_module()
+corpus = bench_module("corpus.py")
 
 
 def _scan(home: Path, data: Path, workers: int | None = None, progress=None) -> tuple:

@@ -7,36 +7,20 @@ ranges that start and end mid-day in odd time zones and with every filter, to th
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from clawtrace import reports, scan, store
 from clawtrace.reports import Filters
 
-from tests.conftest import append_text
-
-REPO = Path(__file__).resolve().parents[2]
-CORPUS_PY = REPO / "bench" / "corpus.py"
-
-
-def _corpus_module():
-    if not CORPUS_PY.exists():
-        pytest.skip(f"{CORPUS_PY} is not in this checkout")
-    spec = importlib.util.spec_from_file_location("clawtrace_bench_corpus_derived", CORPUS_PY)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import append_text, bench_module, needs_native
 
 
 @pytest.fixture(scope="module")
 def corpus_store(tmp_path_factory):
     data = tmp_path_factory.mktemp("corpus")
-    truth = _corpus_module().generate(data, 3000, seed=11, workers=1, malformed_rate=0.01)
+    truth = bench_module("corpus.py").generate(data, 3000, seed=11, workers=1, malformed_rate=0.01)
     home = tmp_path_factory.mktemp("home")
     conn = store.connect(home / "clawtrace.db")
     # A first scan by the workers (a bulk load, whose derived sums are computed on a thread
@@ -204,8 +188,7 @@ def test_a_recomputed_range_is_derived_again(tmp_path, corpus_store):
 
 
 def test_the_sql_refresh_equals_the_native_one(tmp_path, corpus_store, monkeypatch):
-    if store._native_ingest() is None:
-        pytest.skip("the native module is not built here")
+    needs_native(store._native_ingest())
     conn, _data, _truth = corpus_store
     native = _full_rebuild(conn)
     monkeypatch.setattr(store, "_native_ingest", lambda: None)
@@ -229,8 +212,7 @@ def test_reports_read_the_rollups_while_the_derived_sums_lag(tmp_path, corpus_st
 
 
 def test_the_native_grouping_answers_as_sql_does(corpus_store, monkeypatch):
-    if store._native_ingest() is None:
-        pytest.skip("the native module is not built here")
+    needs_native(store._native_ingest())
     conn, _data, truth = corpus_store
     cases = _cases(conn, truth)
     native = {name: fn(conn) for name, fn in cases}

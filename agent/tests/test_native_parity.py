@@ -21,11 +21,20 @@ from clawtrace.sources import SOURCES, base
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import claude_assistant, oc_assistant, oc_header
+from .conftest import claude_assistant, needs_native, oc_assistant, oc_header
 from .test_corpus_truth import corpus
 
 NATIVE = base.NATIVE
-pytestmark = pytest.mark.skipif(NATIVE is None, reason="the C scanner is not built here")
+
+
+@pytest.fixture(autouse=True)
+def _native_in_use():
+    needs_native(NATIVE)
+
+
+@pytest.fixture
+def _native_writer():
+    needs_native(scan_module._ingest_module())
 
 
 def _parse_both(source: str, data: bytes, ctx: dict, state: dict | None = None):
@@ -302,7 +311,7 @@ def generated(tmp_path_factory):
     return data
 
 
-@pytest.mark.skipif(scan_module._ingest_module() is None, reason="the C writer is not built here")
+@pytest.mark.usefixtures("_native_writer")
 def test_a_native_bulk_scan_stores_what_the_python_pipeline_stores(
     generated, tmp_path, monkeypatch
 ):
@@ -317,7 +326,7 @@ def test_a_native_bulk_scan_stores_what_the_python_pipeline_stores(
     assert len(native["turns"]) == 3000
 
 
-@pytest.mark.skipif(scan_module._ingest_module() is None, reason="the C writer is not built here")
+@pytest.mark.usefixtures("_native_writer")
 def test_native_and_python_incremental_scans_agree(generated, tmp_path, monkeypatch):
     """Appends into a store that has data: the native writer goes through the unique index,
     merges repeated keys by the same rule and leaves old buckets to be recomputed."""
@@ -405,8 +414,7 @@ def test_key_groups_finds_every_key_journaled_twice_with_its_rows_in_insert_orde
     pairs, journals, tmp_path_factory
 ):
     ingest = scan_module._ingest_module()
-    if ingest is None:
-        pytest.skip("the C writer is not built here")
+    needs_native(ingest)
     # Few distinct keys, so that most of them come more than once, across journals.
     pairs = [(key % 7 if key % 3 else key, rowid) for key, rowid in pairs]
     folder = tmp_path_factory.mktemp("journals")

@@ -18,7 +18,15 @@ import pytest
 from clawtrace import scan as scan_module
 from clawtrace.sources import claude_code, openclaw
 
-from .conftest import append_text, claude_assistant, oc_assistant, oc_header, run_scan, turn_rows
+from .conftest import (
+    append_text,
+    claude_assistant,
+    needs_native,
+    oc_assistant,
+    oc_header,
+    run_scan,
+    turn_rows,
+)
 from .conftest import write_lines as _write
 
 
@@ -50,8 +58,8 @@ def spy(monkeypatch):
 def checker(request, monkeypatch):
     if request.param == "python":
         monkeypatch.setattr(scan_module, "_ingest_module", lambda: None)
-    elif scan_module._ingest_module() is None:
-        pytest.skip("the native module is not built here")
+    else:
+        needs_native(scan_module._ingest_module())
     return request.param
 
 

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from clawtrace import anomaly
 
-REPO = Path(__file__).resolve().parents[3]
-EVAL = REPO / "bench" / "anomaly_eval.py"
+from tests.conftest import bench_module
 
 
 def steady_history(
@@ -103,22 +99,12 @@ def test_a_normal_session_is_not_a_runaway():
     assert anomaly.session_runaway(_session(turns)) is None
 
 
-def _load_evaluator():
-    if not EVAL.exists():
-        pytest.skip(f"{EVAL} is not in this checkout")
-    spec = importlib.util.spec_from_file_location("anomaly_eval", EVAL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_evaluator_measures_both_detectors_above_their_floors():
     """Floors sit well under what seed 2 measures (hourly p 0.83 r 0.95, runaway p 0.90
     r 0.97, thresholds tuned on seed 1) so a generator tweak does not flake the suite, yet a
     detector that stops working, or starts flagging everything, fails: a constant "always
     unusual" detector has hourly precision ~0.02, a constant "never" has recall 0."""
-    evaluator = _load_evaluator()
+    evaluator = bench_module("anomaly_eval.py")
     result = evaluator.evaluate(seed=2, users=20, sessions=300)
     hourly = result["hour_of_week_baseline"]["all"]
     runaway = result["runaway_sessions"]
