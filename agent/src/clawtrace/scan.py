@@ -234,17 +234,25 @@ class _Ingest:
         self.cards[(provider, model, ts // 86_400_000, speed)] = value
         return value
 
-    def _price_slow(
-        self,
-        provider: str,
-        model: str,
-        ts: int,
-        counts: tuple[int, ...],
-        speed: str | None,
-        reported: int | None,
-    ) -> tuple[Any, ...]:
-        cost, src, savings, writes = self.pricer.price(provider, model, ts, counts, speed, reported)
-        return cost, self.dims.source(src), src, savings, writes
+    def _price_slow(self, *turn: Any) -> tuple[Any, ...]:
+        return price_slow(self.pricer, self.dims.source, *turn)
+
+
+def price_slow(
+    pricer: Any,
+    source_id: Callable[[str], int],
+    provider: str,
+    model: str,
+    ts: int,
+    counts: tuple[int, ...],
+    speed: str | None,
+    reported: int | None,
+) -> tuple[Any, ...]:
+    """A turn the C helpers price through Python (`card_for` said False: prices that are not
+    whole picodollars, or that change within a day): (cost, price source id, price source,
+    cache savings, cache write cost)."""
+    cost, src, savings, writes = pricer.price(provider, model, ts, counts, speed, reported)
+    return cost, source_id(src), src, savings, writes
 
 
 def card_for(pricer: Any, provider: str, model: str, ts: int, speed: str | None) -> Any:
@@ -373,17 +381,8 @@ class _NativeIngest:
     def _card_for(self, provider: str, model: str, ts: int, speed: str | None) -> Any:
         return card_for(self.pricer, provider, model, ts, speed)
 
-    def _price_slow(
-        self,
-        provider: str,
-        model: str,
-        ts: int,
-        counts: tuple[int, ...],
-        speed: str | None,
-        reported: int | None,
-    ) -> tuple[Any, ...]:
-        cost, src, savings, writes = self.pricer.price(provider, model, ts, counts, speed, reported)
-        return cost, store.dim_id("p", src), src, savings, writes
+    def _price_slow(self, *turn: Any) -> tuple[Any, ...]:
+        return price_slow(self.pricer, lambda name: store.dim_id("p", name), *turn)
 
     def batch(self, tasks: list[dict[str, Any]]) -> dict[str, Any]:
         sink = self.sink
@@ -1038,15 +1037,9 @@ def _bulk_dedup(db: str) -> int:
     return removed
 
 
-def _ingest_module() -> Any:
-    """The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE)."""
-    if base.native() is None:
-        return None
-    try:
-        from clawtrace import _ingest
-    except ImportError:
-        return None
-    return _ingest
+# The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE). Its own name here:
+# tests turn it off for the scan alone.
+_ingest_module = store._native_ingest
 
 
 def _native_workers() -> bool:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -938,6 +939,8 @@ _SUMS = ", ".join(f"SUM({m})" for m in ROLLUP_METRICS)
 
 
 def _native_ingest() -> Any:
+    """The native writer (`clawtrace._ingest`), when built and the C scanner is on
+    (CLAWTRACE_NATIVE); else None."""
     from clawtrace.sources import base
 
     if base.native() is None:
@@ -1485,28 +1488,22 @@ def sidechain_replays(conn: sqlite3.Connection, since_id: int) -> list[int]:
     message another row holds (a main-thread row, or a sidechain row seen earlier)."""
     if since_id <= 0:
         # Everything is new: the message ids held more than once, straight off their index.
-        hashes = [
-            r[0]
-            for r in conn.execute(
-                "SELECT msg_hash FROM turns WHERE msg_hash IS NOT NULL "
-                "GROUP BY msg_hash HAVING COUNT(*) > 1"
-            )
-        ]
+        wanted = "SELECT msg_hash FROM turns GROUP BY msg_hash HAVING COUNT(*) > 1"
+        params: tuple[int, ...] = ()
     else:
-        hashes = [
-            r[0]
-            for r in conn.execute(
-                "SELECT DISTINCT msg_hash FROM turns WHERE id > ? AND msg_hash IS NOT NULL",
-                (since_id,),
-            )
-        ]
+        wanted = "SELECT msg_hash FROM turns WHERE id > ?"
+        params = (since_id,)
+    # Every row holding one of those message ids, in one query, grouped here. (`wanted` is one
+    # of the two fixed queries above.)
+    query = (
+        "SELECT t.msg_hash, t.id, c.is_sidechain FROM turns AS t "  # noqa: S608
+        f"JOIN contexts AS c ON c.id = t.context_id WHERE t.msg_hash IN ({wanted}) "
+        "ORDER BY t.msg_hash, t.id"
+    )
+    rows = conn.execute(query, params)
     replays: list[int] = []
-    for h in hashes:
-        held = conn.execute(
-            "SELECT t.id, c.is_sidechain FROM turns AS t JOIN contexts AS c ON c.id = t.context_id "
-            "WHERE t.msg_hash = ? ORDER BY t.id",
-            (h,),
-        ).fetchall()
+    for _msg, group in itertools.groupby(rows, key=lambda r: r[0]):
+        held = [(r[1], r[2]) for r in group]
         if len(held) < 2:
             continue
         for sid, side in held:
