@@ -348,9 +348,7 @@ def _contexts(conn: sqlite3.Connection, ids: Iterable[int] | None = None) -> dic
         return {r[0]: r[1:] for r in conn.execute(q)}
     out: dict[int, tuple] = {}
     wanted = list(set(ids))
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start : start + 900]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in store.in_chunks(wanted, 900):
         out.update((r[0], r[1:]) for r in conn.execute(f"{q} WHERE id IN ({marks})", chunk))
     return out
 

@@ -635,9 +635,7 @@ def _tasks_for_ids(
     cur = conn.cursor()
     cur.row_factory = sqlite3.Row
     tasks: list[dict[str, Any]] = []
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in store.in_chunks(ids):
         rows = cur.execute(
             f"SELECT {_FILE_COLUMNS} FROM files WHERE id IN ({marks}) ORDER BY id",  # noqa: S608
             chunk,

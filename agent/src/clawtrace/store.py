@@ -842,6 +842,14 @@ class Dims:
             rows.clear()
 
 
+def in_chunks(values: Sequence[Any], size: int = 500) -> Iterator[tuple[Sequence[Any], str]]:
+    """`values` in chunks under SQLite's bound-variable limit, each with its `?,?,...` for an
+    `IN (...)`."""
+    for start in range(0, len(values), size):
+        chunk = values[start : start + size]
+        yield chunk, ",".join("?" * len(chunk))
+
+
 # --- rollups ---------------------------------------------------------------------------------
 
 ROLLUP_METRICS = (
@@ -1195,9 +1203,7 @@ def buckets_stale(conn: sqlite3.Connection, buckets: Iterable[int], rollup_befor
     if rollup_before <= 0:
         return dirty & set(wanted)
     stale = set()
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in in_chunks(wanted):
         stale.update(
             r[0]
             for r in conn.execute(
@@ -1331,9 +1337,7 @@ class TurnWriter:
     def delete(self, conn: sqlite3.Connection, ids: list[int]) -> int:
         """Delete turns by id, taking them out of the rollups; returns how many went."""
         removed = 0
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in in_chunks(ids):
             gone = conn.execute(
                 f"DELETE FROM turns WHERE id IN ({marks}) RETURNING {', '.join(TURN_COLUMNS)}",  # noqa: S608
                 chunk,

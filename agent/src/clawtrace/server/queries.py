@@ -12,7 +12,7 @@ import sqlite3
 from datetime import datetime, tzinfo
 
 from clawtrace import reports
-from clawtrace.store import PICO
+from clawtrace.store import PICO, in_chunks
 
 HOUR_MS = 3_600_000
 
@@ -74,9 +74,7 @@ def session_turns(
     out: dict[str, list[tuple[int, float, str]]] = {sid: [] for sid in session_ids}
     if not session_ids:
         return out
-    for start in range(0, len(session_ids), 500):
-        chunk = session_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in in_chunks(session_ids):
         # Only fixed column expressions and "?" marks are interpolated, never values.
         for sid, ts, cost, tools_json in conn.execute(
             f"SELECT session_id, ts, {turn_cost_sql(mode)}, tools FROM turns_wide "  # noqa: S608

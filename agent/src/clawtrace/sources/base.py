@@ -22,7 +22,7 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -111,6 +111,42 @@ class ParseResult:
     turns: list[RawTurn] = field(default_factory=list)
     records: int = 0  # turns handed to a native ingest instead of `turns`
     state: dict[str, Any] = field(default_factory=dict)
+
+    def count(self, lines: int, malformed: int, turn_lines: int, skipped: int) -> None:
+        self.lines += lines
+        self.malformed += malformed
+        self.turn_lines += turn_lines
+        self.skipped += skipped
+
+
+def read_lines(
+    data: bytes | bytearray,
+    end: int,
+    n: int,
+    tail: bool,
+    result: ParseResult,
+    fast: Callable[[int], tuple[int, bool]] | None,
+    slow: Callable[[int, int], None],
+) -> None:
+    """Every line of `data[:end]`, and the last line `data[end:n]` when `tail` (see lines_end).
+
+    `fast(pos)`, the C scanner, reads lines from `pos` on and returns where it stopped and
+    whether it stopped at a line it leaves to Python (it counts what it read itself); `slow(start,
+    stop)` reads the line `data[start:stop]` in Python. Without `fast`, Python reads them all.
+    """
+    pos = 0
+    while pos < end:
+        if fast is not None:
+            pos, deferred = fast(pos)
+            if not deferred:
+                break
+        nl = data.index(b"\n", pos, n)
+        slow(pos, nl)
+        result.lines += 1
+        pos = nl + 1
+    if tail:
+        slow(end, n)
+        result.lines += 1
 
 
 class Source(Protocol):

@@ -31,6 +31,7 @@ from clawtrace.sources.base import (
     key_hash,
     lines_end,
     money,
+    read_lines,
     token_count,
 )
 
@@ -102,29 +103,27 @@ class ClaudeCode:
         def keep(record: RawTurn) -> None:
             _keep(best, record)
 
-        pos = 0
-        while pos < end:
-            if native is not None:
-                pos, last_cwd, lines, bad, turn_lines, skipped, deferred = native.claude_parse(
-                    data, pos, end, last_cwd, project_fallback, session_hint, subagent_file, best
-                )
-                result.lines += lines
-                result.malformed += bad
-                result.turn_lines += turn_lines
-                result.skipped += skipped
-                if not deferred:
-                    break
-            nl = data.index(b"\n", pos)
-            last_cwd = _line(
-                data[pos:nl], result, keep, last_cwd, project_fallback, subagent_file, session_hint
+        def fast(pos: int) -> tuple[int, bool]:
+            nonlocal last_cwd
+            pos, last_cwd, lines, bad, turn_lines, skipped, deferred = native.claude_parse(
+                data, pos, end, last_cwd, project_fallback, session_hint, subagent_file, best
             )
-            result.lines += 1
-            pos = nl + 1
-        if tail:
+            result.count(lines, bad, turn_lines, skipped)
+            return pos, deferred
+
+        def slow(start: int, stop: int) -> None:
+            nonlocal last_cwd
             last_cwd = _line(
-                data[end:], result, keep, last_cwd, project_fallback, subagent_file, session_hint
+                data[start:stop],
+                result,
+                keep,
+                last_cwd,
+                project_fallback,
+                subagent_file,
+                session_hint,
             )
-            result.lines += 1
+
+        read_lines(data, end, len(data), tail, result, fast if native else None, slow)
         if native is not None:
             result.turns = native.claude_records(best)
         else:
@@ -153,20 +152,19 @@ class ClaudeCode:
         subagent_file = bool(ctx.get("subagent_file"))
         project_fallback = str(ctx.get("project_dir") or "")
         session_hint = str(ctx.get("session_hint") or "")
-        pos = 0
-        while pos < end:
+
+        def fast(pos: int) -> tuple[int, bool]:
+            nonlocal last_cwd
             pos, last_cwd, lines, bad, turn_lines, skipped, deferred = sink.claude(
                 data, pos, end, last_cwd, project_fallback, session_hint, subagent_file
             )
-            result.lines += lines
-            result.malformed += bad
-            result.turn_lines += turn_lines
-            result.skipped += skipped
-            if not deferred:
-                break
-            nl = data.index(b"\n", pos, n)
+            result.count(lines, bad, turn_lines, skipped)
+            return pos, deferred
+
+        def slow(start: int, stop: int) -> None:
+            nonlocal last_cwd
             last_cwd = _line(
-                bytes(data[pos:nl]),
+                bytes(data[start:stop]),
                 result,
                 sink.claude_add,
                 last_cwd,
@@ -174,19 +172,8 @@ class ClaudeCode:
                 subagent_file,
                 session_hint,
             )
-            result.lines += 1
-            pos = nl + 1
-        if tail:
-            last_cwd = _line(
-                bytes(data[end:n]),
-                result,
-                sink.claude_add,
-                last_cwd,
-                project_fallback,
-                subagent_file,
-                session_hint,
-            )
-            result.lines += 1
+
+        read_lines(data, end, n, tail, result, fast, slow)
         result.records = sink.claude_end(file_id)
         if last_cwd:
             state["cwd"] = last_cwd

@@ -29,6 +29,7 @@ from clawtrace.sources.base import (
     key_hash,
     lines_end,
     money,
+    read_lines,
     token_count,
 )
 
@@ -163,31 +164,22 @@ class OpenClaw:
         # (session_id, cwd, provider, model): None is "not seen yet".
         st = tuple(v if isinstance(v := state.get(k), str) else None for k in _STATE_KEYS)
         native = base.native()
-        pos = 0
-        while pos < end:
-            if native is not None:
-                recs, pos, st, lines, bad, turn_lines, skipped, deferred = native.openclaw_parse(
-                    data, pos, end, offset, agent, hint, sub, session_key, st
-                )
-                result.lines += lines
-                result.malformed += bad
-                result.turn_lines += turn_lines
-                result.skipped += skipped
-                result.turns.extend(recs)
-                if not deferred:
-                    break
-            nl = data.index(b"\n", pos)
-            st = _line(data[pos:nl], offset + pos, st, ctx, result, result.turns.append)
-            result.lines += 1
-            pos = nl + 1
-        if tail:
-            st = _line(data[end:], offset + end, st, ctx, result, result.turns.append)
-            result.lines += 1
-        for k, v in zip(_STATE_KEYS, st, strict=True):
-            if v is not None:
-                state[k] = v
-        state["offset"] = offset + result.consumed
-        result.state = state
+
+        def fast(pos: int) -> tuple[int, bool]:
+            nonlocal st
+            recs, pos, st, lines, bad, turn_lines, skipped, deferred = native.openclaw_parse(
+                data, pos, end, offset, agent, hint, sub, session_key, st
+            )
+            result.count(lines, bad, turn_lines, skipped)
+            result.turns.extend(recs)
+            return pos, deferred
+
+        def slow(start: int, stop: int) -> None:
+            nonlocal st
+            st = _line(data[start:stop], offset + start, st, ctx, result, result.turns.append)
+
+        read_lines(data, end, len(data), tail, result, fast if native else None, slow)
+        result.state = _state_after(state, st, offset + result.consumed)
         return result
 
     def ingest(
@@ -213,31 +205,32 @@ class OpenClaw:
             sink.add(record, NAME, file_id)
             result.records += 1
 
-        pos = 0
-        while pos < end:
+        def fast(pos: int) -> tuple[int, bool]:
+            nonlocal st
             pos, st, lines, bad, turn_lines, skipped, deferred, turns = sink.openclaw(
                 data, pos, end, offset, agent, hint, sub, session_key, st, file_id
             )
-            result.lines += lines
-            result.malformed += bad
-            result.turn_lines += turn_lines
-            result.skipped += skipped
+            result.count(lines, bad, turn_lines, skipped)
             result.records += turns
-            if not deferred:
-                break
-            nl = data.index(b"\n", pos, n)
-            st = _line(bytes(data[pos:nl]), offset + pos, st, ctx, result, emit)
-            result.lines += 1
-            pos = nl + 1
-        if tail:
-            st = _line(bytes(data[end:n]), offset + end, st, ctx, result, emit)
-            result.lines += 1
-        for k, v in zip(_STATE_KEYS, st, strict=True):
-            if v is not None:
-                state[k] = v
-        state["offset"] = offset + result.consumed
-        result.state = state
+            return pos, deferred
+
+        def slow(start: int, stop: int) -> None:
+            nonlocal st
+            st = _line(bytes(data[start:stop]), offset + start, st, ctx, result, emit)
+
+        read_lines(data, end, n, tail, result, fast, slow)
+        result.state = _state_after(state, st, offset + result.consumed)
         return result
+
+
+def _state_after(state: dict[str, Any], st: tuple, offset: int) -> dict[str, Any]:
+    """What the next read of the file starts from: the session facts seen so far (None is
+    "not seen yet", kept from before) and the byte offset."""
+    for k, v in zip(_STATE_KEYS, st, strict=True):
+        if v is not None:
+            state[k] = v
+    state["offset"] = offset
+    return state
 
 
 def _context(ctx: dict[str, Any]) -> tuple[str, str | None, bool, str | None, dict[str, Any]]:
