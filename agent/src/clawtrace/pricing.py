@@ -22,9 +22,12 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clawtrace.config import Config, PriceOverride
+
+if TYPE_CHECKING:
+    from clawtrace.price_table import PriceTable
 
 PRICING_RULES_VERSION = "1"
 PICO_D = Decimal(10**12)
@@ -61,6 +64,7 @@ PROVIDER_MAP = {
 
 # Component order used by rate cards and `Pricer.price`.
 COMPONENTS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h", "web_search")
+EPOCH = date(1970, 1, 1)
 
 
 @functools.cache
@@ -230,7 +234,9 @@ _MISSING: Any = object()
 class Pricer:
     """Prices turns with caching; one per process (workers build their own after fork)."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(self, config: Config | None = None, *, table: bool = True) -> None:
+        """`table=False` asks genai-prices itself for every price (the reference the compiled
+        table is tested against)."""
         self.config = config or Config()
         self.version = genai_prices_version()
         self._cards: dict[tuple[str, str, int, str | None], RateCard | None] = {}
@@ -238,10 +244,17 @@ class Pricer:
         self._by_price: dict[tuple[str, str], RateCard] = {}
         # Models whose price depends on the time of day (DeepSeek off-peak): cached per 15 minutes.
         self._time_of_day: dict[tuple[str, str], bool] = {}
+        self._table: PriceTable | None = None
+        if table:
+            from clawtrace.price_table import load
+
+            self._table = load(self.version)
+        self._table_cards: dict[tuple[Any, ...], RateCard] = {}
 
     def warm(self) -> None:
-        """Load the price library now rather than at the first turn (it takes a while)."""
-        if self._snapshot is None:
+        """Load the price library now rather than at the first turn (it takes a while), unless
+        the compiled table (price_table.py) answers for the installed version."""
+        if self._snapshot is None and self._table is None:
             from genai_prices.data_snapshot import get_snapshot
 
             self._snapshot = get_snapshot()
@@ -324,6 +337,11 @@ class Pricer:
 
     def _is_time_of_day(self, provider: str, model: str) -> bool:
         key = (provider, model)
+        if key not in self._time_of_day and self._table is not None:
+            pid = PROVIDER_MAP.get(provider.lower())
+            answer = self._table.is_time_of_day(pid, model) if pid else None
+            if answer is not None:
+                self._time_of_day[key] = answer
         if key not in self._time_of_day:
             from genai_prices.types import TimeOfDateConstraint
 
@@ -337,6 +355,18 @@ class Pricer:
     def _library_card(
         self, provider: str, model: str, when: datetime, speed: str | None
     ) -> RateCard | None:
+        if self._table is not None and (not speed or speed == "standard"):
+            pid = PROVIDER_MAP.get(provider.lower())
+            tiers = self._table.tiers(pid, model, (when.date() - EPOCH).days) if pid else None
+            if tiers is not None:
+                card = self._table_cards.get(tiers)
+                if card is None:
+                    card = self._table_cards[tiers] = RateCard(
+                        source=f"genai-prices:{self.version}",
+                        tiers=tiers,
+                        input_rate_for_savings=tiers[0][1],
+                    )
+                return card
         found = self._lookup(provider, model)
         if found is None:
             return None
