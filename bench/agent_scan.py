@@ -14,6 +14,8 @@ os.wait4 and the summed RSS of the child's process tree sampled from /proc):
 - every clawtrace report (cost-report by day, model, project, session; status, blocks,
   sessions --top, tools, cache, forecast; all --json) from the store;
 - ccusage@20.0.24 `daily --json --offline` over all agents (Claude Code + OpenClaw);
+- the cold scan and ccusage again, back to back in `--pairs` pairs: the ratio's median over
+  pairs that each ran under the same machine conditions (this machine's speed drifts);
 - not ClawMetry: it cannot total a data directory offline (bench/README.md says why).
 
 Checks that our totals and ccusage's equal the corpus's truth.json, prints a markdown table and
@@ -484,12 +486,12 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
             record(name, median_run(argv, ct_env, args.repeat))
 
     cc = ccusage_bin()
+    cc_env = {
+        **base_env,
+        "CLAUDE_CONFIG_DIR": str(data / "claude"),
+        "OPENCLAW_DIR": str(data / "openclaw"),
+    }
     if cc and "ccusage" in steps_wanted and not args.skip_ccusage:
-        cc_env = {
-            **base_env,
-            "CLAUDE_CONFIG_DIR": str(data / "claude"),
-            "OPENCLAW_DIR": str(data / "openclaw"),
-        }
         argv = [str(cc), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"]
         res = record(
             f"ccusage {CCUSAGE_VERSION} daily (all agents)",
@@ -502,6 +504,36 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
     elif not cc:
         print("  ccusage not installed: run bench/peers.sh", file=sys.stderr)
 
+    pairs: dict | None = None
+    if cc and args.pairs and "cold" in steps_wanted and not args.skip_ccusage:
+        # The machine's speed drifts (seen here: the same loop 1.5-2.3 s from one minute to the
+        # next), and the steps above run one after the other: the cold-scan ratio is also
+        # taken from pairs run back to back, each pair under the same conditions.
+        cc_argv = [str(cc), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"]
+        walls: list[list[float]] = []
+        for _ in range(args.pairs):
+            fresh_home()
+            ours = run_measured([*ct, "scan"], ct_env, sample=False)
+            warm_cache(data)
+            theirs = run_measured(cc_argv, cc_env, sample=False)
+            if ours["rc"] != 0 or theirs["rc"] != 0:
+                break
+            walls.append([round(ours["wall_s"], 4), round(theirs["wall_s"], 4)])
+        if walls:
+            ratios = sorted(t / o for o, t in walls)
+            pairs = {
+                "walls": walls,
+                "ratio_median": round(ratios[len(ratios) // 2], 3),
+                "ratio_min": round(ratios[0], 3),
+                "ratio_max": round(ratios[-1], 3),
+            }
+            print(
+                f"  cold scan vs ccusage, {len(walls)} pairs back to back: "
+                f"{pairs['ratio_median']:.2f}x (pairs {pairs['ratio_min']:.2f}-"
+                f"{pairs['ratio_max']:.2f}x)",
+                file=sys.stderr,
+            )
+
     shutil.rmtree(work, ignore_errors=True)
     for s in steps:
         s.pop("stdout", None)
@@ -512,6 +544,7 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
         "bytes": size,
         "files": n_files,
         "steps": steps,
+        "pairs": pairs,
     }
 
 
@@ -547,6 +580,14 @@ def table(result: dict) -> str:
             f" | {s['tree_rss_mb']:.0f} |"
             f" {ratio(s, ccu)} | "
             f"{ratio(s, floor)} | {s.get('load', 0):.1f} | {note} |"
+        )
+    pairs = result.get("pairs")
+    if pairs:
+        lines.append("")
+        lines.append(
+            f"Cold scan vs ccusage in {len(pairs['walls'])} pairs run back to back (each pair "
+            f"under the same machine conditions): median **{pairs['ratio_median']:.2f}x**, "
+            f"pairs {pairs['ratio_min']:.2f}-{pairs['ratio_max']:.2f}x."
         )
     lines.append("")
     lines.append(
@@ -586,6 +627,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="runs of the quick steps (median)")
     ap.add_argument("--repeat-heavy", type=int, default=1, help="runs of floor/cold scan/ccusage")
     ap.add_argument("--skip-ccusage", action="store_true")
+    ap.add_argument(
+        "--pairs",
+        type=int,
+        default=5,
+        help="cold scan and ccusage run back to back this many times (the ratio's median)",
+    )
     ap.add_argument(
         "--steps",
         default="floor,cold,warm,reports,ccusage",
