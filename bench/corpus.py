@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 CANARY = "CANARY-7f3a9c"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 BUCKET_MS = 15 * 60 * 1000  # every real UTC offset is a multiple of 15 minutes
 DEFAULT_END = dt.date(2026, 11, 10)  # 30 days back crosses the EU (Oct 25) and US (Nov 1) DST ends
 DEFAULT_TIMEZONES = ("America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu")
@@ -1187,8 +1187,11 @@ class OpenClawGen:
                 msg["errorMessage"] = "terminated: upstream closed the stream " + CANARY
                 self.ledger.counts["openclaw_billed_error_replies"] += 1
             msg["timestamp"] = msg_ts
+            written = t  # the entry's time (entry() moves `t` on past it)
             entry({"type": "message", "message": msg})
-            self.ledger.turn("openclaw", prov, model, kind, t, inp, out, cr, cw, 0, 0, cost_nano)
+            self.ledger.turn(
+                "openclaw", prov, model, kind, written, inp, out, cr, cw, 0, 0, cost_nano
+            )
             self.ledger.counts["openclaw_assistant_lines"] += 1
             in_tot, out_tot = inp, out
             if tool:

@@ -2013,58 +2013,44 @@ static int pairs_sort(int64_t *pairs, size_t n) {
     return 0;
 }
 
-/* key_groups(paths) -> [[rowid, ...], ...]: the rowids of every key journaled more than once
- * by bulk-load writers (each group in insert order). */
-static PyObject *key_groups(PyObject *mod, PyObject *paths) {
-    PyObject *seq = PySequence_Fast(paths, "paths must be a sequence");
-    if (!seq) return NULL;
-    vec_t pairs = {NULL, 0, 0, 2 * sizeof(int64_t)};
-    int failed = 0;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq) && !failed; i++) {
-        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *b = PyUnicode_EncodeFSDefault(p);
-        FILE *f = b ? fopen(PyBytes_AS_STRING(b), "rb") : NULL;
-        if (!f) {
-            if (b) PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, p);
-            Py_XDECREF(b);
-            failed = 1;
-            break;
-        }
-        Py_DECREF(b);
-        /* Whole pairs, a block at a time (a writer stopped mid-pair leaves a partial one). */
-        for (;;) {
-            if (pairs.len + 4096 > pairs.cap) {
-                size_t cap = pairs.cap ? pairs.cap * 2 : 65536;
-                void *grown = realloc(pairs.data, cap * pairs.item);
-                if (!grown) {
-                    PyErr_NoMemory();
-                    failed = 1;
-                    break;
-                }
-                pairs.data = grown;
-                pairs.cap = cap;
+/* The pairs a key merge sorts at once (16 bytes each, and as much again to sort them): more
+ * journaled than this and the merge goes over the journals once per range of keys, so that its
+ * memory stays bounded whatever the store's size (the journals are read from the page cache). */
+#define MERGE_PART_PAIRS (1u << 20)
+
+/* Append to `pairs` the whole pairs of journal `f` whose key falls in range `part` of `parts`
+ * (ranges of the sign-flipped key by its top bits, in key order). */
+static int journal_read(FILE *f, vec_t *pairs, unsigned part, unsigned parts, int shift) {
+    int64_t block[2 * 4096];
+    for (;;) {
+        size_t got = fread(block, 2 * sizeof(int64_t), 4096, f);
+        for (size_t i = 0; i < got; i++) {
+            uint64_t k = (uint64_t)block[2 * i] ^ 0x8000000000000000ULL;
+            if (parts > 1 && (unsigned)(k >> shift) != part) continue;
+            if (pairs->len == pairs->cap) {
+                size_t cap = pairs->cap ? pairs->cap * 2 : 65536;
+                void *grown = realloc(pairs->data, cap * pairs->item);
+                if (!grown) return -1;
+                pairs->data = grown;
+                pairs->cap = cap;
             }
-            size_t got = fread((char *)pairs.data + pairs.len * pairs.item, pairs.item, 4096, f);
-            pairs.len += got;
-            if (got < 4096) break;
+            int64_t *slot = (int64_t *)pairs->data + 2 * pairs->len++;
+            slot[0] = block[2 * i];
+            slot[1] = block[2 * i + 1];
         }
-        fclose(f);
+        /* A writer stopped mid-pair leaves a partial one: whole pairs only. */
+        if (got < 4096) return 0;
     }
-    Py_DECREF(seq);
-    if (!failed && pairs_sort((int64_t *)pairs.data, pairs.len) < 0) {
-        PyErr_NoMemory();
-        failed = 1;
-    }
-    if (failed) {
-        free(pairs.data);
-        return NULL;
-    }
-    int64_t *pv = (int64_t *)pairs.data;
-    PyObject *out = PyList_New(0);
+}
+
+/* Append the groups of `pairs` (sorted) whose key came more than once to `out`: rowids in
+ * insert order. */
+static int groups_append(PyObject *out, vec_t *pairs) {
+    int64_t *pv = (int64_t *)pairs->data;
     size_t i = 0;
-    while (out && i < pairs.len) {
+    while (i < pairs->len) {
         size_t j = i + 1;
-        while (j < pairs.len && pv[2 * j] == pv[2 * i]) j++;
+        while (j < pairs->len && pv[2 * j] == pv[2 * i]) j++;
         if (j - i > 1) {
             /* Insert order: by rowid (a group is a handful of rows). */
             for (size_t a = i + 1; a < j; a++)
@@ -2082,12 +2068,72 @@ static PyObject *key_groups(PyObject *mod, PyObject *paths) {
                 }
                 PyList_SET_ITEM(g, (Py_ssize_t)(k - i), v);
             }
-            if (!g || PyList_Append(out, g) < 0) Py_CLEAR(out);
+            int bad = !g || PyList_Append(out, g) < 0;
             Py_XDECREF(g);
+            if (bad) return -1;
         }
         i = j;
     }
+    return 0;
+}
+
+/* key_groups(paths, part_pairs=MERGE_PART_PAIRS) -> [[rowid, ...], ...]: the rowids of every
+ * key journaled more than once by bulk-load writers (each group in insert order, the groups in
+ * key order). */
+static PyObject *key_groups(PyObject *mod, PyObject *args) {
+    PyObject *paths;
+    unsigned long long part_pairs = MERGE_PART_PAIRS;
+    if (!PyArg_ParseTuple(args, "O|K", &paths, &part_pairs)) return NULL;
+    if (part_pairs < 1) part_pairs = 1;
+    PyObject *seq = PySequence_Fast(paths, "paths must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    FILE **files = calloc(n ? (size_t)n : 1, sizeof(FILE *));
+    PyObject *out = files ? PyList_New(0) : PyErr_NoMemory();
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *b = PyUnicode_EncodeFSDefault(p);
+        files[i] = b ? fopen(PyBytes_AS_STRING(b), "rb") : NULL;
+        if (!files[i]) {
+            if (b) PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, p);
+            Py_CLEAR(out);
+        } else if (fseek(files[i], 0, SEEK_END) == 0) {
+            long size = ftell(files[i]);
+            total += size > 0 ? (uint64_t)size / (2 * sizeof(int64_t)) : 0;
+            rewind(files[i]);
+        }
+        Py_XDECREF(b);
+    }
+    /* A power of two of key ranges, each at most about MERGE_PART_PAIRS pairs (keys are
+     * hashes: evenly spread). */
+    unsigned parts = 1;
+    int bits = 0;
+    while (parts < 4096 && total / parts > part_pairs) {
+        parts <<= 1;
+        bits++;
+    }
+    vec_t pairs = {NULL, 0, 0, 2 * sizeof(int64_t)};
+    for (unsigned part = 0; out && part < parts; part++) {
+        pairs.len = 0;
+        for (Py_ssize_t i = 0; out && i < n; i++) {
+            if (part > 0) rewind(files[i]);
+            if (journal_read(files[i], &pairs, part, parts, 64 - bits) < 0) {
+                PyErr_NoMemory();
+                Py_CLEAR(out);
+            }
+        }
+        if (out && pairs_sort((int64_t *)pairs.data, pairs.len) < 0) {
+            PyErr_NoMemory();
+            Py_CLEAR(out);
+        }
+        if (out && groups_append(out, &pairs) < 0) Py_CLEAR(out);
+    }
     free(pairs.data);
+    for (Py_ssize_t i = 0; files && i < n; i++)
+        if (files[i]) fclose(files[i]);
+    free(files);
+    Py_DECREF(seq);
     return out;
 }
 
@@ -2211,6 +2257,9 @@ static PyObject *Ingest_pending(Ingest *self, PyObject *unused) {
 
 #define N_METRICS 18
 #define DAY_BUCKETS 96
+/* A full refresh of more rollup rows than this (about 2M turns' worth) goes in passes of half
+ * as many (30 MB of sums or so; derive_passes). */
+#define DERIVE_PASS_ROWS 400000
 
 typedef struct {
     int64_t k0, k1, k2;
@@ -2262,6 +2311,8 @@ typedef struct {
     vec_t days; /* int64_t, sorted and unique: the days to recompute (unless `all`) */
     int64_t rmax, tmax, dirty;
     char marks[64]; /* meta derived_marks as read ("" if none) */
+    int64_t pass_rows; /* a full refresh of more rollup rows than this goes in passes */
+    int passes;        /* derive_plan_read found a full refresh to do in passes */
     int err;        /* 0, or 1 SQLite, 2 memory, 3 overflow */
     char msg[256];
 } derive_t;
@@ -2348,8 +2399,14 @@ static int derive_exec(derive_t *d, const char *sql, int64_t lo, int64_t hi) {
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : derive_fail(d);
 }
 
-/* Sums the rollup rows of buckets [lo, hi] (every row when `all`) into the maps. */
-static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
+/* Sums rollup rows into the maps: those of buckets [lo, hi] through the bucket index
+ * (READ_RANGE), every row (READ_ALL), or every row read but only those of [lo, hi] kept
+ * (READ_SCAN: a pass of derive_passes, which must not depend on the index being there; its
+ * tool rows, few sums for many rows, are all read in its first pass, `with_tools`). */
+enum { READ_RANGE, READ_ALL, READ_SCAN };
+
+static int derive_read(derive_t *d, int mode, int64_t lo, int64_t hi, int with_tools) {
+    int all = mode != READ_RANGE;
     static const char *cols =
         "bucket, context_id, model_id, turns, input_tokens, output_tokens, cache_read_tokens, "
         "cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, auto_pico, "
@@ -2368,6 +2425,7 @@ static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t bucket = sqlite3_column_int64(st, 0);
+        if (mode == READ_SCAN && (bucket < lo || bucket > hi)) continue;
         int64_t ctx = sqlite3_column_int64(st, 1), model = sqlite3_column_int64(st, 2);
         drow_t r;
         for (int k = 0; k < N_METRICS; k++) r.m[k] = sqlite3_column_int64(st, 3 + k);
@@ -2382,6 +2440,7 @@ static int derive_read(derive_t *d, int all, int64_t lo, int64_t hi) {
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return derive_fail(d);
+    if (!with_tools) return 0;
 
     snprintf(sql, sizeof sql,
              "SELECT bucket, model_id, tool, calls, turns, auto_pico, calc_pico, display_pico "
@@ -2524,7 +2583,11 @@ static int derive_plan_read(derive_t *d) {
     long long rmark = -1, tmark = -1;
     if (sscanf(d->marks, "%lld,%lld", &rmark, &tmark) != 2) rmark = tmark = -1;
     d->all = rmark < 0 || tmark < 0 || d->rmax < rmark || d->tmax < tmark;
-    if (d->all) return derive_read(d, 1, 0, 0);
+    if (d->all && d->rmax > d->pass_rows) {
+        d->passes = 1; /* read pass by pass while writing: see derive_passes */
+        return 0;
+    }
+    if (d->all) return derive_read(d, READ_ALL, 0, 0, 1);
     /* The days whose rollup rows changed since the last refresh. */
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->db,
@@ -2556,11 +2619,84 @@ static int derive_plan_read(derive_t *d) {
     for (size_t i = 0; i < n;) {
         size_t j = i;
         while (j + 1 < n && dv[j + 1] == dv[j] + 1) j++;
-        if (derive_read(d, 0, dv[i] * DAY_BUCKETS, dv[j] * DAY_BUCKETS + DAY_BUCKETS - 1) < 0)
+        if (derive_read(d, READ_RANGE, dv[i] * DAY_BUCKETS, dv[j] * DAY_BUCKETS + DAY_BUCKETS - 1,
+                        1) < 0)
             return -1;
         i = j + 1;
     }
     return 0;
+}
+
+static int derive_marks_write(derive_t *d);
+
+/* Insert the sums of the maps (rows the caller has just deleted). */
+static int derive_insert_all(derive_t *d) {
+    if (derive_insert(d, &d->by_model, "INSERT INTO rollup_model VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 2) < 0 ||
+        derive_insert(d, &d->by_day, "INSERT INTO rollup_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 3) < 0 ||
+        derive_insert_tools(d) < 0)
+        return -1;
+    return 0;
+}
+
+static void dmap_reset(dmap_t *m) {
+    size_t item = m->items.item;
+    dmap_free(m);
+    memset(m, 0, sizeof *m);
+    m->items.item = item;
+}
+
+/* A full refresh of a big store, inside the caller's write transaction: the days are cut into
+ * ranges of about `pass_rows` / 2 rollup rows, and each range is summed (one read of every row,
+ * keeping its own) and written before the next, so that the sums held stay bounded whatever
+ * the store's size. Each group's rows are summed in the same order as in one pass. */
+static int derive_passes(derive_t *d) {
+    dmap_t days = {{NULL, 0, 0, sizeof(dagg_t)}, {0}};
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->db, "SELECT bucket FROM rollup NOT INDEXED", -1, &st, NULL) !=
+        SQLITE_OK)
+        return derive_fail(d);
+    int rc, bad = 0;
+    while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int fresh;
+        int64_t day = floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
+        dagg_t *a = dmap_get(d, &days, day, 0, 0, dagg_eq, &fresh);
+        if (!a) {
+            bad = 1;
+            break;
+        }
+        if (fresh) a->k0 = day;
+        a->m[0]++;
+    }
+    sqlite3_finalize(st);
+    if (!bad && rc != SQLITE_DONE) bad = derive_fail(d) < 0;
+    if (!bad) qsort(days.items.data, days.items.len, days.items.item, dagg_cmp);
+    if (!bad && (derive_exec(d, "DELETE FROM rollup_model", 0, 0) < 0 ||
+                 derive_exec(d, "DELETE FROM rollup_day", 0, 0) < 0 ||
+                 derive_exec(d, "DELETE FROM tool_day", 0, 0) < 0))
+        bad = 1;
+    /* Ranges that cover every bucket, the first from the lowest, the last to the highest. */
+    int64_t lo = INT64_MIN, per_pass = d->pass_rows / 2 > 0 ? d->pass_rows / 2 : 1;
+    size_t i = 0, n = days.items.len;
+    while (!bad && (i < n || lo == INT64_MIN)) {
+        int64_t rows = 0;
+        size_t j = i;
+        while (j < n && (j == i || rows + ((dagg_t *)vec_at(&days.items, j))->m[0] <= per_pass))
+            rows += ((dagg_t *)vec_at(&days.items, j++))->m[0];
+        int64_t hi = j < n ? ((dagg_t *)vec_at(&days.items, j - 1))->k0 * DAY_BUCKETS +
+                                 DAY_BUCKETS - 1
+                           : INT64_MAX;
+        int first = lo == INT64_MIN;
+        dmap_reset(&d->by_model);
+        dmap_reset(&d->by_day);
+        dmap_reset(&d->tools);
+        if (derive_read(d, READ_SCAN, lo, hi, first) < 0 || derive_insert_all(d) < 0) bad = 1;
+        if (hi == INT64_MAX) break;
+        lo = hi + 1;
+        i = j;
+    }
+    dmap_free(&days);
+    if (bad) return -1;
+    return derive_marks_write(d);
 }
 
 /* Phase 2 (in a write transaction): replace the derived rows of the plan with the sums. */
@@ -2586,10 +2722,13 @@ static int derive_write(derive_t *d) {
             i = j + 1;
         }
     }
-    if (derive_insert(d, &d->by_model, "INSERT INTO rollup_model VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 2) < 0 ||
-        derive_insert(d, &d->by_day, "INSERT INTO rollup_day VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", 3) < 0 ||
-        derive_insert_tools(d) < 0 || derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0)
-        return -1;
+    if (derive_insert_all(d) < 0) return -1;
+    return derive_marks_write(d);
+}
+
+/* The refresh is complete: no day left dirty, and the marks of what was read. */
+static int derive_marks_write(derive_t *d) {
+    if (derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0) return -1;
     char marks[64];
     snprintf(marks, sizeof marks, "%lld,%lld", (long long)d->rmax, (long long)d->tmax);
     sqlite3_stmt *st;
@@ -2610,7 +2749,8 @@ static int derive_run(derive_t *d, int overlap) {
     if (!overlap) {
         /* One write transaction for both phases. */
         if (derive_exec(d, "BEGIN IMMEDIATE", 0, 0) < 0) return -1;
-        if (derive_plan_read(d) < 0 || derive_write(d) < 0 || derive_exec(d, "COMMIT", 0, 0) < 0) {
+        if (derive_plan_read(d) < 0 || (d->passes ? derive_passes(d) : derive_write(d)) < 0 ||
+            derive_exec(d, "COMMIT", 0, 0) < 0) {
             sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
             return -1;
         }
@@ -2621,6 +2761,9 @@ static int derive_run(derive_t *d, int overlap) {
     if (derive_exec(d, "BEGIN", 0, 0) < 0) return -1;
     int bad = derive_plan_read(d) < 0;
     sqlite3_exec(d->db, "COMMIT", NULL, NULL, NULL);
+    /* A big full refresh cannot hold what it read until it may write: left to the caller's
+     * refresh afterwards, which writes pass by pass. */
+    if (!bad && d->passes) return 1;
     if (bad || derive_exec(d, "BEGIN IMMEDIATE", 0, 0) < 0) return -1;
     int64_t rmax, tmax, dirty;
     char marks[64];
@@ -2639,14 +2782,17 @@ static int derive_run(derive_t *d, int overlap) {
     return 0;
 }
 
-/* derive(path, overlap=False) -> days recomputed (-1: all; None: nothing written because the
- * rollups changed meanwhile): brings rollup_model, rollup_day and tool_day in step with the
- * rollups (store.derived_refresh). With `overlap` it reads in a transaction of its own without
- * holding the interpreter lock, so it can run on a thread while another connection writes. */
+/* derive(path, overlap=False, pass_rows=DERIVE_PASS_ROWS) -> days recomputed (-1: all; None:
+ * nothing written because the rollups changed meanwhile, or a full refresh of more than
+ * `pass_rows` rows was asked with `overlap`): brings rollup_model, rollup_day and tool_day in
+ * step with the rollups (store.derived_refresh). With `overlap` it reads in a transaction of
+ * its own without holding the interpreter lock, so it can run on a thread while another
+ * connection writes. */
 static PyObject *derive(PyObject *mod, PyObject *args) {
     PyObject *path;
     int overlap = 0;
-    if (!PyArg_ParseTuple(args, "O|p", &path, &overlap)) return NULL;
+    long long pass_rows = DERIVE_PASS_ROWS;
+    if (!PyArg_ParseTuple(args, "O|pL", &path, &overlap, &pass_rows)) return NULL;
     PyObject *b = PyUnicode_EncodeFSDefault(path);
     if (!b) return NULL;
     derive_t d;
@@ -2656,6 +2802,7 @@ static PyObject *derive(PyObject *mod, PyObject *args) {
     d.tools.items.item = sizeof(dtool_t);
     d.names.spans.item = sizeof(span_t);
     d.days.item = sizeof(int64_t);
+    d.pass_rows = pass_rows > 0 ? pass_rows : 1;
     int rc = sqlite3_open_v2(PyBytes_AS_STRING(b), &d.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                              NULL);
     Py_DECREF(b);
@@ -2665,7 +2812,7 @@ static PyObject *derive(PyObject *mod, PyObject *args) {
         derive_fail(&d);
     } else {
         sqlite3_busy_timeout(d.db, 60000);
-        if (derive_exec(&d, "PRAGMA cache_size=-16000", 0, 0) == 0) outcome = derive_run(&d, overlap);
+        if (derive_exec(&d, "PRAGMA cache_size=-2000", 0, 0) == 0) outcome = derive_run(&d, overlap);
     }
     sqlite3_close(d.db);
     Py_END_ALLOW_THREADS
@@ -3092,7 +3239,7 @@ static PyTypeObject IngestType = {
 };
 
 static PyMethodDef ingest_functions[] = {
-    {"key_groups", key_groups, METH_O, "Rowids of keys journaled more than once."},
+    {"key_groups", key_groups, METH_VARARGS, "Rowids of keys journaled more than once."},
     {"derive", derive, METH_VARARGS, "Bring the derived rollups in step (store.derived_refresh)."},
     {"group_sum", group_sum, METH_VARARGS, "Rows of a query summed by their first columns."},
 #ifndef _WIN32

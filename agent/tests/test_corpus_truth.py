@@ -9,6 +9,7 @@ the files back to find the expected figures.
 from __future__ import annotations
 
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -78,6 +79,32 @@ def test_truth_is_written_beside_the_corpus_and_covers_every_tricky_case(generat
         assert counts.get(case, 0) > 0, case
     assert truth["totals"]["turns"] == 4000
     assert truth["malformed"]["total"] > 0
+
+
+def test_the_truth_books_each_openclaw_turn_at_the_time_written_on_its_line(tmp_path, monkeypatch):
+    """The ledger must record a turn at the timestamp its line carries: a turn booked even a
+    few milliseconds later lands in the next 15-minute slot, or day, now and then (seen on a
+    4M-turn corpus: six turns on the wrong UTC day)."""
+    booked: list[int] = []
+    turn = corpus.Ledger.turn
+
+    def spy(self, source, *args, **kwargs):
+        if source == "openclaw":
+            booked.append(args[3])  # (provider, model, kind, ts_ms, ...)
+        return turn(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(corpus.Ledger, "turn", spy)
+    corpus.generate(tmp_path, 3000, seed=5, formats=("openclaw",), workers=1, malformed_rate=0)
+    written: set[int] = set()
+    for path in (tmp_path / "openclaw").rglob("*.jsonl*"):
+        for line in path.read_bytes().splitlines():
+            entry = orjson.loads(line)
+            message = entry.get("message") or {}
+            if message.get("role") == "assistant" and "usage" in message:
+                stamp = datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+                written.add(int(stamp.timestamp() * 1000))
+    assert len(booked) == 3000
+    assert [ts for ts in booked if ts not in written] == []
 
 
 def test_scan_totals_per_model_equal_the_generators_truth(scanned):

@@ -187,6 +187,31 @@ def test_a_recomputed_range_is_derived_again(tmp_path, corpus_store):
     assert after == _full_rebuild(conn)
 
 
+def test_a_big_stores_full_refresh_in_passes_equals_one_pass(corpus_store):
+    """Past `pass_rows` rollup rows a full refresh sums and writes a range of days at a time
+    (its memory bounded whatever the store's size): the same rows, to the float."""
+    native = store._native_ingest()
+    needs_native(native)
+    conn = corpus_store[0]
+    db = store.db_file(conn)
+    whole = _full_rebuild(conn)
+    rows = conn.execute("SELECT COUNT(*) FROM rollup").fetchone()[0]
+    days = conn.execute(f"SELECT COUNT(DISTINCT {store.SQL_BUCKET_DAY}) FROM rollup").fetchone()[0]  # noqa: S608
+    assert rows > 200 and days > 10
+    for pass_rows in (1, 37, rows // 3):
+        with conn:
+            conn.execute("DELETE FROM meta WHERE key = 'derived_marks'")
+        # On a thread beside a scan's index builds, it leaves such a refresh to the caller.
+        assert native.derive(db, True, pass_rows) is None
+        assert not store.derived_fresh(conn)
+        assert native.derive(db, False, pass_rows) == -1
+        assert store.derived_fresh(conn)
+        assert {t: _table(conn, t) for t in whole} == whole
+        exact = {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in whole}  # noqa: S608
+        _full_rebuild(conn)
+        assert {t: conn.execute(f"SELECT * FROM {t}").fetchall() for t in whole} == exact  # noqa: S608
+
+
 def test_the_sql_refresh_equals_the_native_one(tmp_path, corpus_store, monkeypatch):
     needs_native(store._native_ingest())
     conn, _data, _truth = corpus_store
