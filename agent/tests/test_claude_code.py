@@ -201,3 +201,24 @@ def test_claude_config_dir_env_lists_several_roots(conn, tmp_path, monkeypatch):
         home / ".config" / "claude" / "projects",
         home / ".claude" / "projects",
     ]
+
+
+def test_roots_inside_each_other_list_every_transcript_once(tmp_path):
+    """A root given inside another (or around one given before) adds no transcript twice, in
+    either order: the first root to reach a file names it."""
+    from clawtrace.sources.base import Discovery
+    from clawtrace.sources.claude_code import ClaudeCode
+
+    outer = tmp_path / "projects"
+    for n, rel in enumerate(("-a/s1.jsonl", "-a/s1/subagents/agent-x.jsonl", "-b/s2.jsonl")):
+        write_lines(outer / rel, [claude_assistant(msg_id=f"m{n}", req_id=f"r{n}")])
+    inner = outer / "-a" / "s1"
+    every = sorted(str(p) for p in outer.rglob("*.jsonl"))
+    sub = str(inner / "subagents" / "agent-x.jsonl")
+    for roots in ([outer, inner], [inner, outer], [inner, outer, inner]):
+        found = Discovery()
+        listed = [(e.path, e.ctx["project_dir"]) for e in ClaudeCode().walk(roots, found)]
+        assert sorted(path for path, _project in listed) == every, roots
+        # Named by the first root that reaches them.
+        assert dict(listed)[sub] == ("-a" if roots[0] == outer else "subagents"), roots
+        assert found.roots_found == roots[:2]

@@ -208,7 +208,14 @@ def _tokens(n: int) -> str:
 def _print_json(data: Any) -> None:
     import orjson
 
-    sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+    out = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
+    raw = getattr(sys.stdout, "buffer", None)
+    if raw is None:  # a text-only stream (tests, embedding)
+        sys.stdout.write(out.decode())
+        return
+    sys.stdout.flush()  # (anything printed before goes first)
+    raw.write(out)
+    raw.flush()
 
 
 def _print_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:

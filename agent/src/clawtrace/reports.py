@@ -490,6 +490,7 @@ def cost_report(
             _sum_by(conn, [f"d.{column}"], _metric_exprs(mode), src, params, join),
             key=lambda r: (-r[6], -(r[2] + r[3] + r[4] + r[5]), r[0]),
         )
+    # (usd() written out: a report by session can have tens of thousands of rows.)
     rows = [
         {
             by: key,
@@ -498,13 +499,13 @@ def cost_report(
             "output_tokens": o,
             "cache_read_tokens": cr,
             "cache_write_tokens": cw,
-            "cost_usd": usd(c),
+            "cost_usd": round(c / PICO, 10),
             "unpriced_tokens": ut,
         }
         for key, t, i, o, cr, cw, c, ut, _un in sums
     ]
     total = Totals()
-    total.add([sum(col) for col in zip(*(r[1:] for r in sums), strict=True)] if sums else [0] * 8)
+    total.add([sum(col) for col in list(zip(*sums, strict=True))[1:]] if sums else [0] * 8)
     return {
         "by": by,
         "mode": mode,

@@ -54,8 +54,8 @@ class ClaudeCode:
         return found
 
     def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
-        seen: set[str] = set()
         real_roots: set[str] = set()
+        walked: list[str] = []
         for root in roots:
             if not found.watch_path(str(root), "d"):
                 found.roots_missing.append(root)
@@ -66,17 +66,23 @@ class ClaudeCode:
                 continue
             real_roots.add(real_root)
             found.roots_found.append(root)
-            root_len = len(str(root)) + 1
+            top = str(root)
+            # A root inside one listed before was listed with it; one that holds a root listed
+            # before is listed without that subtree. (A set of every path seen would do the same
+            # at a few hundred bytes a file.)
+            if any(top.startswith(w + os.sep) for w in walked):
+                found.watch.pop()
+                continue
+            inner = frozenset(w for w in walked if w.startswith(top + os.sep))
+            walked.append(top)
+            root_len = len(top) + 1
             # The root was just recorded; every directory below is, before it is listed.
             found.watch.pop()
-            for dirpath, filenames in _walk(str(root), found):
+            for dirpath, filenames in _walk(top, found, inner):
                 rel = dirpath[root_len:]
                 parts = rel.split(os.sep) if rel else []
                 for fn in filenames:
                     key = f"{dirpath}{os.sep}{fn}"
-                    if key in seen:
-                        continue
-                    seen.add(key)
                     project_dir = parts[0] if parts else ""
                     subagent_file = "subagents" in parts or fn.startswith("agent-")
                     yield FileEntry(
@@ -242,8 +248,9 @@ def _tools_of(obj: dict[str, Any]) -> dict[str, str]:
     return tools
 
 
-def _walk(top: str, found: Discovery) -> Any:
-    """(directory, sorted *.jsonl names) under `top`, depth first in name order.
+def _walk(top: str, found: Discovery, skip: frozenset[str] = frozenset()) -> Any:
+    """(directory, sorted *.jsonl names) under `top`, depth first in name order, leaving out
+    the directories in `skip` and what they hold.
 
     Like os.walk without its per-directory symlink checks (scandir's entry types are enough),
     and in a stable order: the tie and first-seen rules must not depend on the disk. Each
@@ -252,6 +259,8 @@ def _walk(top: str, found: Discovery) -> Any:
     stack = [top]
     while stack:
         current = stack.pop()
+        if current in skip:
+            continue
         if not found.watch_path(current, "d"):
             continue
         try:
