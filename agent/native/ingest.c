@@ -1686,6 +1686,41 @@ static PyObject *Ingest_prepare(Ingest *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* The strings this code names itself, interned (ids: claude, anthropic, "", unknown, the two
+ * source names, then "reported" and "none"). */
+static int constants_intern(Ingest *self, int32_t ids[8]) {
+    str_t c[] = {{"claude", 6}, {"anthropic", 9}, {"", 0}, {"unknown", 7},
+                 {"claude-code", 11}, {"openclaw", 8}, {"reported", 8}, {"none", 4}};
+    for (int i = 0; i < 8; i++)
+        if ((ids[i] = intern(self, c[i])) < 0) return -1;
+    self->s_claude = ids[0];
+    self->s_anthropic = ids[1];
+    self->s_empty = ids[2];
+    self->s_unknown = ids[3];
+    self->s_src_claude = ids[4];
+    self->s_src_openclaw = ids[5];
+    return 0;
+}
+
+/* Interned strings outlive a batch only to spare hashing the same session ids, paths and names
+ * again: past this many bytes of them, a commit drops them and what is keyed by them (the
+ * dimension keys, the toolsets' names, which toolset_load reads back from the store), so that
+ * a worker's memory stays bounded however many sessions it meets. Dimension ids and price
+ * cards are kept (a few bytes each, keyed by ids). */
+static size_t intern_limit = 4u << 20;
+
+static int interned_drop(Ingest *self) {
+    pool_clear(&self->pool);
+    self->key_cache.len = 0;
+    self->seq_ints.len = 0;
+    map_clear(&self->key_cache_map);
+    self->toolsets.len = 0;
+    self->tnames.len = 0;
+    map_clear(&self->toolset_by_id);
+    int32_t ids[8];
+    return constants_intern(self, ids);
+}
+
 /* Ingest.commit(files) -> new turns. `files`: (reset, size, mtime_ns, inode, head_hash, offset,
  * lines, malformed, turn_lines, state_json, now, file_id) per file read in the batch. One
  * transaction: the batch's turns, their rollups and the files' new offsets. */
@@ -1751,6 +1786,7 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *files) {
     }
     self->rows.len = 0;
     map_clear(&self->row_by_key);
+    if (self->pool.bytes.n > intern_limit && interned_drop(self) < 0) return NULL;
     return PyLong_FromLongLong(fresh);
 fail:
     if (!PyErr_Occurred()) sql_fail(self);
@@ -1943,17 +1979,8 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
     Py_DECREF(it);
     if (PyErr_Occurred()) return -1;
     /* Interned constants and the two price sources Python never names to this code. */
-    str_t c[] = {{"claude", 6}, {"anthropic", 9}, {"", 0}, {"unknown", 7},
-                 {"claude-code", 11}, {"openclaw", 8}, {"reported", 8}, {"none", 4}};
     int32_t ids[8];
-    for (int i = 0; i < 8; i++)
-        if ((ids[i] = intern(self, c[i])) < 0) return -1;
-    self->s_claude = ids[0];
-    self->s_anthropic = ids[1];
-    self->s_empty = ids[2];
-    self->s_unknown = ids[3];
-    self->s_src_claude = ids[4];
-    self->s_src_openclaw = ids[5];
+    if (constants_intern(self, ids) < 0) return -1;
     if (dim_seen(self, reported_id) < 0 || pending_add(self, reported_id, 2, &ids[6], 1, 0) < 0 ||
         dim_seen(self, none_id) < 0 || pending_add(self, none_id, 2, &ids[7], 1, 0) < 0) {
         PyErr_NoMemory();
@@ -3238,9 +3265,21 @@ static PyTypeObject IngestType = {
     .tp_methods = Ingest_methods,
 };
 
+/* intern_limit([bytes]) -> the limit it replaces (tests set it to 0: a drop after every commit;
+ * workers forked afterwards inherit it). */
+static PyObject *intern_limit_set(PyObject *mod, PyObject *args) {
+    unsigned long long limit = intern_limit;
+    if (!PyArg_ParseTuple(args, "|K", &limit)) return NULL;
+    size_t before = intern_limit;
+    intern_limit = (size_t)limit;
+    return PyLong_FromSize_t(before);
+}
+
 static PyMethodDef ingest_functions[] = {
     {"key_groups", key_groups, METH_VARARGS, "Rowids of keys journaled more than once."},
     {"derive", derive, METH_VARARGS, "Bring the derived rollups in step (store.derived_refresh)."},
+    {"intern_limit", intern_limit_set, METH_VARARGS,
+     "intern_limit([bytes]) -> the limit before: the interned strings a writer keeps across commits."},
     {"group_sum", group_sum, METH_VARARGS, "Rows of a query summed by their first columns."},
 #ifndef _WIN32
     {"warm_check", warm_check, METH_O, "Known files changed since the last discovery."},
