@@ -130,6 +130,38 @@ def test_a_new_project_and_a_new_subagent_directory_are_found(conn, tmp_path, sp
     assert result.files_unchanged == 4
 
 
+def test_a_listing_stopped_half_way_leaves_no_record_to_trust(
+    conn, tmp_path, spy, checker, monkeypatch
+):
+    """A full listing writes its record as it goes (a big tree's is not held until it ends). One
+    that stops half-way must leave nothing the next scan trusts: the part written could vouch
+    for a directory whose new transcripts were never listed."""
+    claude = _tree(tmp_path)
+    _settled(conn, claude)
+    _write(claude / "projects" / "-c" / "s9.jsonl", [claude_assistant(msg_id="m9")])
+    _write(claude / "projects" / "-d" / "s10.jsonl", [claude_assistant(msg_id="m10")])
+    # Workers and one file a batch: the first new file's batch is handed over (and the record
+    # so far written) before the listing reaches its end, where it stops.
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+    real = claude_code.ClaudeCode.walk
+
+    def stops_after_the_last_file(self, roots, found):
+        for entry in real(self, roots, found):
+            yield entry
+            if entry.path.endswith("s10.jsonl"):
+                raise RuntimeError("listing stopped")
+
+    monkeypatch.setattr(claude_code.ClaudeCode, "walk", stops_after_the_last_file)
+    with pytest.raises(RuntimeError, match="listing stopped"):
+        run_scan(conn, claude, workers=2)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'watch_roots'").fetchone() is None
+    monkeypatch.setattr(claude_code.ClaudeCode, "walk", real)
+    run_scan(conn, claude, workers=2)
+    assert spy[-1] is False
+    assert sorted(r["msg_id"] for r in turn_rows(conn)) == ["m1", "m10", "m2", "m9"]
+
+
 def test_a_deleted_log_is_noticed_and_its_turns_kept(conn, tmp_path, spy, checker):
     claude = _tree(tmp_path)
     _settled(conn, claude)

@@ -721,6 +721,13 @@ def _scan_locked(
                 pool = _Pool(n, db, config, store.rollup_buckets(conn), rollup_before, cold)
     known = _files_table(conn) if unchanged is None else {}
     seen_paths: set[str] = set()
+    agents_cleared: set[tuple[str, str]] = set()
+    if unchanged is None:
+        # A full discovery writes its record as it goes: the last one stops counting now (a
+        # scan stopped half-way leaves none, and the next one lists everything again).
+        with conn:
+            conn.execute("DELETE FROM watch")
+            conn.execute("DELETE FROM meta WHERE key = 'watch_roots'")
 
     def discover() -> Iterator[dict[str, Any]]:
         """What to read of each file the sources list, in discovery order."""
@@ -752,8 +759,10 @@ def _scan_locked(
         return True
 
     def save_new(chunk: list[dict[str, Any]]) -> None:
-        """The rows of new files, before any worker writes their offsets."""
+        """The rows of new files, before any worker writes their offsets (and what the listing
+        recorded so far: a big tree's records are not held until it ends)."""
         with conn:
+            _listing_flush(conn, discoveries, agents_cleared)
             conn.executemany(
                 "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -781,9 +790,8 @@ def _scan_locked(
                 )
             conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
             if unchanged is None:
-                _watch_save(conn, discoveries, roots_sig, result, pending_files)
-        for found in discoveries.values():  # (a big tree's: not needed any more)
-            found.watch = []
+                _listing_flush(conn, discoveries, agents_cleared)
+                _watch_save(conn, roots_sig, result, pending_files)
 
     listed: Iterator[dict[str, Any]] = iter(tasks) if unchanged is not None else discover()
     tasks = []
@@ -902,7 +910,6 @@ def _scan_locked(
                     if replays:
                         removed = writer.delete(conn, replays)
                 store.rollups_refresh(conn)
-                _index_store(conn, discoveries)
             if cold_bulk:
                 # The rollups are final: their derived sums are computed on a thread while the
                 # other indexes build (both outside the interpreter lock, one per core).
@@ -1075,21 +1082,17 @@ def _batches(
 
 def _watch_save(
     conn: sqlite3.Connection,
-    discoveries: dict[str, Discovery],
     roots_sig: str,
     result: ScanResult,
     pending_files: list[tuple[str, int]],
 ) -> None:
-    """Record what this discovery listed, for `_tree_unchanged` (inside the scan's
-    transaction: the record and the files table change together)."""
-    conn.execute("DELETE FROM watch")
+    """Mark what this discovery recorded (`_listing_flush`) as the record `_tree_unchanged`
+    trusts, inside the scan's transaction: the record and the files table change together. A
+    file that could not be read makes the next scan list everything again."""
     if any(kind == "unreadable" for kind, _ in pending_files):
+        conn.execute("DELETE FROM watch")
         conn.execute("DELETE FROM meta WHERE key = 'watch_roots'")
         return
-    conn.executemany(
-        "INSERT OR REPLACE INTO watch (path, kind, mtime_ns, size) VALUES (?, ?, ?, ?)",
-        (w for found in discoveries.values() for w in found.watch),
-    )
     for key, value in (
         ("watch_roots", roots_sig),
         ("watch_result_roots", orjson.dumps(result.roots).decode()),
@@ -1101,11 +1104,29 @@ def _watch_save(
         )
 
 
-def _index_store(conn: sqlite3.Connection, discoveries: dict[str, Discovery]) -> None:
+def _listing_flush(
+    conn: sqlite3.Connection,
+    discoveries: dict[str, Discovery],
+    agents_cleared: set[tuple[str, str]],
+) -> None:
+    """Write what the listing has recorded since the last call (inside the caller's
+    transaction) and forget it: the paths it depended on (for `_tree_unchanged`) and the
+    sessions indexes it read (an agent's old entries go the first time it is met)."""
     for name, found in discoveries.items():
-        agents = {s.agent for s in found.index}
-        for agent in agents:
-            conn.execute("DELETE FROM index_sessions WHERE source = ? AND agent = ?", (name, agent))
+        if found.watch:
+            conn.executemany(
+                "INSERT OR REPLACE INTO watch (path, kind, mtime_ns, size) VALUES (?, ?, ?, ?)",
+                found.watch,
+            )
+            found.watch = []
+        if not found.index:
+            continue
+        for agent in {s.agent for s in found.index}:
+            if (name, agent) not in agents_cleared:
+                agents_cleared.add((name, agent))
+                conn.execute(
+                    "DELETE FROM index_sessions WHERE source = ? AND agent = ?", (name, agent)
+                )
         conn.executemany(
             "INSERT OR REPLACE INTO index_sessions "
             "(source, agent, session_key, session_id, transcript, "
@@ -1125,6 +1146,7 @@ def _index_store(conn: sqlite3.Connection, discoveries: dict[str, Discovery]) ->
                 for s in found.index
             ],
         )
+        found.index = []
 
 
 def prices_reprice_if_stale(
