@@ -491,11 +491,11 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
         "CLAUDE_CONFIG_DIR": str(data / "claude"),
         "OPENCLAW_DIR": str(data / "openclaw"),
     }
+    cc_argv = [str(cc), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"]
     if cc and "ccusage" in steps_wanted and not args.skip_ccusage:
-        argv = [str(cc), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"]
         res = record(
             f"ccusage {CCUSAGE_VERSION} daily (all agents)",
-            median_run(argv, cc_env, args.repeat_heavy, prepare=lambda: warm_cache(data)),
+            median_run(cc_argv, cc_env, args.repeat_heavy, prepare=lambda: warm_cache(data)),
         )
         if res["rc"] == 0:
             res["truth"] = check_ccusage(json.loads(res["stdout"]), truth)
@@ -509,7 +509,6 @@ def bench_size(turns: int, args: argparse.Namespace) -> dict:
         # The machine's speed drifts (seen here: the same loop 1.5-2.3 s from one minute to the
         # next), and the steps above run one after the other: the cold-scan ratio is also
         # taken from pairs run back to back, each pair under the same conditions.
-        cc_argv = [str(cc), "daily", "--json", "--offline", "--timezone", "UTC", "--by-agent"]
         walls: list[list[float]] = []
         for _ in range(args.pairs):
             fresh_home()

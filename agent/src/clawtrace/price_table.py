@@ -24,17 +24,25 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from clawtrace.pricing import (
+    EPOCH,
+    PRICING_RULES_VERSION,
+    PROVIDER_MAP,
+    _probe_rates,
+    _thresholds,
+    genai_prices_version,
+)
+
 TABLE_PATH = Path(__file__).with_name("price_table.json")
 TABLE_FORMAT = 1
 FIRST_DAY = -(10**9)  # "from the beginning": before any day a turn can have
-EPOCH = date(1970, 1, 1)
 
 # A period whose prices change within the day: asked of the library turn by turn.
 TIME_OF_DAY = "time-of-day"
@@ -88,11 +96,7 @@ def _periods(info: Any, cards: dict[tuple[Any, ...], int]) -> list[list[int]] | 
     """A model's prices by UTC day, as [[first day, card index], ...] (days since 1970), or
     TIME_OF_DAY. The price of a day is the library's at noon UTC (as `Pricer.card` asks it);
     it only moves on the start dates of the model's conditional prices."""
-    from datetime import UTC, datetime, timedelta
-
     from genai_prices import types as t
-
-    from clawtrace.pricing import _probe_rates, _thresholds
 
     starts: set[date] = set()
     if isinstance(info.prices, list):
@@ -104,10 +108,11 @@ def _periods(info: Any, cards: dict[tuple[Any, ...], int]) -> list[list[int]] | 
                 return TIME_OF_DAY
             elif constraint is not None:
                 raise TypeError(f"unknown genai-prices constraint {type(constraint).__name__}")
-    days = [FIRST_DAY, *sorted((d - EPOCH).days for d in starts)]
+    days = sorted((d - EPOCH).days for d in starts)
     periods: list[list[int]] = []
-    for first in days:
-        noon = datetime(1970, 1, 1, 12, tzinfo=UTC) + timedelta(days=max(first, -700_000))
+    # Before the first start date, the prices of the day before it stand for all time.
+    for first, probe in [(FIRST_DAY, days[0] - 1 if days else 0), *((d, d) for d in days)]:
+        noon = datetime(1970, 1, 1, 12, tzinfo=UTC) + timedelta(days=probe)
         model_price = info.get_prices(noon)
         tiers = tuple(
             (threshold, tuple(str(r) for r in _probe_rates(model_price, threshold)))
@@ -123,8 +128,6 @@ def build() -> dict[str, Any]:
     """The table, from the installed genai-prices."""
     from genai_prices import types as t
     from genai_prices.data_snapshot import get_snapshot
-
-    from clawtrace.pricing import PRICING_RULES_VERSION, PROVIDER_MAP, genai_prices_version
 
     snapshot = get_snapshot()
     by_id = {p.id: p for p in snapshot.providers}
@@ -250,8 +253,6 @@ def load(version: str) -> PriceTable | None:
         data = orjson.loads(TABLE_PATH.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
-    from clawtrace.pricing import PRICING_RULES_VERSION
-
     if (
         not isinstance(data, dict)
         or data.get("format") != TABLE_FORMAT

@@ -490,7 +490,6 @@ def cost_report(
             _sum_by(conn, [f"d.{column}"], _metric_exprs(mode), src, params, join),
             key=lambda r: (-r[6], -(r[2] + r[3] + r[4] + r[5]), r[0]),
         )
-    # (usd() written out: a report by session can have tens of thousands of rows.)
     rows = [
         {
             by: key,
@@ -499,7 +498,7 @@ def cost_report(
             "output_tokens": o,
             "cache_read_tokens": cr,
             "cache_write_tokens": cw,
-            "cost_usd": round(c / PICO, 10),
+            "cost_usd": usd(c),
             "unpriced_tokens": ut,
         }
         for key, t, i, o, cr, cw, c, ut, _un in sums
