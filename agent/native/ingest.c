@@ -1703,20 +1703,45 @@ static int constants_intern(Ingest *self, int32_t ids[8]) {
 }
 
 /* Interned strings outlive a batch only to spare hashing the same session ids, paths and names
- * again: past this many bytes of them, a commit drops them and what is keyed by them (the
- * dimension keys, the toolsets' names, which toolset_load reads back from the store), so that
- * a worker's memory stays bounded however many sessions it meets. Dimension ids and price
- * cards are kept (a few bytes each, keyed by ids). */
-static size_t intern_limit = 4u << 20;
+ * again, and the dimension ids seen only to spare inserting them again: past this many bytes
+ * of them and of what is keyed by them (the strings with their spans and hash index, the
+ * dimension keys and ids, the toolsets' names, which toolset_load reads back from the store),
+ * a commit drops them all, so that a worker's memory stays bounded however many sessions it
+ * meets. A dimension met again after a drop is inserted again (INSERT OR IGNORE). Price cards
+ * are kept (a few per model). */
+static size_t intern_limit = 8u << 20;
 
+static size_t vec_bytes(const vec_t *v) { return v->cap * v->item; }
+static size_t map_bytes(const map_t *m) { return m->cap * (sizeof *m->hashes + sizeof *m->idx); }
+
+static size_t interned_bytes(const Ingest *self) {
+    return self->pool.bytes.cap + vec_bytes(&self->pool.spans) + map_bytes(&self->pool.index) +
+           vec_bytes(&self->key_cache) + map_bytes(&self->key_cache_map) +
+           vec_bytes(&self->seq_ints) + vec_bytes(&self->dims_ids) +
+           map_bytes(&self->dims_known) + vec_bytes(&self->toolsets) + vec_bytes(&self->tnames) +
+           map_bytes(&self->toolset_by_id);
+}
+
+static void vec_release(vec_t *v) {
+    free(v->data);
+    v->data = NULL;
+    v->len = v->cap = 0;
+}
+
+/* Everything interned_bytes counts, freed (not only emptied: the capacities they grew to go
+ * too); then the constants are interned again. */
 static int interned_drop(Ingest *self) {
-    pool_clear(&self->pool);
-    self->key_cache.len = 0;
-    self->seq_ints.len = 0;
-    map_clear(&self->key_cache_map);
-    self->toolsets.len = 0;
-    self->tnames.len = 0;
-    map_clear(&self->toolset_by_id);
+    pool_free(&self->pool);
+    memset(&self->pool, 0, sizeof self->pool);
+    self->pool.spans.item = sizeof(span_t);
+    vec_release(&self->key_cache);
+    vec_release(&self->seq_ints);
+    map_free(&self->key_cache_map);
+    vec_release(&self->dims_ids);
+    map_free(&self->dims_known);
+    vec_release(&self->toolsets);
+    vec_release(&self->tnames);
+    map_free(&self->toolset_by_id);
     int32_t ids[8];
     return constants_intern(self, ids);
 }
@@ -1786,7 +1811,7 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *files) {
     }
     self->rows.len = 0;
     map_clear(&self->row_by_key);
-    if (self->pool.bytes.n > intern_limit && interned_drop(self) < 0) return NULL;
+    if (interned_bytes(self) > intern_limit && interned_drop(self) < 0) return NULL;
     return PyLong_FromLongLong(fresh);
 fail:
     if (!PyErr_Occurred()) sql_fail(self);

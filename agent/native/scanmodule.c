@@ -19,6 +19,9 @@
 #include <Python.h>
 
 #include <math.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -898,6 +901,67 @@ static PyObject *py_key_hash(PyObject *self, PyObject *arg) {
     return PyLong_FromLongLong(h);
 }
 
+/* A string value as str, else None (a new reference; NULL on error). */
+static PyObject *str_or_none(yyjson_val *v) {
+    if (!yyjson_is_str(v)) Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8(yyjson_get_str(v), (Py_ssize_t)yyjson_get_len(v), "strict");
+}
+
+/* openclaw_index(data) -> [(key, is_object, sessionId, sessionFile, spawnedBy, spawnDepth)] for
+ * each member of an OpenClaw sessions.json, in file order (duplicates included); None when the
+ * data is not a JSON object. Only these fields become Python objects: a gateway's index can
+ * name tens of thousands of sessions, whose whole tree as dicts would take several times the
+ * file's size (the tree here lives in C and is freed at once). Strings that are not strings
+ * and a depth that is not an integer are None, as sources/openclaw.py reads them. */
+static PyObject *openclaw_index(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    yyjson_doc *doc;
+    Py_BEGIN_ALLOW_THREADS
+    doc = yyjson_read((const char *)view.buf, (size_t)view.len, 0);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    yyjson_val *root = doc ? yyjson_doc_get_root(doc) : NULL;
+    if (!root || !yyjson_is_obj(root)) {
+        yyjson_doc_free(doc);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = PyList_New(0);
+    yyjson_obj_iter it;
+    yyjson_obj_iter_init(root, &it);
+    yyjson_val *k;
+    while (out && (k = yyjson_obj_iter_next(&it))) {
+        yyjson_val *v = yyjson_obj_iter_get_val(k);
+        int is_obj = yyjson_is_obj(v);
+        yyjson_val *depth = is_obj ? yyjson_obj_get(v, "spawnDepth") : NULL;
+        PyObject *row = Py_BuildValue(
+            "(NON NNN)", str_or_none(k), is_obj ? Py_True : Py_False,
+            str_or_none(is_obj ? yyjson_obj_get(v, "sessionId") : NULL),
+            str_or_none(is_obj ? yyjson_obj_get(v, "sessionFile") : NULL),
+            str_or_none(is_obj ? yyjson_obj_get(v, "spawnedBy") : NULL),
+            yyjson_is_uint(depth)   ? PyLong_FromUnsignedLongLong(yyjson_get_uint(depth))
+            : yyjson_is_sint(depth) ? PyLong_FromLongLong(yyjson_get_sint(depth))
+                                    : Py_NewRef(Py_None));
+        if (!row || PyList_Append(out, row) < 0) Py_CLEAR(out);
+        Py_XDECREF(row);
+    }
+    yyjson_doc_free(doc);
+    return out;
+}
+
+/* release_memory(): hand the C heap's free pages back to the system (glibc's malloc_trim;
+ * elsewhere nothing). After a big transient parse (an OpenClaw sessions.json of many MB) the
+ * freed blocks sit in the middle of the heap, where free() alone never returns them. */
+static PyObject *release_memory(PyObject *mod, PyObject *unused) {
+    (void)mod;
+    (void)unused;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"claude_parse", claude_parse, METH_VARARGS, "Parse complete Claude Code lines (see module doc)."},
     {"openclaw_parse", openclaw_parse, METH_VARARGS, "Parse complete OpenClaw lines (see module doc)."},
@@ -905,6 +969,8 @@ static PyMethodDef methods[] = {
     {"finish", finish, METH_VARARGS, "Raw turns to priced rows (see scan._Ingest)."},
     {"rollup_rows", rollup_rows, METH_VARARGS, "Add turns rows to rollup sums (store.Rollups)."},
     {"key_hash", py_key_hash, METH_O, "Signed 64-bit BLAKE2b of bytes."},
+    {"openclaw_index", openclaw_index, METH_O, "The fields read of a sessions.json's entries."},
+    {"release_memory", release_memory, METH_NOARGS, "Return the C heap's free pages (glibc)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "clawtrace._native",

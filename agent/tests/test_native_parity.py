@@ -54,6 +54,65 @@ CLAUDE_CTX = {"project_dir": "-home-u-p", "subagent_file": False, "session_hint"
 OC_CTX = {"agent": "main", "session_hint": "s1", "subagent": False, "session_key": None}
 
 
+# --- OpenClaw's sessions.json ---------------------------------------------------------------
+
+_INDEX_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2),
+)
+_INDEX_FIELDS = st.sampled_from(
+    ["sessionId", "sessionFile", "spawnedBy", "spawnDepth", "label", "updatedAt", "origin"]
+)
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=30),
+        st.one_of(st.dictionaries(_INDEX_FIELDS, _INDEX_VALUES, max_size=5), _INDEX_VALUES),
+        max_size=8,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_the_sessions_index_reads_the_same_fields_in_c_and_in_python(index):
+    from clawtrace.sources import openclaw
+
+    raw = json.dumps(index).encode()
+    assert NATIVE.openclaw_index(raw) == openclaw._index_members(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"k": {"sessionId": "a"}, "k": {"sessionId": "b", "spawnDepth": 2}, "j": 1, "k": 3}',
+        b'{"k": {"spawnDepth": true, "sessionFile": 7}, "m": {"spawnDepth": 1.0}}',
+        b'{"k": {"spawnDepth": 18446744073709551615, "sessionId": "\\u00e9\\u0000x"}}',
+        b'{"k": {"sessionId": "a"}}  ',
+        b"[1, 2]",
+        b'"text"',
+        b"",
+        b'{"k": {"sessionId": ',
+        b'{"k": {"sessionId": "\\ud800"}}',
+        b'{"k": 1e999}',
+        b"\xef\xbb\xbf{}",
+        b'{"k": {"sessionId": "\xff"}}',
+    ],
+)
+def test_odd_sessions_indexes_read_the_same_in_c_and_in_python(raw):
+    """(A key given twice: C lists every copy, Python's dict keeps the last at the first's
+    place; the entries read from them must be the same.)"""
+    from clawtrace.sources import openclaw
+
+    def entries(members):
+        return members and openclaw._index_entries(members, "main", {"a.jsonl", "b.jsonl"})
+
+    assert entries(NATIVE.openclaw_index(raw)) == entries(openclaw._index_members(raw))
+
+
 # --- line level ------------------------------------------------------------------------------
 
 
@@ -306,8 +365,9 @@ def _scan(db: Path, data: Path, *, native: bool, monkeypatch) -> None:
 
 @pytest.fixture(params=["kept", "dropped after every commit"])
 def interned(request):
-    """The native writer keeps the strings it interns across commits until they pass a size
-    (4 MB), then drops them: both must store the same as the Python pipeline."""
+    """The native writer keeps the strings it interns, and the dimension ids it has seen, across
+    commits until they and their indexes pass a size (8 MB), then frees them all: both must
+    store the same as the Python pipeline."""
     ingest = scan_module._ingest_module()
     needs_native(ingest)
     if request.param == "kept":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 from clawtrace import reports
 
 from .conftest import oc_assistant, oc_header, run_scan, turn_rows, write_lines
@@ -89,30 +90,36 @@ def test_archived_transcripts_never_seen_live_are_read(conn, tmp_path):
     assert [(r["session_id"], r["input_tokens"]) for r in rows] == [("old", 42)]
 
 
-def test_subagent_sessions_are_marked_from_the_index(conn, tmp_path):
+@pytest.mark.parametrize("older_sessions", [0, 8000], ids=["small index", "index over 1 MB"])
+def test_subagent_sessions_are_marked_from_the_index(conn, tmp_path, older_sessions):
     d = _sessions(tmp_path)
     write_lines(d / "child.jsonl", [oc_header("child"), oc_assistant("e1")])
     write_lines(d / "parent.jsonl", [oc_header("parent"), oc_assistant("e1")])
-    (d / "sessions.json").write_text(
-        json.dumps(
-            {
-                "agent:main:main": {"sessionId": "parent", "label": "CANARY-7f3a9c"},
-                "agent:main:subagent:uuid-1": {
-                    "sessionId": "child",
-                    "spawnedBy": "agent:main:main",
-                    "spawnDepth": 1,
-                },
-                "agent:main:cron:x": {"sessionId": "never-written"},
-            }
-        )
-    )
+    index = {
+        "agent:main:main": {"sessionId": "parent", "label": "CANARY-7f3a9c"},
+        "agent:main:subagent:uuid-1": {
+            "sessionId": "child",
+            "spawnedBy": "agent:main:main",
+            "spawnDepth": 1,
+        },
+        "agent:main:cron:x": {"sessionId": "never-written"},
+    }
+    # Sessions whose transcripts were cleaned up long ago (a gateway's index keeps them).
+    for n in range(older_sessions):
+        index[f"agent:main:telegram:direct:{n}"] = {
+            "sessionId": f"gone-{n}",
+            "sessionFile": f"gone-{n}.jsonl",
+            "label": "A session whose transcript was cleaned up long ago",
+        }
+    (d / "sessions.json").write_text(json.dumps(index))
     run_scan(conn, openclaw=tmp_path / "oc")
     flags = {r["session_id"]: (r["is_sidechain"], r["subagent"]) for r in turn_rows(conn)}
     assert flags == {"child": (1, "agent:main:subagent:uuid-1"), "parent": (0, None)}
     missing = conn.execute(
         "SELECT session_key FROM index_sessions WHERE transcript_exists = 0"
     ).fetchall()
-    assert missing == [("agent:main:cron:x",)]
+    assert len(missing) == 1 + older_sessions
+    assert ("agent:main:cron:x",) in missing
 
 
 def test_a_corrupt_sessions_index_does_not_stop_the_scan(conn, tmp_path):

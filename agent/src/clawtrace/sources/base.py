@@ -49,7 +49,7 @@ class FileEntry:
     ctx: dict[str, Any]
 
 
-@dataclass
+@dataclass(slots=True)  # (a gateway's index can name tens of thousands)
 class IndexSession:
     """A session a source's own index names (OpenClaw `sessions.json`)."""
 

@@ -63,47 +63,94 @@ def _kind(key: str) -> str:
 
 def _read_index(
     sessions_dir: Path, agent: str, names: set[str]
-) -> tuple[list[IndexSession], dict[str, dict[str, Any]]]:
-    """sessions.json → index entries and a map from transcript file name to its session facts."""
-    path = sessions_dir / "sessions.json"
-    entries: list[IndexSession] = []
-    by_file: dict[str, dict[str, Any]] = {}
+) -> tuple[list[IndexSession], dict[str, tuple[str, bool]]]:
+    """sessions.json → index entries and a map from transcript file name to the session key
+    and whether it is a sub-agent's."""
     try:
-        data = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return entries, by_file
-    if not isinstance(data, dict):
-        return entries, by_file
-    for key, entry in data.items():
-        if not isinstance(entry, dict):
+        raw = (sessions_dir / "sessions.json").read_bytes()
+    except OSError:
+        return [], {}
+    native = base.native()
+    # In C where built: a gateway's main agent can name tens of thousands of sessions, and the
+    # whole index as Python dicts takes several times the file's size (65 MB for 15 MB).
+    members = native.openclaw_index(raw) if native is not None else _index_members(raw)
+    size = len(raw)
+    del raw
+    found = _index_entries(members or [], agent, names)
+    del members
+    if native is not None and size >= _BIG_INDEX_BYTES:
+        # What the parse freed sits in the middle of the C heap, where free() never hands it
+        # back to the system (15 MB of the 10M-turn corpus's main agent).
+        native.release_memory()
+    return found
+
+
+_BIG_INDEX_BYTES = 1024 * 1024
+
+
+def _index_entries(
+    members: list[tuple[Any, ...]], agent: str, names: set[str]
+) -> tuple[list[IndexSession], dict[str, tuple[str, bool]]]:
+    entries: list[IndexSession] = []
+    by_file: dict[str, tuple[str, bool]] = {}
+    # A key given twice counts once, at its first place with its last value (as a dict has it).
+    latest = {m[0]: m for m in members}
+    for key, is_object, sid, sfile, spawned, depth in latest.values():
+        if not is_object:
             continue
-        sid = entry.get("sessionId") if isinstance(entry.get("sessionId"), str) else None
-        sfile = entry.get("sessionFile") if isinstance(entry.get("sessionFile"), str) else None
         name = Path(sfile).name if sfile else (f"{sid}.jsonl" if sid else None)
-        exists = bool(name) and name in names
-        spawned = entry.get("spawnedBy") if isinstance(entry.get("spawnedBy"), str) else None
-        depth = entry.get("spawnDepth")
-        kind = _kind(str(key).lower())
+        kind = _kind(key.lower())
         entries.append(
             IndexSession(
                 agent=agent,
-                session_key=str(key),
+                session_key=key,
                 session_id=sid,
                 transcript=name,
-                transcript_exists=exists,
+                transcript_exists=bool(name) and name in names,
                 spawned_by=spawned,
-                spawn_depth=depth
-                if isinstance(depth, int) and not isinstance(depth, bool)
-                else None,
+                spawn_depth=depth,
                 kind=kind,
             )
         )
-        facts = {"session_key": str(key), "kind": kind, "subagent": kind == "subagent"}
+        facts = (key, kind == "subagent")
         if name:
             by_file[name] = facts
         if sid:
             by_file.setdefault(f"{sid}.jsonl", facts)
     return entries, by_file
+
+
+def _index_members(raw: bytes) -> list[tuple[Any, ...]] | None:
+    """What `_native.openclaw_index` gives, from orjson: per member of the index object, (key,
+    is_object, sessionId, sessionFile, spawnedBy, spawnDepth), each None unless of its type."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+
+    def text(entry: dict[str, Any], field: str) -> str | None:
+        value = entry.get(field)
+        return value if isinstance(value, str) else None
+
+    members: list[tuple[Any, ...]] = []
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            members.append((key, False, None, None, None, None))
+            continue
+        depth = entry.get("spawnDepth")
+        members.append(
+            (
+                key,
+                True,
+                text(entry, "sessionId"),
+                text(entry, "sessionFile"),
+                text(entry, "spawnedBy"),
+                depth if isinstance(depth, int) and not isinstance(depth, bool) else None,
+            )
+        )
+    return members
 
 
 class OpenClaw:
@@ -141,15 +188,15 @@ class OpenClaw:
                         continue
                     m = _ARCHIVE.match(name)
                     stem = m.group("stem") if m else name
-                    facts = by_file.get(f"{stem}.jsonl", {})
+                    session_key, subagent = by_file.get(f"{stem}.jsonl", (None, False))
                     session_hint = stem.split("-topic-", 1)[0]
                     yield FileEntry(
                         path=listing[name],
                         ctx={
                             "agent": agent,
                             "session_hint": session_hint,
-                            "subagent": bool(facts.get("subagent")),
-                            "session_key": facts.get("session_key"),
+                            "subagent": subagent,
+                            "session_key": session_key,
                             "archived": name != f"{stem}.jsonl",
                         },
                     )
