@@ -264,7 +264,7 @@ def clawtrace_bin() -> list[str]:
     found = shutil.which("clawtrace")
     if found:
         return [found]
-    return [sys.executable, "-m", "clawtrace.cli"]
+    return [sys.executable, "-m", "clawtrace"]
 
 
 # ----------------------------------------------------------------------------- truth checks

@@ -195,3 +195,94 @@ def test_prices_show_and_reprice(trees):
 
 def test_version():
     assert invoke("version").strip()
+
+
+# --- `clawtrace scan` without typer (clawtrace.cli_scan, clawtrace.__main__) -------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "options"),
+    [
+        ([], {}),
+        (["--json"], {"json_out": True}),
+        (["--workers", "3"], {"workers": 3}),
+        (["--workers=64"], {"workers": 64}),
+        (
+            ["--claude-dir", "a", "--claude-dir=b", "--openclaw-dir", "c"],
+            {"claude_dir": ["a", "b"], "openclaw_dir": ["c"]},
+        ),
+    ],
+)
+def test_the_scan_arguments_it_knows_are_read_without_typer(args, options):
+    from clawtrace import cli_scan
+
+    defaults = {"claude_dir": None, "openclaw_dir": None, "json_out": False, "workers": None}
+    assert cli_scan.parse(args) == {**defaults, **options}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["-h"],
+        ["--jsn"],
+        ["--json=yes"],
+        ["--workers"],
+        ["--workers", "0"],
+        ["--workers", "65"],
+        ["--workers", "two"],
+        ["--claude-dir"],
+        ["--claude-dir", "--json"],
+        ["extra"],
+    ],
+)
+def test_any_other_scan_argument_is_left_to_typer(args):
+    from clawtrace import cli_scan
+
+    assert cli_scan.parse(args) is None
+
+
+def _entry(args, env):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from clawtrace.__main__ import main\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    print('typer imported' if 'typer' in sys.modules else 'no typer', file=sys.stderr)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_command_scans_without_typer_and_says_the_same(trees, tmp_path, monkeypatch):
+    import os
+
+    env = {**os.environ, "CLAWTRACE_HOME": str(tmp_path / "fast"), "NO_COLOR": "1"}
+    fast = _entry(["scan", *trees, "--json"], env)
+    assert fast.returncode == 0, fast.stderr
+    assert fast.stderr.strip().endswith("no typer")
+    monkeypatch.setenv("CLAWTRACE_HOME", str(tmp_path / "typer"))
+    through_typer = json.loads(invoke("scan", *trees, "--json"))
+    fast_out = json.loads(fast.stdout)
+    for varying in ("seconds",):
+        fast_out.pop(varying), through_typer.pop(varying)
+    assert fast_out == through_typer
+
+    plain = _entry(["scan", *trees], env)
+    assert plain.returncode == 0 and plain.stdout.startswith("Scanned 2 files (0 read, 2 unchanged")
+    assert "Store holds 4 turns." in plain.stdout
+
+
+def test_a_scan_argument_it_does_not_know_gets_typers_message(tmp_path):
+    import os
+
+    env = {**os.environ, "CLAWTRACE_HOME": str(tmp_path / "ct"), "NO_COLOR": "1"}
+    out = _entry(["scan", "--workers", "0"], env)
+    assert out.returncode == 2
+    assert "Invalid value for '--workers'" in out.stderr
+    assert out.stderr.strip().endswith("typer imported")

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clawtrace import __version__
+from clawtrace import __version__, cli_scan
 
 app = typer.Typer(
     help="ClawTrace: where your agent tokens go. Reads Claude Code and OpenClaw logs locally.",
@@ -137,49 +137,8 @@ def _scan_quietly(
         config,
         claude_dirs=claude_dir,
         openclaw_dirs=openclaw_dir,
-        progress=_progress_factory if show_progress else None,
+        progress=cli_scan.progress_factory if show_progress else None,
     )
-
-
-_PROGRESS_MIN_BYTES = 64 * 1024 * 1024
-
-
-def _progress_factory(total_bytes: int, files: int, growing: bool = False) -> Any:
-    """A rich progress bar on stderr for big (first) scans; nothing for small or warm ones.
-    `growing`: a parallel scan that is still listing files (its workers started because there
-    is a lot to read); the totals come later, through tick(0, total=..., files=...)."""
-    if not sys.stderr.isatty() or (total_bytes < _PROGRESS_MIN_BYTES and not growing):
-        return None
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-
-    def describe(n: int, final: bool) -> str:
-        return f"Reading {n:,} log files" if final else "Reading log files (still listing)"
-
-    # While the listing grows the bar pulses (no total yet) and counts what was read.
-    task = progress.add_task(describe(files, not growing), total=None if growing else total_bytes)
-    progress.start()
-    state = {"done": 0, "total": total_bytes, "final": not growing}
-
-    def tick(n: int, total: int | None = None, files: int | None = None) -> None:
-        state["done"] += n
-        if total is not None:
-            state["total"], state["final"] = total, True
-            progress.update(task, total=total, description=describe(files or 0, True))
-        progress.update(task, advance=n)
-        if state["final"] and state["done"] >= state["total"]:
-            progress.stop()
-
-    return tick
 
 
 # --- output helpers ----------------------------------------------------------------------------
@@ -203,19 +162,6 @@ def _money(value: float) -> str:
 
 def _tokens(n: int) -> str:
     return f"{n:,}"
-
-
-def _print_json(data: Any) -> None:
-    import orjson
-
-    out = orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
-    raw = getattr(sys.stdout, "buffer", None)
-    if raw is None:  # a text-only stream (tests, embedding)
-        sys.stdout.write(out.decode())
-        return
-    sys.stdout.flush()  # (anything printed before goes first)
-    raw.write(out)
-    raw.flush()
 
 
 def _print_csv(rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
@@ -298,46 +244,14 @@ def scan(
     openclaw_dir: OpenclawDir = None,
     json_out: JsonOpt = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, max=64, help="Parser processes.")
+        int | None,
+        typer.Option("--workers", min=1, max=cli_scan.WORKERS_MAX, help="Parser processes."),
     ] = None,
 ) -> None:
     """Read new lines from every log and update the store."""
-    from clawtrace import store
-    from clawtrace.config import ConfigError, config_load
-    from clawtrace.scan import scan as run_scan
-
-    try:
-        config = config_load()
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-    try:
-        conn = store.connect()
-    except store.StoreError as exc:
-        raise _fail(str(exc)) from None
-    result = run_scan(
-        conn,
-        config,
-        claude_dirs=claude_dir,
-        openclaw_dirs=openclaw_dir,
-        workers=workers,
-        progress=None if json_out else _progress_factory,
-    )
-    if json_out:
-        _print_json(result.as_dict())
-        return
-    # Plain lines, no rich: nothing here is coloured, and a scan run from cron or a script
-    # should not pay for the table library (or be wrapped at 80 columns).
-    typer.echo(
-        f"Scanned {result.files_seen:,} files ({result.files_read:,} read, "
-        f"{result.files_unchanged:,} unchanged"
-        f"{f', {result.files_reset} re-read from the start' if result.files_reset else ''}"
-        f"{f', {result.files_missing} gone, turns kept' if result.files_missing else ''}): "
-        f"{result.bytes_read:,} bytes, {result.turn_rows:,} turn records, "
-        f"{result.malformed:,} malformed lines, in {result.seconds:.2f}s."
-    )
-    if result.repriced:
-        typer.echo(f"Prices changed: re-priced {result.repriced:,} turns.")
-    typer.echo(f"Store holds {result.turns_total:,} turns.")
+    code = cli_scan.run(claude_dir, openclaw_dir, json_out, workers)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -372,7 +286,7 @@ def status(
     )
     data = reports.status(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     rows = [{"period": p, **data[p]} for p in ("today", "week", "month")]
     if csv_out:
@@ -457,7 +371,7 @@ def cost_report(
     except reports.ReportError as exc:
         raise _fail(str(exc)) from None
     if json_out:
-        _print_json(
+        cli_scan.print_json(
             {
                 "rows": data["rows"],
                 "totals": data["totals"],
@@ -516,7 +430,7 @@ def sessions(
     )
     rows = reports.sessions_top(ctx.conn, ctx.filters, ctx.tz, ctx.now, n=top, mode=ctx.mode)
     if json_out:
-        _print_json({"rows": rows})
+        cli_scan.print_json({"rows": rows})
         return
     if csv_out:
         _print_csv(
@@ -602,7 +516,7 @@ def blocks(
     rows = reports.blocks(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
     rows = [b for b in rows if b["active"]] if active else rows[-recent:]
     if json_out:
-        _print_json({"rows": rows})
+        cli_scan.print_json({"rows": rows})
         return
     if csv_out:
         _print_csv(rows, ["start", "end", "active", *reports.TOTAL_KEYS])
@@ -669,7 +583,7 @@ def tools(
     )
     data = reports.tools_report(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     if csv_out:
         _print_csv(data["rows"], ["tool", "calls", "turns", "cost_usd"])
@@ -719,7 +633,7 @@ def cache(
     )
     data = reports.cache_report(ctx.conn, ctx.filters, ctx.tz, ctx.now)
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     if csv_out:
         _print_csv(data["rows"])
@@ -787,7 +701,7 @@ def forecast(
     )
     data = reports.forecast(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     if csv_out:
         _print_csv([data])
@@ -834,7 +748,7 @@ def doctor(
     data = doctor_report(conn, config, roots)
     data["config"]["problem"] = config_problem
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     console = _console(soft_wrap=True)
     st = data["store"]
@@ -934,7 +848,7 @@ def config_show(json_out: JsonOpt = False) -> None:
         ),
     }
     if json_out:
-        _print_json(data)
+        cli_scan.print_json(data)
         return
     for k, v in data.items():
         typer.echo(f"{k}: {v}")

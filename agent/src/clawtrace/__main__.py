@@ -1,0 +1,23 @@
+"""The `clawtrace` command (`python -m clawtrace`): a `scan` whose arguments `cli_scan` knows
+runs without importing the CLI library; everything else goes to `clawtrace.cli`."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["scan"]:
+        from clawtrace import cli_scan
+
+        options = cli_scan.parse(args[1:])
+        if options is not None:
+            sys.exit(cli_scan.run(**options))
+    from clawtrace.cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
