@@ -332,6 +332,11 @@ typedef struct {
     map_t stale;
     vec_t stale_ids;
     buf_t enc;
+    /* The key of the last Claude record hashed and its two hashes: the pieces of a streamed
+     * message sit on consecutive lines with the same ids (two BLAKE2b calls each otherwise). */
+    buf_t last_key;
+    size_t last_mid_len;
+    int64_t last_key_hash, last_msg_hash;
     /* dimension ids by the pool ids of their fields (hashing an encoding once per new one) */
     vec_t key_cache; /* keyed_t */
     map_t key_cache_map;
@@ -988,6 +993,13 @@ static int rec_keep(Ingest *self, rec_t *r, const int32_t *tool_pairs, size_t nt
  * Python methods: parsing */
 
 
+/* Whether the key in `enc` (message id of `mid_len` bytes, then maybe ":<requestId>") is the
+ * last one hashed, whose hashes then stand. */
+static int claude_hash_again(Ingest *self, size_t mid_len) {
+    return self->last_key.p && self->last_key.n == self->enc.n && self->last_mid_len == mid_len &&
+           memcmp(self->last_key.p, self->enc.p, self->enc.n) == 0;
+}
+
 /* Ingest.claude(data, pos, end, last_cwd, project_fallback, session_hint, subagent_file)
  *   -> (pos, last_cwd, lines, malformed, turn_lines, skipped, deferred) */
 static PyObject *Ingest_claude(Ingest *self, PyObject *args) {
@@ -1029,8 +1041,15 @@ static PyObject *Ingest_claude(Ingest *self, PyObject *args) {
             k->n = 0;
             failed = buf_add(k, c.mid.p, c.mid.n) < 0 ||
                      (c.has_rid && (buf_addc(k, ':') < 0 || buf_add(k, c.rid.p, c.rid.n) < 0));
-            r.key_hash = hash64(k->p, k->n);
-            r.msg_hash = hash64(c.mid.p, c.mid.n);
+            if (!failed && !claude_hash_again(self, c.mid.n)) {
+                self->last_key_hash = hash64(k->p, k->n);
+                self->last_msg_hash = hash64(c.mid.p, c.mid.n);
+                self->last_mid_len = c.mid.n;
+                self->last_key.n = 0;
+                failed = buf_add(&self->last_key, k->p, k->n) < 0;
+            }
+            r.key_hash = self->last_key_hash;
+            r.msg_hash = self->last_msg_hash;
             r.has_msg = 1;
             r.subagent = c.has_agent_id ? intern(self, c.agent_id) : NO_STR;
             r.agent = c.sidechain && c.has_agent_id ? r.subagent : self->s_claude;
@@ -1880,6 +1899,7 @@ static void Ingest_dealloc(Ingest *self) {
     pool_free(&self->pool);
     pool_free(&self->chunk_pool);
     free(self->enc.p);
+    free(self->last_key.p);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
