@@ -29,6 +29,26 @@
 
 #include "parse.h"
 
+/* The derived sums' file beside a store (store.SUMS_SUFFIX), attached as `sums`. */
+#define SUMS_SUFFIX "-sums"
+
+static int sums_attach(sqlite3 *db, const char *store_path) {
+    size_t n = strlen(store_path);
+    char *target = malloc(n + sizeof SUMS_SUFFIX);
+    if (!target) return -1;
+    memcpy(target, store_path, n);
+    memcpy(target + n, SUMS_SUFFIX, sizeof SUMS_SUFFIX);
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db, "ATTACH DATABASE ?1 AS sums", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, target, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    free(target);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Hash maps: 64-bit hash -> index into an array that holds the full key. */
 
@@ -2382,7 +2402,8 @@ typedef struct {
     int all;
     vec_t days; /* int64_t, sorted and unique: the days to recompute (unless `all`) */
     int64_t rmax, tmax, dirty;
-    char marks[64]; /* meta derived_marks as read ("" if none) */
+    char marks[64]; /* sums_meta marks as read ("" if none): "<generation>:<rmax>,<tmax>" */
+    int64_t gen;    /* meta rollups_generation */
     int64_t pass_rows; /* a full refresh of more rollup rows than this goes in passes */
     int passes;        /* derive_plan_read found a full refresh to do in passes */
     int err;        /* 0, or 1 SQLite, 2 memory, 3 overflow */
@@ -2628,8 +2649,15 @@ static int i64_cmp(const void *x, const void *y) {
 }
 
 /* The state the plan was made on: rollup rowid marks, the marks recorded, pending days. */
-static int derive_state(derive_t *d, int64_t *rmax, int64_t *tmax, char *marks, int64_t *dirty) {
+static int derive_state(derive_t *d, int64_t *gen, int64_t *rmax, int64_t *tmax, char *marks,
+                        int64_t *dirty) {
     int ok;
+    *gen = derive_scalar(
+        d,
+        "SELECT COALESCE((SELECT CAST(value AS INTEGER) FROM meta "
+        "WHERE key = 'rollups_generation'), 0)",
+        &ok);
+    if (!ok) return derive_fail(d);
     *rmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM rollup", &ok);
     if (!ok) return derive_fail(d);
     *tmax = derive_scalar(d, "SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup", &ok);
@@ -2638,7 +2666,7 @@ static int derive_state(derive_t *d, int64_t *rmax, int64_t *tmax, char *marks, 
     if (!ok) return derive_fail(d);
     sqlite3_stmt *st;
     marks[0] = '\0';
-    if (sqlite3_prepare_v2(d->db, "SELECT value FROM meta WHERE key = 'derived_marks'", -1, &st,
+    if (sqlite3_prepare_v2(d->db, "SELECT value FROM sums_meta WHERE key = 'marks'", -1, &st,
                            NULL) != SQLITE_OK)
         return derive_fail(d);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -2651,9 +2679,10 @@ static int derive_state(derive_t *d, int64_t *rmax, int64_t *tmax, char *marks, 
 
 /* Phase 1 (reads only): what to recompute, and the sums for it. */
 static int derive_plan_read(derive_t *d) {
-    if (derive_state(d, &d->rmax, &d->tmax, d->marks, &d->dirty) < 0) return -1;
-    long long rmark = -1, tmark = -1;
-    if (sscanf(d->marks, "%lld,%lld", &rmark, &tmark) != 2) rmark = tmark = -1;
+    if (derive_state(d, &d->gen, &d->rmax, &d->tmax, d->marks, &d->dirty) < 0) return -1;
+    long long gen = -1, rmark = -1, tmark = -1;
+    if (sscanf(d->marks, "%lld:%lld,%lld", &gen, &rmark, &tmark) != 3 || gen != d->gen)
+        rmark = tmark = -1;
     d->all = rmark < 0 || tmark < 0 || d->rmax < rmark || d->tmax < tmark;
     if (d->all && d->rmax > d->pass_rows) {
         d->passes = 1; /* read pass by pass while writing: see derive_passes */
@@ -2800,12 +2829,15 @@ static int derive_write(derive_t *d) {
 
 /* The refresh is complete: no day left dirty, and the marks of what was read. */
 static int derive_marks_write(derive_t *d) {
-    if (derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0) return -1;
-    char marks[64];
-    snprintf(marks, sizeof marks, "%lld,%lld", (long long)d->rmax, (long long)d->tmax);
+    /* (Only when there were dirty days: otherwise the store itself is not written, and a scan
+     * keeps building its indexes on it meanwhile.) */
+    if (d->dirty && derive_exec(d, "DELETE FROM derived_dirty", 0, 0) < 0) return -1;
+    char marks[96];
+    snprintf(marks, sizeof marks, "%lld:%lld,%lld", (long long)d->gen, (long long)d->rmax,
+             (long long)d->tmax);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->db,
-                           "INSERT INTO meta (key, value) VALUES ('derived_marks', ?1) "
+                           "INSERT INTO sums_meta (key, value) VALUES ('marks', ?1) "
                            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                            -1, &st, NULL) != SQLITE_OK)
         return derive_fail(d);
@@ -2836,14 +2868,17 @@ static int derive_run(derive_t *d, int overlap) {
     /* A big full refresh cannot hold what it read until it may write: left to the caller's
      * refresh afterwards, which writes pass by pass. */
     if (!bad && d->passes) return 1;
-    if (bad || derive_exec(d, "BEGIN IMMEDIATE", 0, 0) < 0) return -1;
-    int64_t rmax, tmax, dirty;
+    /* Deferred: the write lock taken is the sums file's alone (and the store's only when dirty
+     * days are cleared), so this runs while another connection writes the store. */
+    if (bad || derive_exec(d, "BEGIN", 0, 0) < 0) return -1;
+    int64_t gen, rmax, tmax, dirty;
     char marks[64];
-    if (derive_state(d, &rmax, &tmax, marks, &dirty) < 0) {
+    if (derive_state(d, &gen, &rmax, &tmax, marks, &dirty) < 0) {
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    if (rmax != d->rmax || tmax != d->tmax || dirty != d->dirty || strcmp(marks, d->marks)) {
+    if (gen != d->gen || rmax != d->rmax || tmax != d->tmax || dirty != d->dirty ||
+        strcmp(marks, d->marks)) {
         sqlite3_exec(d->db, "ROLLBACK", NULL, NULL, NULL);
         return 1;
     }
@@ -2875,19 +2910,23 @@ static PyObject *derive(PyObject *mod, PyObject *args) {
     d.names.spans.item = sizeof(span_t);
     d.days.item = sizeof(int64_t);
     d.pass_rows = pass_rows > 0 ? pass_rows : 1;
-    int rc = sqlite3_open_v2(PyBytes_AS_STRING(b), &d.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
-    Py_DECREF(b);
+    const char *path_c = PyBytes_AS_STRING(b);
+    int rc = sqlite3_open_v2(path_c, &d.db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     int outcome = -1;
     Py_BEGIN_ALLOW_THREADS
     if (rc != SQLITE_OK) {
         derive_fail(&d);
     } else {
         sqlite3_busy_timeout(d.db, 60000);
-        if (derive_exec(&d, "PRAGMA cache_size=-2000", 0, 0) == 0) outcome = derive_run(&d, overlap);
+        if (derive_exec(&d, "PRAGMA cache_size=-2000", 0, 0) == 0 && sums_attach(d.db, path_c) == 0 &&
+            derive_exec(&d, "PRAGMA sums.synchronous=NORMAL", 0, 0) == 0)
+            outcome = derive_run(&d, overlap);
+        else if (!d.err)
+            derive_fail(&d);
     }
     sqlite3_close(d.db);
     Py_END_ALLOW_THREADS
+    Py_DECREF(b);
     int all = d.all;
     size_t days = d.days.len;
     dmap_free(&d.by_model);
@@ -3155,13 +3194,17 @@ static PyObject *group_sum(PyObject *mod, PyObject *args) {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_open_v2(PyBytes_AS_STRING(b), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                              NULL);
-    Py_DECREF(b);
     gsum_t g;
     memset(&g, 0, sizeof g);
     PyObject *out = NULL;
     gkey_t *probe = NULL;
-    /* (The wait first: even preparing reads the schema, which a scan may be writing.) */
-    if (rc == SQLITE_OK) sqlite3_busy_timeout(db, 60000);
+    /* (The wait first: even preparing reads the schema, which a scan may be writing.) Without
+     * its sums file a store still answers from the rollups. */
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 60000);
+        sums_attach(db, PyBytes_AS_STRING(b));
+    }
+    Py_DECREF(b);
     if (rc != SQLITE_OK || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         PyErr_Format(PyExc_RuntimeError, "SQLite: %s", db ? sqlite3_errmsg(db) : "cannot open");
         goto done;

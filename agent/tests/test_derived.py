@@ -139,8 +139,7 @@ def _table(conn, name: str) -> list[tuple]:
 
 
 def _full_rebuild(conn) -> dict[str, list[tuple]]:
-    with conn:
-        conn.execute("DELETE FROM meta WHERE key = 'derived_marks'")
+    store.derived_forget(conn)
     assert store.derived_refresh(conn) == -1
     return {t: _table(conn, t) for t in ("rollup_model", "rollup_day", "tool_day")}
 
@@ -199,8 +198,7 @@ def test_a_big_stores_full_refresh_in_passes_equals_one_pass(corpus_store):
     days = conn.execute(f"SELECT COUNT(DISTINCT {store.SQL_BUCKET_DAY}) FROM rollup").fetchone()[0]  # noqa: S608
     assert rows > 200 and days > 10
     for pass_rows in (1, 37, rows // 3):
-        with conn:
-            conn.execute("DELETE FROM meta WHERE key = 'derived_marks'")
+        store.derived_forget(conn)
         # On a thread beside a scan's index builds, it leaves such a refresh to the caller.
         assert native.derive(db, True, pass_rows) is None
         assert not store.derived_fresh(conn)

@@ -551,7 +551,7 @@ def _scan_lock(db: str) -> Iterator[None]:
     except ImportError:  # Windows: SQLite's own locking is all there is
         yield
         return
-    with open(db + ".scan-lock", "a+b") as fh:
+    with open(db + store.SCAN_LOCK_SUFFIX, "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -476,6 +476,93 @@ MIGRATIONS.append(
 )
 
 
+# 7: the derived sums move to a file of their own (see SUMS_SUFFIX); they are rebuilt there.
+MIGRATIONS.append(
+    """
+    DROP TABLE rollup_model;
+    DROP TABLE rollup_day;
+    DROP TABLE tool_day;
+    DELETE FROM meta WHERE key = 'derived_marks';
+    """
+)
+
+# The derived sums (`derived_refresh`) live beside the store in `<store>-sums`, attached to every
+# connection as `sums`: they are a cache of the rollups, so a file that is missing or damaged is
+# made again and refilled, and a scan's derive writes them on a connection of its own while the
+# store's connection builds its indexes (SQLite lets one connection write a file at a time).
+# `sums_meta` holds the marks of what they were computed from and the layout below.
+SUMS_SUFFIX = "-sums"
+SUMS_LAYOUT = "1"
+_SUMS_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS sums.rollup_model (
+        bucket INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        turns INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests INTEGER NOT NULL,
+        auto_pico INTEGER NOT NULL,
+        auto_unpriced_tokens INTEGER NOT NULL,
+        auto_unpriced_turns INTEGER NOT NULL,
+        calc_pico INTEGER NOT NULL,
+        calc_unpriced_tokens INTEGER NOT NULL,
+        calc_unpriced_turns INTEGER NOT NULL,
+        display_pico INTEGER NOT NULL,
+        display_unpriced_tokens INTEGER NOT NULL,
+        display_unpriced_turns INTEGER NOT NULL,
+        cache_savings_pico INTEGER NOT NULL,
+        cache_write_pico INTEGER NOT NULL,
+        first_ts INTEGER,
+        last_ts INTEGER,
+        PRIMARY KEY (bucket, model_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sums.rollup_day (
+        day INTEGER NOT NULL,
+        context_id INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        turns INTEGER NOT NULL,
+        input_tokens INTEGER NOT NULL,
+        output_tokens INTEGER NOT NULL,
+        cache_read_tokens INTEGER NOT NULL,
+        cache_write_5m_tokens INTEGER NOT NULL,
+        cache_write_1h_tokens INTEGER NOT NULL,
+        web_search_requests INTEGER NOT NULL,
+        auto_pico INTEGER NOT NULL,
+        auto_unpriced_tokens INTEGER NOT NULL,
+        auto_unpriced_turns INTEGER NOT NULL,
+        calc_pico INTEGER NOT NULL,
+        calc_unpriced_tokens INTEGER NOT NULL,
+        calc_unpriced_turns INTEGER NOT NULL,
+        display_pico INTEGER NOT NULL,
+        display_unpriced_tokens INTEGER NOT NULL,
+        display_unpriced_turns INTEGER NOT NULL,
+        cache_savings_pico INTEGER NOT NULL,
+        cache_write_pico INTEGER NOT NULL,
+        first_ts INTEGER,
+        last_ts INTEGER,
+        PRIMARY KEY (day, context_id, model_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sums.tool_day (
+        day INTEGER NOT NULL,
+        model_id INTEGER NOT NULL,
+        tool TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        turns INTEGER NOT NULL,
+        auto_pico REAL NOT NULL,
+        calc_pico REAL NOT NULL,
+        display_pico REAL NOT NULL,
+        PRIMARY KEY (day, model_id, tool)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS sums.sums_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """
+
+
 class StoreError(Exception):
     """The store cannot be opened or is from a newer ClawTrace."""
 
@@ -513,6 +600,7 @@ def connect(
         conn = sqlite3.connect(":memory:")
         _configure(conn, cache_kib)
         migrate(conn)
+        _sums_attach(conn, None)
         return conn
     path.parent.mkdir(parents=True, exist_ok=True)
     _bulk_load_recover(path)
@@ -520,6 +608,7 @@ def connect(
         conn = sqlite3.connect(path, timeout=60.0)
         _configure(conn, cache_kib)
         migrate(conn)
+        _sums_attach(conn, path)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open the store at {path}: {exc}") from exc
@@ -534,6 +623,39 @@ def connect(
     return conn
 
 
+def sums_file(db: str) -> str:
+    """The derived sums' file of the store at `db` ('' for an in-memory store)."""
+    return db + SUMS_SUFFIX if db else ""
+
+
+def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
+    """Attach the derived sums as `sums`, made (again) when missing, damaged or of another
+    layout: they are recomputed from the rollups by the next refresh."""
+    target = sums_file(str(path)) if path is not None else ""
+    for attempt in (1, 2):
+        try:
+            conn.execute("ATTACH DATABASE ? AS sums", (target or ":memory:",))
+            conn.execute("PRAGMA sums.journal_mode=WAL")
+            conn.execute("PRAGMA sums.synchronous=NORMAL")
+            conn.executescript(_SUMS_SCHEMA)
+            layout = conn.execute("SELECT value FROM sums_meta WHERE key = 'layout'").fetchone()
+            if layout is None or layout[0] != SUMS_LAYOUT:
+                with conn:
+                    for table in ("rollup_model", "rollup_day", "tool_day", "sums_meta"):
+                        conn.execute(f"DELETE FROM sums.{table}")  # noqa: S608  (fixed names)
+                    conn.execute(
+                        "INSERT INTO sums_meta (key, value) VALUES ('layout', ?)", (SUMS_LAYOUT,)
+                    )
+            return
+        except sqlite3.DatabaseError:
+            if attempt == 2 or not target:
+                raise
+            with contextlib.suppress(sqlite3.DatabaseError):
+                conn.execute("DETACH DATABASE sums")
+            for suffix in ("", "-wal", "-shm"):
+                Path(target + suffix).unlink(missing_ok=True)
+
+
 def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -546,17 +668,22 @@ def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
 
 
 BULK_MARKER = ".bulk-load"
+SCAN_LOCK_SUFFIX = ".scan-lock"
 
 
 @contextlib.contextmanager
 def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
-    """Fill an empty store without waiting for the disk: `synchronous=OFF` until the end, then
-    one checkpoint that is synced.
+    """Fill an empty store without waiting for the disk: `synchronous=OFF` throughout.
 
-    A crash of the process loses nothing (WAL stays consistent). A power cut mid-way could
-    damage the file, so a marker beside it says a bulk load is running; `connect` checks a
-    store found with the marker, and one that fails the check is started again (it held
-    nothing but what the logs on disk still hold: a bulk load only runs into an empty store).
+    A crash of the process loses nothing (WAL stays consistent). A power cut could damage the
+    file, so a marker beside it says a bulk load ran; `connect` checks a store found with the
+    marker, and one that fails the check is started again (it held nothing but what the logs
+    on disk still hold: a bulk load only runs into an empty store). At the end the marker is
+    marked settled with the machine's boot id instead of waiting for the disk: the next
+    `connect` in the same boot (the page cache then holds all that was written, and the kernel
+    has usually written it by then) syncs the files and takes the marker away without a check.
+    Where there is no boot id the end syncs and takes it away at once, as the check would
+    otherwise run on every first connect.
     """
     db = db_file(conn)
     marker = Path(db + BULK_MARKER) if db else None
@@ -569,23 +696,46 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     finally:
+        conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        if marker is not None:
-            with contextlib.suppress(OSError):
-                fd = os.open(db, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+        boot = _boot_id()
+        if marker is not None and boot:
+            marker.write_text(f"settled {boot}\n")
+        elif marker is not None:
+            _fsync_path(db)
             marker.unlink(missing_ok=True)
 
 
+def _boot_id() -> str:
+    """This boot of the machine (Linux), '' where unknown: a power cut means another boot."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _fsync_path(path: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def _bulk_load_recover(path: Path) -> None:
-    """A store left by an interrupted bulk load: keep it if it is sound, else start over."""
+    """A store a bulk load left (see `bulk_load`): settled in this boot, synced; else kept if
+    it is sound, or started over. Left alone while a scan holds the store (one is running)."""
     marker = Path(str(path) + BULK_MARKER)
-    if not marker.exists():
+    if not marker.exists() or _scan_running(path):
         return
+    with contextlib.suppress(OSError):
+        boot = _boot_id()
+        if boot and marker.read_text().split() == ["settled", boot]:
+            for suffix in ("", "-wal"):
+                _fsync_path(str(path) + suffix)
+            marker.unlink(missing_ok=True)
+            return
     sound = False
     if path.exists():
         try:
@@ -600,6 +750,24 @@ def _bulk_load_recover(path: Path) -> None:
         for suffix in ("", "-wal", "-shm"):
             Path(str(path) + suffix).unlink(missing_ok=True)
     marker.unlink(missing_ok=True)
+
+
+def _scan_running(path: Path) -> bool:
+    """Whether a scan holds the store's scan lock (scan._scan_lock), in any process."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; a bulk load's marker is judged as found
+        return False
+    try:
+        with open(str(path) + SCAN_LOCK_SUFFIX, "a+b") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False
 
 
 def db_file(conn: sqlite3.Connection) -> str:
@@ -916,7 +1084,12 @@ def rollups_rebuild(
     if bucket_ranges is None:
         conn.execute("DELETE FROM rollup")
         conn.execute("DELETE FROM tool_rollup")
-        conn.execute("DELETE FROM meta WHERE key = 'derived_marks'")  # all derived sums go stale
+        # All derived sums go stale: the rollups' rowids may start again from 1, so the marks
+        # say which generation of rollups they were computed from (in this file, with them).
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('rollups_generation', '1') "
+            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+        )
         conn.execute(f"INSERT INTO rollup {_ROLLUP_SELECT} GROUP BY 1, 2, 3")
         conn.execute(
             f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.toolset_id <> 0 GROUP BY 1, 2, 3, 4"
@@ -966,7 +1139,7 @@ def derived_refresh(conn: sqlite3.Connection) -> int:
     -1 for all of them.
 
     What changed is found without triggers: rollup rows added since the last refresh have a
-    larger rowid than it recorded ("derived_marks" in meta), and `rollups_rebuild` lists the
+    larger rowid than it recorded (its marks in `sums_meta`), and `rollups_rebuild` lists the
     days whose rows it replaced in `derived_dirty`. Readers use the derived sums only while the
     marks match (`derived_fresh`), so a refresh that never ran, or failed, costs speed, not
     correctness.
@@ -984,22 +1157,35 @@ def derived_refresh(conn: sqlite3.Connection) -> int:
         if "overflow" not in str(exc).lower() and not isinstance(exc, OverflowError):
             raise
         # A sum beyond 64 bits (only hostile logs get there): reports read the rollups.
-        with conn:
-            conn.execute("DELETE FROM meta WHERE key = 'derived_marks'")
+        derived_forget(conn)
         return 0
+
+
+def derived_forget(conn: sqlite3.Connection) -> None:
+    """Take the derived sums out of use until the next full refresh."""
+    with conn:
+        conn.execute("DELETE FROM sums_meta WHERE key = 'marks'")
+
+
+def _derived_marks(conn: sqlite3.Connection) -> tuple[str, int, int]:
+    """The marks the derived sums must carry to hold what the rollups hold now: the rollups'
+    generation (see rollups_rebuild), the largest rollup and tool rollup rowids."""
+    generation, rmax, tmax = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE key = 'rollups_generation'), "
+        "(SELECT COALESCE(MAX(rowid), 0) FROM rollup), "
+        "(SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup)"
+    ).fetchone()
+    return str(int(generation or 0)), int(rmax), int(tmax)
 
 
 def _derived_refresh_sql(conn: sqlite3.Connection) -> int:
     """`_ingest.derive` in SQL (the same rules; used without the native module)."""
-    rmax, tmax = conn.execute(
-        "SELECT (SELECT COALESCE(MAX(rowid), 0) FROM rollup), "
-        "(SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup)"
-    ).fetchone()
-    row = conn.execute("SELECT value FROM meta WHERE key = 'derived_marks'").fetchone()
-    try:
-        rmark, tmark = (int(v) for v in row[0].split(",")) if row else (-1, -1)
-    except ValueError:
-        rmark = tmark = -1
+    generation, rmax, tmax = _derived_marks(conn)
+    row = conn.execute("SELECT value FROM sums_meta WHERE key = 'marks'").fetchone()
+    rmark = tmark = -1
+    if row and row[0].partition(":")[0] == generation:
+        with contextlib.suppress(ValueError):
+            rmark, tmark = (int(v) for v in row[0].partition(":")[2].split(","))
     days_done = -1
     ranges: list[tuple[int, int]] | None = None
     if rmark < 0 or tmark < 0 or rmax < rmark or tmax < tmark:
@@ -1045,9 +1231,9 @@ def _derived_refresh_sql(conn: sqlite3.Connection) -> int:
         )
     conn.execute("DELETE FROM derived_dirty")
     conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('derived_marks', ?) "
+        "INSERT INTO sums_meta (key, value) VALUES ('marks', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        (f"{rmax},{tmax}",),
+        (f"{generation}:{rmax},{tmax}",),
     )
     return days_done
 
@@ -1074,15 +1260,14 @@ def derived_refresh_behind(conn: sqlite3.Connection) -> threading.Thread | None:
 def derived_fresh(conn: sqlite3.Connection) -> bool:
     """Whether the derived sums hold exactly what the rollups hold."""
     try:
-        marks, rmax, tmax, dirty = conn.execute(
-            "SELECT (SELECT value FROM meta WHERE key = 'derived_marks'), "
-            "(SELECT COALESCE(MAX(rowid), 0) FROM rollup), "
-            "(SELECT COALESCE(MAX(rowid), 0) FROM tool_rollup), "
+        marks, dirty = conn.execute(
+            "SELECT (SELECT value FROM sums_meta WHERE key = 'marks'), "
             "EXISTS (SELECT 1 FROM derived_dirty)"
         ).fetchone()
-    except sqlite3.OperationalError:  # a store from before migration 5, opened read-only
+        generation, rmax, tmax = _derived_marks(conn)
+    except sqlite3.OperationalError:  # a store opened without its sums
         return False
-    return not dirty and marks == f"{rmax},{tmax}"
+    return not dirty and marks == f"{generation}:{rmax},{tmax}"
 
 
 class Rollups:
