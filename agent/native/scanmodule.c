@@ -18,6 +18,7 @@
 #endif
 #include <Python.h>
 
+#include <errno.h>
 #include <math.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -907,24 +908,64 @@ static PyObject *str_or_none(yyjson_val *v) {
     return PyUnicode_DecodeUTF8(yyjson_get_str(v), (Py_ssize_t)yyjson_get_len(v), "strict");
 }
 
-/* openclaw_index(data) -> [(key, is_object, sessionId, sessionFile, spawnedBy, spawnDepth)] for
+/* openclaw_index(path) -> [(key, is_object, sessionId, sessionFile, spawnedBy, spawnDepth)] for
  * each member of an OpenClaw sessions.json, in file order (duplicates included); None when the
- * data is not a JSON object. Only these fields become Python objects: a gateway's index can
- * name tens of thousands of sessions, whose whole tree as dicts would take several times the
- * file's size (the tree here lives in C and is freed at once). Strings that are not strings
- * and a depth that is not an integer are None, as sources/openclaw.py reads them. */
+ * file is not a JSON object; OSError when it cannot be read. Only these fields become Python
+ * objects: a gateway's index can name tens of thousands of sessions, whose whole tree as dicts
+ * would take several times the file's size. The file is read here and parsed in place (its
+ * strings stay in the buffer read), so what is held at the peak is the file and yyjson's values,
+ * freed at once. Strings that are not strings and a depth that is not an integer are None, as
+ * sources/openclaw.py reads them. */
 static PyObject *openclaw_index(PyObject *mod, PyObject *arg) {
     (void)mod;
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
-    yyjson_doc *doc;
+    PyObject *encoded;
+    if (!PyUnicode_FSConverter(arg, &encoded)) return NULL;
+    const char *path = PyBytes_AS_STRING(encoded);
+    char *buf = NULL;
+    size_t len = 0;
+    int err = 0;
+    yyjson_doc *doc = NULL;
     Py_BEGIN_ALLOW_THREADS
-    doc = yyjson_read((const char *)view.buf, (size_t)view.len, 0);
+    FILE *fh = fopen(path, "rb");
+    if (!fh) {
+        err = errno;
+    } else {
+        size_t cap = 1 << 16;
+        buf = malloc(cap + YYJSON_PADDING_SIZE);
+        while (buf) {
+            size_t got = fread(buf + len, 1, cap - len, fh);
+            len += got;
+            if (len < cap) break;
+            char *bigger = realloc(buf, cap * 2 + YYJSON_PADDING_SIZE);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        if (!buf) err = ENOMEM;
+        else if (ferror(fh)) err = EIO;
+        fclose(fh);
+        if (!err) {
+            memset(buf + len, 0, YYJSON_PADDING_SIZE);
+            doc = yyjson_read_opts(buf, len, YYJSON_READ_INSITU, NULL, NULL);
+        }
+    }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&view);
+    if (err) {
+        free(buf);
+        errno = err;
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, arg);
+        Py_DECREF(encoded);
+        return NULL;
+    }
+    Py_DECREF(encoded);
     yyjson_val *root = doc ? yyjson_doc_get_root(doc) : NULL;
     if (!root || !yyjson_is_obj(root)) {
         yyjson_doc_free(doc);
+        free(buf);
         Py_RETURN_NONE;
     }
     PyObject *out = PyList_New(0);
@@ -947,6 +988,7 @@ static PyObject *openclaw_index(PyObject *mod, PyObject *arg) {
         Py_XDECREF(row);
     }
     yyjson_doc_free(doc);
+    free(buf);
     return out;
 }
 
@@ -969,7 +1011,7 @@ static PyMethodDef methods[] = {
     {"finish", finish, METH_VARARGS, "Raw turns to priced rows (see scan._Ingest)."},
     {"rollup_rows", rollup_rows, METH_VARARGS, "Add turns rows to rollup sums (store.Rollups)."},
     {"key_hash", py_key_hash, METH_O, "Signed 64-bit BLAKE2b of bytes."},
-    {"openclaw_index", openclaw_index, METH_O, "The fields read of a sessions.json's entries."},
+    {"openclaw_index", openclaw_index, METH_O, "The fields read of a sessions.json file's entries."},
     {"release_memory", release_memory, METH_NOARGS, "Return the C heap's free pages (glibc)."},
     {NULL, NULL, 0, NULL}};
 

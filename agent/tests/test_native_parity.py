@@ -78,11 +78,13 @@ _INDEX_FIELDS = st.sampled_from(
     )
 )
 @settings(max_examples=300, deadline=None)
-def test_the_sessions_index_reads_the_same_fields_in_c_and_in_python(index):
+def test_the_sessions_index_reads_the_same_fields_in_c_and_in_python(tmp_path_factory, index):
     from clawtrace.sources import openclaw
 
     raw = json.dumps(index).encode()
-    assert NATIVE.openclaw_index(raw) == openclaw._index_members(raw)
+    path = tmp_path_factory.mktemp("index") / "sessions.json"
+    path.write_bytes(raw)
+    assert NATIVE.openclaw_index(str(path)) == openclaw._index_members(raw)
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,7 @@ def test_the_sessions_index_reads_the_same_fields_in_c_and_in_python(index):
         b'{"k": {"sessionId": "\xff"}}',
     ],
 )
-def test_odd_sessions_indexes_read_the_same_in_c_and_in_python(raw):
+def test_odd_sessions_indexes_read_the_same_in_c_and_in_python(raw, tmp_path):
     """(A key given twice: C lists every copy, Python's dict keeps the last at the first's
     place; the entries read from them must be the same.)"""
     from clawtrace.sources import openclaw
@@ -110,7 +112,17 @@ def test_odd_sessions_indexes_read_the_same_in_c_and_in_python(raw):
     def entries(members):
         return members and openclaw._index_entries(members, "main", {"a.jsonl", "b.jsonl"})
 
-    assert entries(NATIVE.openclaw_index(raw)) == entries(openclaw._index_members(raw))
+    path = tmp_path / "sessions.json"
+    path.write_bytes(raw)
+    assert entries(NATIVE.openclaw_index(str(path))) == entries(openclaw._index_members(raw))
+
+
+def test_a_sessions_index_that_cannot_be_read_is_an_os_error(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        NATIVE.openclaw_index(str(tmp_path / "sessions.json"))
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(OSError):
+        NATIVE.openclaw_index(str(tmp_path / "dir.json"))
 
 
 # --- line level ------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ IN_FLIGHT_PER_WORKER = 2
 BATCH_BYTES = 32 * 1024 * 1024
 BATCH_BYTES_MIN = 1024 * 1024
 SERIAL_BATCH_BYTES = 8 * 1024 * 1024  # the Python writer holds a batch's rows as objects
-LIST_AHEAD_FILES = 8192  # files a parallel scan lists ahead of its workers
+LIST_AHEAD_FILES = 2048  # files a parallel scan lists ahead of its workers
 BATCH_FILES = 256
 WORKER_CACHE_KIB = 8_000
 

@@ -640,9 +640,14 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
             conn.executescript(_SUMS_SCHEMA)
             layout = conn.execute("SELECT value FROM sums_meta WHERE key = 'layout'").fetchone()
             if layout is None or layout[0] != SUMS_LAYOUT:
+                conn.executescript(
+                    "".join(
+                        f"DROP TABLE sums.{t};"
+                        for t in ("rollup_model", "rollup_day", "tool_day", "sums_meta")
+                    )
+                    + _SUMS_SCHEMA
+                )
                 with conn:
-                    for table in ("rollup_model", "rollup_day", "tool_day", "sums_meta"):
-                        conn.execute(f"DELETE FROM sums.{table}")  # noqa: S608  (fixed names)
                     conn.execute(
                         "INSERT INTO sums_meta (key, value) VALUES ('layout', ?)", (SUMS_LAYOUT,)
                     )
@@ -653,7 +658,8 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
             with contextlib.suppress(sqlite3.DatabaseError):
                 conn.execute("DETACH DATABASE sums")
             for suffix in ("", "-wal", "-shm"):
-                Path(target + suffix).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # (then the second try says what is wrong)
+                    Path(target + suffix).unlink(missing_ok=True)
 
 
 def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:

@@ -66,16 +66,15 @@ def _read_index(
 ) -> tuple[list[IndexSession], dict[str, tuple[str, bool]]]:
     """sessions.json → index entries and a map from transcript file name to the session key
     and whether it is a sub-agent's."""
+    path = sessions_dir / "sessions.json"
+    native = base.native()
     try:
-        raw = (sessions_dir / "sessions.json").read_bytes()
+        size = path.stat().st_size
+        # In C where built: a gateway's main agent can name tens of thousands of sessions, and
+        # the whole index as Python dicts takes several times the file's size (65 MB for 15).
+        members = native.openclaw_index(str(path)) if native else _index_members(path.read_bytes())
     except OSError:
         return [], {}
-    native = base.native()
-    # In C where built: a gateway's main agent can name tens of thousands of sessions, and the
-    # whole index as Python dicts takes several times the file's size (65 MB for 15 MB).
-    members = native.openclaw_index(raw) if native is not None else _index_members(raw)
-    size = len(raw)
-    del raw
     found = _index_entries(members or [], agent, names)
     del members
     if native is not None and size >= _BIG_INDEX_BYTES:
