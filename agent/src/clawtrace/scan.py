@@ -540,25 +540,6 @@ class _Pool:
 # --- the scan (main process) -----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _scan_lock(db: str) -> Iterator[None]:
-    """One scan at a time per store, across processes (an advisory lock on a file beside it)."""
-    if not db:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: SQLite's own locking is all there is
-        yield
-        return
-    with open(db + store.SCAN_LOCK_SUFFIX, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _files_table(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
     cur = conn.cursor()
     cur.row_factory = sqlite3.Row  # built in C: cheap for tens of thousands of files
@@ -665,7 +646,7 @@ def scan(
     gc_was_on = gc.isenabled()
     gc.disable()  # millions of small acyclic objects: the collector would only slow us down
     try:
-        with _scan_lock(store.db_file(conn)):
+        with store.scan_lock(store.db_file(conn)):
             result = _scan_locked(conn, config, claude_dirs, openclaw_dirs, workers, progress)
     finally:
         if gc_was_on:

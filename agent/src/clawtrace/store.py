@@ -388,12 +388,11 @@ def _rollups_rebuild_all(conn: sqlite3.Connection) -> None:
 MIGRATIONS.append(_rollups_rebuild_all)
 
 
-# 5: coarser sums for the reports, derived from the rollups (see `derived_refresh`): per bucket
-# and model (reports over time), per UTC day, context and model (reports by project, session...),
-# and per UTC day, model and tool. On a million turns they are 6x to 100x smaller than `rollup`.
-MIGRATIONS.append(
-    """
-    CREATE TABLE rollup_model (
+def _derived_tables(into: str) -> str:
+    """The derived sums' tables (see `derived_refresh`), created with `into` before each name
+    (migration 5 made them in the store; they now live in the sums file, `_SUMS_SCHEMA`)."""
+    return f"""
+    CREATE TABLE {into}rollup_model (
         bucket INTEGER NOT NULL,
         model_id INTEGER NOT NULL,
         turns INTEGER NOT NULL,
@@ -418,7 +417,7 @@ MIGRATIONS.append(
         last_ts INTEGER,
         PRIMARY KEY (bucket, model_id)
     ) WITHOUT ROWID;
-    CREATE TABLE rollup_day (
+    CREATE TABLE {into}rollup_day (
         day INTEGER NOT NULL,
         context_id INTEGER NOT NULL,
         model_id INTEGER NOT NULL,
@@ -444,7 +443,7 @@ MIGRATIONS.append(
         last_ts INTEGER,
         PRIMARY KEY (day, context_id, model_id)
     ) WITHOUT ROWID;
-    CREATE TABLE tool_day (
+    CREATE TABLE {into}tool_day (
         day INTEGER NOT NULL,
         model_id INTEGER NOT NULL,
         tool TEXT NOT NULL,
@@ -455,6 +454,15 @@ MIGRATIONS.append(
         display_pico REAL NOT NULL,
         PRIMARY KEY (day, model_id, tool)
     ) WITHOUT ROWID;
+    """
+
+
+# 5: coarser sums for the reports, derived from the rollups (see `derived_refresh`): per bucket
+# and model (reports over time), per UTC day, context and model (reports by project, session...),
+# and per UTC day, model and tool. On a million turns they are 6x to 100x smaller than `rollup`.
+MIGRATIONS.append(
+    _derived_tables("")
+    + """
     -- UTC days whose rollup rows were recomputed (and may have gone) since the derived sums
     -- were last brought in step; rows added since are found by rowid.
     CREATE TABLE derived_dirty (day INTEGER PRIMARY KEY);
@@ -493,74 +501,15 @@ MIGRATIONS.append(
 # `sums_meta` holds the marks of what they were computed from and the layout below.
 SUMS_SUFFIX = "-sums"
 SUMS_LAYOUT = "1"
-_SUMS_SCHEMA = """
-    CREATE TABLE IF NOT EXISTS sums.rollup_model (
-        bucket INTEGER NOT NULL,
-        model_id INTEGER NOT NULL,
-        turns INTEGER NOT NULL,
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        cache_read_tokens INTEGER NOT NULL,
-        cache_write_5m_tokens INTEGER NOT NULL,
-        cache_write_1h_tokens INTEGER NOT NULL,
-        web_search_requests INTEGER NOT NULL,
-        auto_pico INTEGER NOT NULL,
-        auto_unpriced_tokens INTEGER NOT NULL,
-        auto_unpriced_turns INTEGER NOT NULL,
-        calc_pico INTEGER NOT NULL,
-        calc_unpriced_tokens INTEGER NOT NULL,
-        calc_unpriced_turns INTEGER NOT NULL,
-        display_pico INTEGER NOT NULL,
-        display_unpriced_tokens INTEGER NOT NULL,
-        display_unpriced_turns INTEGER NOT NULL,
-        cache_savings_pico INTEGER NOT NULL,
-        cache_write_pico INTEGER NOT NULL,
-        first_ts INTEGER,
-        last_ts INTEGER,
-        PRIMARY KEY (bucket, model_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS sums.rollup_day (
-        day INTEGER NOT NULL,
-        context_id INTEGER NOT NULL,
-        model_id INTEGER NOT NULL,
-        turns INTEGER NOT NULL,
-        input_tokens INTEGER NOT NULL,
-        output_tokens INTEGER NOT NULL,
-        cache_read_tokens INTEGER NOT NULL,
-        cache_write_5m_tokens INTEGER NOT NULL,
-        cache_write_1h_tokens INTEGER NOT NULL,
-        web_search_requests INTEGER NOT NULL,
-        auto_pico INTEGER NOT NULL,
-        auto_unpriced_tokens INTEGER NOT NULL,
-        auto_unpriced_turns INTEGER NOT NULL,
-        calc_pico INTEGER NOT NULL,
-        calc_unpriced_tokens INTEGER NOT NULL,
-        calc_unpriced_turns INTEGER NOT NULL,
-        display_pico INTEGER NOT NULL,
-        display_unpriced_tokens INTEGER NOT NULL,
-        display_unpriced_turns INTEGER NOT NULL,
-        cache_savings_pico INTEGER NOT NULL,
-        cache_write_pico INTEGER NOT NULL,
-        first_ts INTEGER,
-        last_ts INTEGER,
-        PRIMARY KEY (day, context_id, model_id)
-    ) WITHOUT ROWID;
-    CREATE TABLE IF NOT EXISTS sums.tool_day (
-        day INTEGER NOT NULL,
-        model_id INTEGER NOT NULL,
-        tool TEXT NOT NULL,
-        calls INTEGER NOT NULL,
-        turns INTEGER NOT NULL,
-        auto_pico REAL NOT NULL,
-        calc_pico REAL NOT NULL,
-        display_pico REAL NOT NULL,
-        PRIMARY KEY (day, model_id, tool)
-    ) WITHOUT ROWID;
+_SUMS_SCHEMA = (
+    _derived_tables("IF NOT EXISTS sums.")
+    + """
     CREATE TABLE IF NOT EXISTS sums.sums_meta (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     );
     """
+)
 
 
 class StoreError(Exception):
@@ -733,8 +682,17 @@ def _bulk_load_recover(path: Path) -> None:
     """A store a bulk load left (see `bulk_load`): settled in this boot, synced; else kept if
     it is sound, or started over. Left alone while a scan holds the store (one is running)."""
     marker = Path(str(path) + BULK_MARKER)
-    if not marker.exists() or _scan_running(path):
+    if not marker.exists():
         return
+    try:
+        with scan_lock(str(path), wait=False) as held:
+            if held:
+                _bulk_load_settle(path, marker)
+    except OSError:  # (no lock file can be made beside it: nor can the marker be removed)
+        return
+
+
+def _bulk_load_settle(path: Path, marker: Path) -> None:
     with contextlib.suppress(OSError):
         boot = _boot_id()
         if boot and marker.read_text().split() == ["settled", boot]:
@@ -758,22 +716,28 @@ def _bulk_load_recover(path: Path) -> None:
     marker.unlink(missing_ok=True)
 
 
-def _scan_running(path: Path) -> bool:
-    """Whether a scan holds the store's scan lock (scan._scan_lock), in any process."""
+@contextlib.contextmanager
+def scan_lock(db: str, *, wait: bool = True) -> Iterator[bool]:
+    """One scan at a time per store, across processes (an advisory lock on a file beside it).
+    Yields whether it is held: always when it may `wait`; else False while another has it."""
+    if not db:
+        yield True
+        return
     try:
         import fcntl
-    except ImportError:  # Windows: no advisory locks; a bulk load's marker is judged as found
-        return False
-    try:
-        with open(str(path) + SCAN_LOCK_SUFFIX, "a+b") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
+    except ImportError:  # Windows: SQLite's own locking is all there is
+        yield True
+        return
+    with open(db + SCAN_LOCK_SUFFIX, "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    except OSError:
-        return False
-    return False
 
 
 def db_file(conn: sqlite3.Connection) -> str:

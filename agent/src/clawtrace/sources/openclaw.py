@@ -69,22 +69,22 @@ def _read_index(
     path = sessions_dir / "sessions.json"
     native = base.native()
     try:
-        size = path.stat().st_size
         # In C where built: a gateway's main agent can name tens of thousands of sessions, and
         # the whole index as Python dicts takes several times the file's size (65 MB for 15).
         members = native.openclaw_index(str(path)) if native else _index_members(path.read_bytes())
     except OSError:
         return [], {}
-    found = _index_entries(members or [], agent, names)
-    del members
-    if native is not None and size >= _BIG_INDEX_BYTES:
+    members = members or []
+    found = _index_entries(members, agent, names)
+    if native is not None and len(members) >= _BIG_INDEX_ENTRIES:
         # What the parse freed sits in the middle of the C heap, where free() never hands it
         # back to the system (15 MB of the 10M-turn corpus's main agent).
+        del members
         native.release_memory()
     return found
 
 
-_BIG_INDEX_BYTES = 1024 * 1024
+_BIG_INDEX_ENTRIES = 4096  # (an entry is a few hundred bytes of JSON: a file of about 1 MB)
 
 
 def _index_entries(
