@@ -2889,17 +2889,21 @@ static int derive_run(derive_t *d, int overlap) {
     return 0;
 }
 
-/* derive(path, overlap=False, pass_rows=DERIVE_PASS_ROWS) -> days recomputed (-1: all; None:
+/* derive(path, overlap=False, pass_rows=DERIVE_PASS_ROWS, synced=True) -> days recomputed (-1: all; None:
  * nothing written because the rollups changed meanwhile, or a full refresh of more than
  * `pass_rows` rows was asked with `overlap`): brings rollup_model, rollup_day and tool_day in
  * step with the rollups (store.derived_refresh). With `overlap` it reads in a transaction of
  * its own without holding the interpreter lock, so it can run on a thread while another
- * connection writes. */
-static PyObject *derive(PyObject *mod, PyObject *args) {
+ * connection writes. `synced` false: the sums file is written without waiting for the disk
+ * (a bulk load's, whose marker covers it: store.bulk_load). */
+static PyObject *derive(PyObject *mod, PyObject *args, PyObject *kw) {
     PyObject *path;
-    int overlap = 0;
+    int overlap = 0, synced = 1;
     long long pass_rows = DERIVE_PASS_ROWS;
-    if (!PyArg_ParseTuple(args, "O|pL", &path, &overlap, &pass_rows)) return NULL;
+    static char *kwlist[] = {"path", "overlap", "pass_rows", "synced", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|pLp", kwlist, &path, &overlap, &pass_rows,
+                                     &synced))
+        return NULL;
     PyObject *b = PyUnicode_EncodeFSDefault(path);
     if (!b) return NULL;
     derive_t d;
@@ -2919,7 +2923,8 @@ static PyObject *derive(PyObject *mod, PyObject *args) {
     } else {
         sqlite3_busy_timeout(d.db, 60000);
         if (derive_exec(&d, "PRAGMA cache_size=-2000", 0, 0) == 0 && sums_attach(d.db, path_c) == 0 &&
-            derive_exec(&d, "PRAGMA sums.synchronous=NORMAL", 0, 0) == 0)
+            derive_exec(&d, synced ? "PRAGMA sums.synchronous=NORMAL" : "PRAGMA sums.synchronous=OFF",
+                        0, 0) == 0)
             outcome = derive_run(&d, overlap);
         else if (!d.err)
             derive_fail(&d);
@@ -3365,7 +3370,9 @@ static PyObject *intern_limit_set(PyObject *mod, PyObject *args) {
 
 static PyMethodDef ingest_functions[] = {
     {"key_groups", key_groups, METH_VARARGS, "Rowids of keys journaled more than once."},
-    {"derive", derive, METH_VARARGS, "Bring the derived rollups in step (store.derived_refresh)."},
+    {"derive", (PyCFunction)(void (*)(void))derive, METH_VARARGS | METH_KEYWORDS,
+     "derive(path, overlap=False, pass_rows=..., synced=True): bring the derived rollups in step "
+     "(store.derived_refresh); synced=False during a bulk load (store.bulk_load)."},
     {"intern_limit", intern_limit_set, METH_VARARGS,
      "intern_limit([bytes]) -> the limit before: the interned strings a writer keeps across commits."},
     {"group_sum", group_sum, METH_VARARGS, "Rows of a query summed by their first columns."},

@@ -150,6 +150,59 @@ def test_parallel_and_serial_scans_store_the_same_turns(tmp_path, monkeypatch):
     assert len(serial.execute(q).fetchall()) == 300
 
 
+def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
+    """While workers run, the main process's own writes (new files' rows, what the listing
+    found) take the lock the workers commit under: waiting on SQLite's busy handler instead
+    sleeps in steps of up to 20 ms, the listing stops and the workers run out of files."""
+    from clawtrace import store
+
+    for i in range(12):
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
+            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(20)],
+        )
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", 2)
+
+    class Held:
+        """The pool's lock, as the main process takes it."""
+
+        def __init__(self, lock):
+            self.lock, self.held = lock, False
+
+        def __enter__(self):
+            self.lock.acquire()
+            self.held = True
+
+        def __exit__(self, *exc):
+            self.held = False
+            self.lock.release()
+
+    pools = []
+    pool_init = scan_module._Pool.__init__
+
+    def spied_pool(self, *args, **kwargs):
+        pool_init(self, *args, **kwargs)
+        self.lock = Held(self.lock)  # (the workers were given the lock itself)
+        pools.append(self)
+
+    writes = []
+    listing_flush = scan_module._listing_flush
+
+    def spied_flush(*args, **kwargs):
+        writes.append(pools[-1].lock.held)
+        return listing_flush(*args, **kwargs)
+
+    monkeypatch.setattr(scan_module._Pool, "__init__", spied_pool)
+    monkeypatch.setattr(scan_module, "_listing_flush", spied_flush)
+    conn = store.connect(tmp_path / "store.db")
+    result = run_scan(conn, tmp_path / "claude", workers=2)
+    assert result.turns_total == 240
+    assert len(pools) == 1
+    assert len(writes) > 2
+    assert all(writes)
+
+
 @pytest.mark.parametrize("batch_files", [1, 128])
 def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
     conn, tmp_path, monkeypatch, batch_files

@@ -4,8 +4,10 @@ made again whenever it is missing or damaged, and the marker a first (bulk) load
 from __future__ import annotations
 
 import fcntl
+import os
 import sqlite3
 
+import orjson
 import pytest
 from clawtrace import reports, store
 
@@ -119,9 +121,50 @@ def test_without_a_boot_id_a_bulk_load_syncs_and_takes_its_marker_away(isolated_
     path = isolated_home / "clawtrace.db"
     conn = store.connect(path)
     monkeypatch.setattr(store, "_boot_id", lambda: "")
+    synced: list[str] = []
+    monkeypatch.setattr(store, "_fsync_path", synced.append)
     with store.bulk_load(conn):
         pass
     assert not _marker(path).exists()
+    sums = store.sums_file(str(path))
+    assert synced == [str(path), f"{path}-wal", sums, f"{sums}-wal"]
+
+
+def test_the_next_connect_in_the_same_boot_syncs_the_store_and_its_sums(isolated_home, monkeypatch):
+    path = isolated_home / "clawtrace.db"
+    conn = store.connect(path)
+    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    with store.bulk_load(conn):
+        pass
+    conn.close()
+    synced: list[str] = []
+    monkeypatch.setattr(store, "_fsync_path", synced.append)
+    store.connect(path).close()
+    sums = store.sums_file(str(path))
+    assert synced == [str(path), f"{path}-wal", sums, f"{sums}-wal"]
+
+
+def test_a_bulk_load_leaves_nothing_for_the_close_to_checkpoint(isolated_home, monkeypatch):
+    """Closing the last connection checkpoints what its logs hold, and with `synchronous` back
+    to NORMAL that syncs the whole new store: a first scan would wait for the disk after all.
+    So the scan's last writes go in before the bulk load ends, and both logs end empty."""
+    from clawtrace import scan as scan_module
+
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)  # the bulk load of a big tree
+    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    root = isolated_home / "logs"
+    for n in range(6):
+        lines = [claude_assistant(msg_id=f"m{n}-{k}") for k in range(30)]
+        write_lines(root / "claude" / "projects" / f"-p{n}" / "s.jsonl", lines)
+    path = isolated_home / "clawtrace.db"
+    conn = store.connect(path)
+    result = run_scan(conn, claude=root / "claude", workers=2)
+    assert _marker(path).read_text() == "settled boot-1\n"
+    for log in (f"{path}-wal", f"{store.sums_file(str(path))}-wal"):
+        assert os.path.getsize(log) == 0, log
+    assert store.meta_get(conn, "last_scan_result") == orjson.dumps(result.as_dict()).decode()
+    assert store.derived_fresh(conn)
+    conn.close()
 
 
 def _damage(path):
@@ -146,11 +189,19 @@ def test_a_store_found_with_a_marker_is_kept_when_sound_else_started_again(
     _marker(scanned).write_text(marker)
     if damaged:
         _damage(scanned)
+    sums = store.sums_file(str(scanned))
+    with sqlite3.connect(sums) as probe:
+        probe.execute("CREATE TABLE left_by_the_load (n)")  # (to tell the file apart)
     conn = store.connect(scanned)
     turns = conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0]
+    sums_kept = conn.execute(
+        "SELECT COUNT(*) FROM sums.sqlite_master WHERE name = 'left_by_the_load'"
+    ).fetchone()[0]
     conn.close()
     assert not _marker(scanned).exists()
     assert turns == (40 if kept else 0)
+    # The derived sums of a load not known to be on disk are a cache made again, not checked.
+    assert sums_kept == (marker == "settled boot-1\n")
 
 
 def test_a_marker_is_left_alone_while_a_scan_holds_the_store(scanned, monkeypatch):

@@ -455,9 +455,9 @@ class _Pool:
 
         ctx = multiprocessing.get_context("fork")
         self.n = n
-        lock = ctx.Lock()
+        self.lock = ctx.Lock()
         self.pool = ctx.Pool(
-            n, initializer=_pool_init, initargs=(db, config, lock, stale, rollup_before, bulk)
+            n, initializer=_pool_init, initargs=(db, config, self.lock, stale, rollup_before, bulk)
         )
 
     def run(
@@ -647,13 +647,12 @@ def scan(
     gc.disable()  # millions of small acyclic objects: the collector would only slow us down
     try:
         with store.scan_lock(store.db_file(conn)):
-            result = _scan_locked(conn, config, claude_dirs, openclaw_dirs, workers, progress)
+            return _scan_locked(
+                conn, config, claude_dirs, openclaw_dirs, workers, progress, started
+            )
     finally:
         if gc_was_on:
             gc.enable()
-    result.seconds = round(time.perf_counter() - started, 3)
-    store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
-    return result
 
 
 def _scan_locked(
@@ -663,6 +662,7 @@ def _scan_locked(
     openclaw_dirs: list[str] | None,
     workers: int | None,
     progress: ProgressFactory | None,
+    started: float,
 ) -> ScanResult:
     result = ScanResult()
     now = store.now_ms()
@@ -846,6 +846,7 @@ def _scan_locked(
                 # handed over (a transaction a batch would wait on the workers' commits).
                 unsaved: list[dict[str, Any]] = []
                 saved_upto = next_id
+                writing = pool.lock
 
                 def stream() -> Iterator[dict[str, Any]]:
                     nonlocal to_read, files_listed
@@ -860,13 +861,15 @@ def _scan_locked(
                         if name_new(task):
                             unsaved.append(task)
                         yield task
-                    discovery_done()
+                    with writing:
+                        discovery_done()
                     show_progress(growing=False)
 
                 def save(batch: list[dict[str, Any]]) -> None:
                     nonlocal saved_upto
                     if unsaved and max(t["file_id"] for t in batch) > saved_upto:
-                        save_new(unsaved)
+                        with writing:
+                            save_new(unsaved)
                         saved_upto = unsaved[-1]["file_id"]
                         unsaved.clear()
 
@@ -894,20 +897,23 @@ def _scan_locked(
             if cold_bulk:
                 # The rollups are final: their derived sums are computed on a thread while the
                 # other indexes build (both outside the interpreter lock, one per core).
-                behind = store.derived_refresh_behind(conn)
+                behind = store.derived_refresh_behind(conn, synced=False)
                 store.secondary_indexes_create(conn)
                 if behind is not None:
                     behind.join()
             if not store.derived_fresh(conn):
                 store.derived_refresh(conn)
+            if before_total >= 0 and not result.repriced:
+                result.turns_total = before_total + new_turns - removed
+            else:
+                result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
+            result.seconds = round(time.perf_counter() - started, 3)
+            # (Inside a bulk load: see store.bulk_load.)
+            store.meta_set(conn, "last_scan", str(now))
+            store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
     finally:
         if pool is not None:
             pool.terminate()
-    if before_total >= 0 and not result.repriced:
-        result.turns_total = before_total + new_turns - removed
-    else:
-        result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
-    store.meta_set(conn, "last_scan", str(now))
     return result
 
 

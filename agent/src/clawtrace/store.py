@@ -628,12 +628,15 @@ SCAN_LOCK_SUFFIX = ".scan-lock"
 
 @contextlib.contextmanager
 def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
-    """Fill an empty store without waiting for the disk: `synchronous=OFF` throughout.
+    """Fill an empty store and its derived sums without waiting for the disk: `synchronous=OFF`
+    throughout, for this connection and the derive (`derived_refresh_behind(synced=False)`).
 
     A crash of the process loses nothing (WAL stays consistent). A power cut could damage the
-    file, so a marker beside it says a bulk load ran; `connect` checks a store found with the
+    files, so a marker beside them says a bulk load ran; `connect` checks a store found with the
     marker, and one that fails the check is started again (it held nothing but what the logs
-    on disk still hold: a bulk load only runs into an empty store). At the end the marker is
+    on disk still hold: a bulk load only runs into an empty store); the derived sums, a cache,
+    are made again. The caller's last writes belong inside: one after it would make the
+    connection's close sync the whole new store. At the end the marker is
     marked settled with the machine's boot id instead of waiting for the disk: the next
     `connect` in the same boot (the page cache then holds all that was written, and the kernel
     has usually written it by then) syncs the files and takes the marker away without a check.
@@ -647,17 +650,23 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
             fh.write(b"bulk load in progress\n")
             fh.flush()
             os.fsync(fh.fileno())
-    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA main.synchronous=OFF")
+    conn.execute("PRAGMA sums.synchronous=OFF")
     try:
         yield
     finally:
+        # Both files' logs are emptied while nothing syncs: closing the connection then has
+        # nothing left to checkpoint, which would sync the whole new store.
         conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA sums.wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA main.synchronous=NORMAL")
+        conn.execute("PRAGMA sums.synchronous=NORMAL")
         boot = _boot_id()
         if marker is not None and boot:
             marker.write_text(f"settled {boot}\n")
         elif marker is not None:
-            _fsync_path(db)
+            for file in _bulk_files(db):
+                _fsync_path(file)
             marker.unlink(missing_ok=True)
 
 
@@ -667,6 +676,11 @@ def _boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
+
+
+def _bulk_files(db: str) -> tuple[str, ...]:
+    """What a bulk load writes without syncing: the store and its derived sums, and their logs."""
+    return (db, db + "-wal", sums_file(db), sums_file(db) + "-wal")
 
 
 def _fsync_path(path: str) -> None:
@@ -696,10 +710,13 @@ def _bulk_load_settle(path: Path, marker: Path) -> None:
     with contextlib.suppress(OSError):
         boot = _boot_id()
         if boot and marker.read_text().split() == ["settled", boot]:
-            for suffix in ("", "-wal"):
-                _fsync_path(str(path) + suffix)
+            for file in _bulk_files(str(path)):
+                _fsync_path(file)
             marker.unlink(missing_ok=True)
             return
+    # The derived sums are a cache: rather than checked, they are made again.
+    for suffix in ("", "-wal", "-shm"):
+        Path(sums_file(str(path)) + suffix).unlink(missing_ok=True)
     sound = False
     if path.exists():
         try:
@@ -1208,11 +1225,14 @@ def _derived_refresh_sql(conn: sqlite3.Connection) -> int:
     return days_done
 
 
-def derived_refresh_behind(conn: sqlite3.Connection) -> threading.Thread | None:
+def derived_refresh_behind(
+    conn: sqlite3.Connection, *, synced: bool = True
+) -> threading.Thread | None:
     """Start `derived_refresh` on a thread that reads the rollups now, without the interpreter
     lock, and writes once the write lock is free: a scan builds its indexes meanwhile. None
     without the native module. Whatever goes wrong there (the rollups changed in between, an
-    error) leaves the sums stale, for the caller's `derived_refresh` to redo."""
+    error) leaves the sums stale, for the caller's `derived_refresh` to redo. Not `synced`
+    inside `bulk_load`."""
     fast = _native_ingest()
     db = db_file(conn)
     if fast is None or not db:
@@ -1220,7 +1240,7 @@ def derived_refresh_behind(conn: sqlite3.Connection) -> threading.Thread | None:
 
     def run() -> None:
         with contextlib.suppress(Exception):
-            fast.derive(db, True)
+            fast.derive(db, True, synced=synced)
 
     thread = threading.Thread(target=run, name="clawtrace-derive", daemon=True)
     thread.start()
