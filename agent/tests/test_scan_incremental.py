@@ -171,12 +171,15 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
             self.lock, self.held = lock, False
 
         def __enter__(self):
-            self.lock.acquire()
+            self.lock.__enter__()
             self.held = True
 
         def __exit__(self, *exc):
             self.held = False
-            self.lock.release()
+            self.lock.__exit__(*exc)
+
+        def close(self):
+            self.lock.close()
 
     pools = []
     pool_init = scan_module._Pool.__init__

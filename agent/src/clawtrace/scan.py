@@ -26,7 +26,6 @@ import contextlib
 import gc
 import hashlib
 import os
-import queue
 import sqlite3
 import stat
 import time
@@ -451,14 +450,20 @@ class _Pool:
     def __init__(
         self, n: int, db: str, config: Config, stale: list[int], rollup_before: int, bulk: bool
     ) -> None:
-        import multiprocessing
+        from clawtrace.workers import ForkPool, SharedLock
 
-        ctx = multiprocessing.get_context("fork")
         self.n = n
-        self.lock = ctx.Lock()
-        self.pool = ctx.Pool(
-            n, initializer=_pool_init, initargs=(db, config, self.lock, stale, rollup_before, bulk)
-        )
+        self.lock = SharedLock(db)
+        self._left = -1  # bytes listed and not handed over, once the listing is done
+        try:
+            self.pool = ForkPool(
+                n,
+                lambda: _pool_init(db, config, self.lock, stale, rollup_before, bulk),
+                _pool_batch,
+            )
+        except BaseException:
+            self.lock.close()
+            raise
 
     def run(
         self,
@@ -468,19 +473,22 @@ class _Pool:
         """Each batch and its outcome, in completion order. `tasks` is read only as the workers
         need more (a bounded window in flight), so a big tree's listing is never held whole;
         `register` gives a batch's new files their rows before the batch is handed over."""
-        results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        pool = self.pool
         # While the workers are busy the listing goes on ahead of them, up to a bound: the
         # main process would otherwise idle, then list files while they wait for a batch.
         ahead: collections.deque[dict[str, Any]] = collections.deque()
         listing_done = False
+        listed_bytes = handed_bytes = 0
 
         def list_one() -> None:
-            nonlocal listing_done
+            nonlocal listing_done, listed_bytes
             task = next(tasks, None)
             if task is None:
                 listing_done = True
+                self._left = listed_bytes - handed_bytes
             else:
                 ahead.append(task)
+                listed_bytes += max(task["size"] - task["offset"], 0)
 
         def listed() -> Iterator[dict[str, Any]]:
             while True:
@@ -492,49 +500,63 @@ class _Pool:
                     list_one()
 
         todo = _batches(listed(), self._batch_limit)
+        sent: dict[int, collections.deque[list[dict[str, Any]]]] = {
+            w.pid: collections.deque() for w in pool.workers
+        }
 
-        def submit() -> bool:
+        def submit(worker: Any) -> bool:
+            nonlocal handed_bytes
             batch = next(todo, None)
             if batch is None:
                 return False
             register(batch)
-            self.pool.apply_async(
-                _pool_batch,
-                (batch,),
-                callback=lambda done, b=batch: results.put((b, done)),
-                error_callback=results.put,
-            )
+            pool.send(worker, batch)
+            sent[worker.pid].append(batch)
+            size = sum(max(t["size"] - t["offset"], 0) for t in batch)
+            handed_bytes += size
+            if self._left >= 0:
+                self._left -= size
             return True
 
+        # Two batches each (one to work on, one waiting), the first ones in turn so that every
+        # worker starts at once.
         in_flight = 0
-        while in_flight < self.n * IN_FLIGHT_PER_WORKER and submit():
-            in_flight += 1
+        for _ in range(IN_FLIGHT_PER_WORKER):
+            for worker in pool.workers:
+                in_flight += submit(worker)
         while in_flight:
-            while results.empty() and not listing_done and len(ahead) < LIST_AHEAD_FILES:
+            waiting = listing_done or len(ahead) >= LIST_AHEAD_FILES
+            replies = pool.poll(None if waiting else 0)
+            if not replies:
                 list_one()
-            done = results.get()
-            in_flight -= 1
-            if isinstance(done, BaseException):
-                raise done
-            if submit():
-                in_flight += 1
-            yield done
+                continue
+            for worker, done in replies:
+                batch = sent[worker.pid].popleft()
+                in_flight -= 1
+                in_flight += submit(worker)
+                yield batch, done
 
     def _batch_limit(self, listed: int) -> int:
         """Batches of files in discovery order: a session's transcripts sit side by side, and
         the turns they share merge inside one batch instead of after the load (on a
         million-turn tree, half the keys met twice). Big batches cost fewer commits and merge
         more in memory; the first ones are small, so that every worker starts at once and a
-        small tree still gets a few batches per worker."""
-        return min(BATCH_BYTES, max(BATCH_BYTES_MIN, listed // (self.n * 4)))
+        small tree still gets a few batches per worker. Once the listing is done they are cut
+        from what is left, so that the workers end together (each has its own queue)."""
+        basis = listed if self._left < 0 else self._left
+        return min(BATCH_BYTES, max(BATCH_BYTES_MIN, basis // (self.n * 4)))
 
     def close(self) -> None:
-        self.pool.close()
-        self.pool.join()
+        try:
+            self.pool.close()
+        finally:
+            self.lock.close()
 
     def terminate(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        try:
+            self.pool.terminate()
+        finally:
+            self.lock.close()
 
 
 # --- the scan (main process) -----------------------------------------------------------------
@@ -674,7 +696,6 @@ def _scan_locked(
     cold = since_id == 0
 
     n = workers or config.workers or min(os.cpu_count() or 1, 4)
-    # (Checked only when there is enough to read: importing multiprocessing costs a warm scan.)
     parallel_ok = n > 1 and bool(db)
     pool: _Pool | None = None
     roots = source_roots(config, claude_dirs, openclaw_dirs)
@@ -1039,13 +1060,7 @@ def _native_workers() -> bool:
 
 
 def _fork_available() -> bool:
-    try:
-        import multiprocessing
-
-        multiprocessing.get_context("fork")
-    except (ImportError, ValueError):
-        return False
-    return True
+    return hasattr(os, "fork")
 
 
 def _batches(
