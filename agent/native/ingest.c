@@ -316,7 +316,7 @@ typedef struct {
     PyObject_HEAD
     sqlite3 *db;
     sqlite3_stmt *ins_turn, *sel_turn, *upd_turn, *ins_rollup, *ins_tool, *ins_dirty;
-    sqlite3_stmt *ins_ctx, *ins_model, *ins_src, *ins_toolset, *upd_fresh, *upd_grown;
+    sqlite3_stmt *ins_ctx, *ins_model, *ins_src, *ins_toolset, *upd_fresh, *upd_grown, *ins_file;
     PyObject *card_for, *price_slow;
     int64_t reported_id, none_id;
     int bulk;     /* 1: a first load into an empty store (no unique key index until it is done);
@@ -1785,12 +1785,16 @@ static int interned_drop(Ingest *self) {
     return constants_intern(self, ids);
 }
 
-/* Ingest.commit(files) -> new turns. `files`: (reset, size, mtime_ns, inode, head_hash, offset,
- * lines, malformed, turn_lines, state_json, now, file_id) per file read in the batch. One
- * transaction: the batch's turns, their rollups and the files' new offsets. */
-static PyObject *Ingest_commit(Ingest *self, PyObject *files) {
-    if (!PyList_Check(files)) {
-        PyErr_SetString(PyExc_TypeError, "files must be a list");
+/* Ingest.commit(files, new_files=()) -> new turns. `files`: (reset, size, mtime_ns, inode,
+ * head_hash, offset, lines, malformed, turn_lines, state_json, now, file_id) per file read in the
+ * batch; `new_files`: (id, path, source, first_seen, last_scan, ctx_json) of the files the store
+ * has no row for yet (scan.files_new_rows). One transaction: the new files' rows, the batch's
+ * turns, their rollups and the files' new offsets. */
+static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
+    PyObject *files, *new_files = NULL;
+    if (!PyArg_ParseTuple(args, "O|O", &files, &new_files)) return NULL;
+    if (!PyList_Check(files) || (new_files && !PyList_Check(new_files))) {
+        PyErr_SetString(PyExc_TypeError, "files and new_files must be lists");
         return NULL;
     }
     if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
@@ -1798,6 +1802,16 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *files) {
         return NULL;
     }
     long long fresh = 0;
+    for (Py_ssize_t i = 0; new_files && i < PyList_GET_SIZE(new_files); i++) {
+        PyObject *f = PyList_GET_ITEM(new_files, i);
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 6) {
+            PyErr_SetString(PyExc_TypeError, "a new file's row is a 6-tuple");
+            goto fail;
+        }
+        for (int k = 0; k < 6; k++)
+            if (bind_py(self->ins_file, k + 1, PyTuple_GET_ITEM(f, k)) != SQLITE_OK) goto fail;
+        if (step_done(self, self->ins_file) < 0) goto fail;
+    }
     if (dims_flush(self) < 0) goto fail;
     if (self->bulk) {
         /* Every row goes in (keys met twice are merged after the load: store.bulk_dedup). */
@@ -1900,7 +1914,8 @@ static void Ingest_dealloc(Ingest *self) {
     sqlite3_finalize(self->ins_turn_bulk);
     sqlite3_stmt *sts[] = {self->ins_turn, self->sel_turn,  self->upd_turn,  self->ins_rollup,
                            self->ins_tool, self->ins_dirty, self->ins_ctx,   self->ins_model,
-                           self->ins_src,  self->ins_toolset, self->upd_fresh, self->upd_grown};
+                           self->ins_src,  self->ins_toolset, self->upd_fresh, self->upd_grown,
+                           self->ins_file};
     for (size_t i = 0; i < sizeof sts / sizeof *sts; i++) sqlite3_finalize(sts[i]);
     if (self->db) sqlite3_close(self->db);
     if (self->keys) fclose(self->keys);
@@ -2018,7 +2033,11 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
         prepare(self, "INSERT OR IGNORE INTO price_sources VALUES (?,?)", &self->ins_src) < 0 ||
         prepare(self, "INSERT OR IGNORE INTO toolsets VALUES (?,?)", &self->ins_toolset) < 0 ||
         prepare(self, files_fresh, &self->upd_fresh) < 0 ||
-        prepare(self, files_grown, &self->upd_grown) < 0)
+        prepare(self, files_grown, &self->upd_grown) < 0 ||
+        prepare(self,
+                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                &self->ins_file) < 0)
         return -1;
     PyObject *it = PyObject_GetIter(stale);
     if (!it) return -1;
@@ -3341,7 +3360,7 @@ static PyMethodDef Ingest_methods[] = {
     {"openclaw", (PyCFunction)Ingest_openclaw, METH_VARARGS, "Parse OpenClaw lines into rows."},
     {"add", (PyCFunction)Ingest_add, METH_VARARGS, "Add a Python-parsed record as a row."},
     {"prepare", (PyCFunction)Ingest_prepare, METH_NOARGS, "Rollups of a bulk batch, unlocked."},
-    {"commit", (PyCFunction)Ingest_commit, METH_O, "Write the batch in one transaction."},
+    {"commit", (PyCFunction)Ingest_commit, METH_VARARGS, "Write the batch in one transaction."},
     {"pending", (PyCFunction)Ingest_pending, METH_NOARGS, "Rows waiting for commit."},
     {"resolve", (PyCFunction)Ingest_resolve, METH_O, "Merge rows that share a key (bulk load)."},
     {"close", (PyCFunction)Ingest_close, METH_NOARGS, "Close the key journal."},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 from clawtrace import reports
@@ -163,6 +164,7 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
         )
     monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(scan_module, "BATCH_FILES", 2)
+    monkeypatch.setattr(scan_module, "LISTING_RECORDS_HELD", 0)  # (written at every batch)
 
     class Held:
         """The pool's lock, as the main process takes it."""
@@ -204,6 +206,49 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
     assert len(pools) == 1
     assert len(writes) > 2
     assert all(writes)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_scan_that_stops_half_way_leaves_its_listing_untrusted(tmp_path, monkeypatch, workers):
+    """A new file's row is written with its turns. A scan that stops before every batch is
+    written must not leave a listing the next scan trusts (a warm check looks only at files
+    with a row): the files that got none would never be read."""
+    from clawtrace import store
+
+    for i in range(8):
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
+            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(10)],
+        )
+    # (The listing of a tree that has just changed is never trusted.)
+    settled = time.time_ns() - 60 * 10**9
+    for path in [tmp_path, *tmp_path.rglob("*")]:
+        os.utime(path, ns=(settled, settled))
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+    batch = scan_module._NativeIngest.batch if scan_module._native_workers() else None
+    writers = [scan_module._Ingest] + ([scan_module._NativeIngest] if batch else [])
+
+    def failing(original):
+        def batch_of(self, tasks):
+            if any("-p5" in t["path"] for t in tasks):
+                raise RuntimeError("disk full")
+            return original(self, tasks)
+
+        return batch_of
+
+    conn = store.connect(tmp_path / "store.db")
+    with monkeypatch.context() as patch:
+        for writer in writers:
+            patch.setattr(writer, "batch", failing(writer.batch))
+        with pytest.raises(RuntimeError, match="disk full"):
+            run_scan(conn, tmp_path / "claude", workers=workers)
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] < 80
+    result = run_scan(conn, tmp_path / "claude", workers=workers)
+    assert result.turns_total == 80
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 80
+    # And the listing this one left is trusted: nothing is listed again.
+    assert run_scan(conn, tmp_path / "claude", workers=workers).files_read == 0
 
 
 @pytest.mark.parametrize("batch_files", [1, 128])

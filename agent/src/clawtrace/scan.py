@@ -50,6 +50,7 @@ BATCH_BYTES = 32 * 1024 * 1024
 BATCH_BYTES_MIN = 1024 * 1024
 SERIAL_BATCH_BYTES = 8 * 1024 * 1024  # the Python writer holds a batch's rows as objects
 LIST_AHEAD_FILES = 2048  # files a parallel scan lists ahead of its workers
+LISTING_RECORDS_HELD = 8192  # what the listing found, written once there is this much
 BATCH_FILES = 256
 WORKER_CACHE_KIB = 8_000
 
@@ -143,9 +144,15 @@ class _Ingest:
         outs = [_read_file(t, parse) for t in tasks]
         rows = store.rows_dedup(self.dims, rows)
         conn = self.conn
+        new_files = files_new_rows(tasks, self.now)
         with self.lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                conn.executemany(
+                    "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    new_files,
+                )
                 new = self.writer.write(conn, rows)
                 files_done(conn, tasks, outs, self.now)
                 conn.commit()
@@ -336,6 +343,15 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
     return out
 
 
+def files_new_rows(tasks: list[dict[str, Any]], now: int) -> list[tuple[Any, ...]]:
+    """The rows of the batch's files the store does not know yet (written with the batch)."""
+    return [
+        (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
+        for t in tasks
+        if t.get("new")
+    ]
+
+
 def _file_update(t: dict[str, Any], out: dict[str, Any], now: int) -> tuple[Any, ...]:
     return (
         t["reset"],
@@ -392,8 +408,9 @@ class _NativeIngest:
         outs = [_read_file(t, parse) for t in tasks]
         updates = [_file_update(t, o, self.now) for t, o in zip(tasks, outs, strict=True)]
         sink.prepare()  # what can be done before taking the store's write lock
+        new_files = files_new_rows(tasks, self.now)
         with self.lock:
-            new = sink.commit(updates)
+            new = sink.commit(updates, new_files)
         return {"files": outs, "new": new}
 
 
@@ -690,6 +707,10 @@ def _scan_locked(
     now = store.now_ms()
     db = store.db_file(conn)
     _journals_remove(db)  # left by a scan that was stopped
+    with conn:
+        # A first scan that was stopped leaves the store without some indexes: they are back
+        # before any worker starts (the unique key index is what its writes go through).
+        store.secondary_indexes_create(conn)
     prices_reprice_if_stale(conn, config, result)
     since_id = store.max_turn_id(conn)
     rollup_before = store.rollup_rowid_max(conn)
@@ -752,27 +773,22 @@ def _scan_locked(
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
 
     def name_new(task: dict[str, Any]) -> bool:
-        """A new file gets its id (in discovery order: the de-dup tie rule reads them)."""
+        """A new file gets its id (in discovery order: the de-dup tie rule reads them); its row
+        is written with its batch's turns (files_new_rows)."""
         nonlocal next_id
         if task["file_id"] is not None:
             return False
         next_id += 1
         task["file_id"] = next_id
+        task["new"] = True
         return True
 
-    def save_new(chunk: list[dict[str, Any]]) -> None:
-        """The rows of new files, before any worker writes their offsets (and what the listing
-        recorded so far: a big tree's records are not held until it ends)."""
-        with conn:
-            _listing_flush(conn, discoveries, agents_cleared)
-            conn.executemany(
-                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
-                    for t in chunk
-                ),
-            )
+    def listing_flush(*, unless_below: int = 0) -> None:
+        """Write what the listing recorded so far (a big tree's records are not held until it
+        ends), once there are `unless_below` of them."""
+        if sum(len(d.watch) + len(d.index) for d in discoveries.values()) >= unless_below:
+            with conn:
+                _listing_flush(conn, discoveries, agents_cleared)
 
     def discovery_done() -> None:
         """What a finished discovery records: files gone, contexts changed, what was listed."""
@@ -793,6 +809,13 @@ def _scan_locked(
             conn.executemany("UPDATE files SET ctx_json = ? WHERE id = ?", ctx_updates)
             if unchanged is None:
                 _listing_flush(conn, discoveries, agents_cleared)
+
+    def listing_trusted() -> None:
+        """Once every listed file has its row: the next scan may trust this listing (see
+        _tree_unchanged). A scan stopped before leaves it untrusted, and the next one lists
+        everything again instead of missing the files that got no row."""
+        if unchanged is None:
+            with conn:
                 _watch_save(conn, roots_sig, result, pending_files)
 
     listed: Iterator[dict[str, Any]] = iter(tasks) if unchanged is not None else discover()
@@ -832,7 +855,6 @@ def _scan_locked(
                 break
 
         with conn:
-            store.secondary_indexes_create(conn)  # a scan that died mid-way may have left them
             # Into an empty store, secondary indexes are built once at the end: sorting a
             # million keys is far cheaper than a million random b-tree inserts.
             cold_bulk = cold and pool is not None
@@ -848,7 +870,8 @@ def _scan_locked(
         with store.bulk_load(conn) if cold_bulk else contextlib.nullcontext():
             if pool is None:
                 discovery_done()
-                save_new([t for t in tasks if name_new(t)])
+                for task in tasks:
+                    name_new(task)
                 show_progress(growing=False)
                 ingest = _Ingest(conn, config, rollup_before)
                 isolation = conn.isolation_level
@@ -862,46 +885,40 @@ def _scan_locked(
                     conn.isolation_level = isolation
                 writer = ingest.writer
             else:
-                # New files get their ids as they are listed, and their rows in one
-                # transaction for all those listed so far when a batch holding one of them is
-                # handed over (a transaction a batch would wait on the workers' commits).
-                unsaved: list[dict[str, Any]] = []
-                saved_upto = next_id
+                # New files get their ids as they are listed; their rows go in with their
+                # batches, so the main process writes only what the listing records, under
+                # the workers' lock (SQLite's busy handler would sleep it in steps of up to
+                # 20 ms), and seldom: a worker waiting on it is a core doing nothing.
                 writing = pool.lock
 
                 def stream() -> Iterator[dict[str, Any]]:
                     nonlocal to_read, files_listed
                     for task in tasks:
-                        if name_new(task):
-                            unsaved.append(task)
+                        name_new(task)
                         yield task
                     tasks.clear()
                     for task in listed:
                         files_listed += 1
                         to_read += max(task["size"] - task["offset"], 0)
-                        if name_new(task):
-                            unsaved.append(task)
+                        name_new(task)
                         yield task
                     with writing:
                         discovery_done()
                     show_progress(growing=False)
 
-                def save(batch: list[dict[str, Any]]) -> None:
-                    nonlocal saved_upto
-                    if unsaved and max(t["file_id"] for t in batch) > saved_upto:
-                        with writing:
-                            save_new(unsaved)
-                        saved_upto = unsaved[-1]["file_id"]
-                        unsaved.clear()
+                def before_handing_over(_batch: list[dict[str, Any]]) -> None:
+                    with writing:
+                        listing_flush(unless_below=LISTING_RECORDS_HELD)
 
                 show_progress(growing=True)
-                for batch, done in pool.run(stream(), save):
+                for batch, done in pool.run(stream(), before_handing_over):
                     new_turns += done["new"]
                     _count(result, done, batch, tick)
                 pool.close()
                 pool = None
                 writer = store.TurnWriter(store.Dims(), rollup_before)
             tasks.clear()
+            listing_trusted()
 
             deduped = cold_bulk and _native_workers()
             if deduped:
