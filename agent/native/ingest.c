@@ -253,6 +253,11 @@ static void pool_free(pool_t *pool) {
 
 #define NO_STR (-1)
 
+/* A bulk load's key journal: one record per row inserted, (key_hash, rowid, msg_hash,
+ * context_id) as native int64s (Ingest.commit writes them, Ingest.settle reads them). */
+#define JOURNAL_FIELDS 4
+enum { J_KEY, J_ROWID, J_MSG, J_CTX };
+
 /* A turn of the current chunk (before pricing). Strings are pool ids. */
 typedef struct {
     int64_t key_hash, msg_hash;
@@ -320,8 +325,8 @@ typedef struct {
     PyObject *card_for, *price_slow;
     int64_t reported_id, none_id;
     int bulk;     /* 1: a first load into an empty store (no unique key index until it is done);
-                     2: maintenance (resolve), no turn inserts */
-    FILE *keys;   /* bulk: (key_hash, rowid) of every row inserted, for resolve */
+                     2: maintenance (settle), no turn inserts */
+    FILE *keys;   /* bulk: a journal record for every row inserted, for settle */
     int prepared; /* bulk: the batch's rows are in the rollups already */
     sqlite3_stmt *ins_turn_bulk;
     arena_t arena;
@@ -1821,8 +1826,9 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
             bind_row(self->ins_turn_bulk, r);
             if (step_done(self, self->ins_turn_bulk) < 0) goto fail;
             if (self->keys) {
-                int64_t pair[2] = {r->key_hash, sqlite3_last_insert_rowid(self->db)};
-                if (fwrite(pair, sizeof pair, 1, self->keys) != 1) {
+                int64_t rec[JOURNAL_FIELDS] = {r->key_hash, sqlite3_last_insert_rowid(self->db),
+                                               r->has_msg ? r->msg_hash : r->key_hash, r->ctx};
+                if (fwrite(rec, sizeof rec, 1, self->keys) != 1) {
                     PyErr_SetFromErrno(PyExc_OSError);
                     goto fail;
                 }
@@ -1942,8 +1948,8 @@ static void Ingest_dealloc(Ingest *self) {
 
 /* Ingest(db_path, card_for, price_slow, reported_id, none_id, stale_buckets, mode,
  *        keys_path=None): mode 0 writes through the unique key index; 1 is a bulk load into an
- * empty store (appends, and journals each row's key and rowid to `keys_path` for
- * `key_groups` / `resolve`); 2 only resolves. */
+ * empty store (appends, and journals each row (key, rowid, message, context) to `keys_path` for
+ * `settle`); 2 only settles. */
 static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
     const char *path, *keys_path = NULL;
     PyObject *card_for, *price_slow, *stale;
@@ -2084,168 +2090,71 @@ static PyObject *Ingest_close(Ingest *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* LSD radix sort of (key, rowid) pairs by key, 8 bits a pass, stable: within a key the pairs
- * keep their journal order (a million random keys: a few times faster than qsort). Passes where
- * every key has the same byte are skipped. */
-static int pairs_sort(int64_t *pairs, size_t n) {
+/* LSD radix sort of journal records by (msg_hash, key_hash), 8 bits a pass, stable (a million
+ * random keys: a few times faster than qsort). Passes where every record has the same byte are
+ * skipped. */
+static int journal_sort(int64_t *recs, size_t n) {
     if (n < 2) return 0;
-    int64_t *tmp = malloc(n * 2 * sizeof(int64_t));
+    const size_t w = JOURNAL_FIELDS;
+    int64_t *tmp = malloc(n * w * sizeof(int64_t));
     if (!tmp) return -1;
-    int64_t *src = pairs, *dst = tmp;
-    for (int shift = 0; shift < 64; shift += 8) {
-        size_t count[256] = {0};
-        for (size_t i = 0; i < n; i++) {
-            /* Flip the sign bit so that the order is the signed order. */
-            uint64_t k = (uint64_t)src[2 * i] ^ 0x8000000000000000ULL;
-            count[(k >> shift) & 0xff]++;
+    int64_t *src = recs, *dst = tmp;
+    const int fields[2] = {J_KEY, J_MSG}; /* least significant first */
+    for (int f = 0; f < 2; f++) {
+        for (int shift = 0; shift < 64; shift += 8) {
+            size_t count[256] = {0};
+            for (size_t i = 0; i < n; i++) {
+                /* Flip the sign bit so that the order is the signed order. */
+                uint64_t k = (uint64_t)src[w * i + fields[f]] ^ 0x8000000000000000ULL;
+                count[(k >> shift) & 0xff]++;
+            }
+            int single = 0;
+            for (int b = 0; b < 256; b++)
+                if (count[b] == n) single = 1;
+            if (single) continue;
+            size_t pos = 0;
+            for (int b = 0; b < 256; b++) {
+                size_t c = count[b];
+                count[b] = pos;
+                pos += c;
+            }
+            for (size_t i = 0; i < n; i++) {
+                uint64_t k = (uint64_t)src[w * i + fields[f]] ^ 0x8000000000000000ULL;
+                memcpy(dst + w * count[(k >> shift) & 0xff]++, src + w * i, w * sizeof(int64_t));
+            }
+            int64_t *t = src;
+            src = dst;
+            dst = t;
         }
-        int single = 0;
-        for (int b = 0; b < 256; b++)
-            if (count[b] == n) single = 1;
-        if (single) continue;
-        size_t pos = 0;
-        for (int b = 0; b < 256; b++) {
-            size_t c = count[b];
-            count[b] = pos;
-            pos += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            uint64_t k = (uint64_t)src[2 * i] ^ 0x8000000000000000ULL;
-            size_t at = count[(k >> shift) & 0xff]++;
-            dst[2 * at] = src[2 * i];
-            dst[2 * at + 1] = src[2 * i + 1];
-        }
-        int64_t *t = src;
-        src = dst;
-        dst = t;
     }
-    if (src != pairs) memcpy(pairs, src, n * 2 * sizeof(int64_t));
+    if (src != recs) memcpy(recs, src, n * w * sizeof(int64_t));
     free(tmp);
     return 0;
 }
 
-/* The pairs a key merge sorts at once (16 bytes each, and as much again to sort them): more
- * journaled than this and the merge goes over the journals once per range of keys, so that its
- * memory stays bounded whatever the store's size (the journals are read from the page cache). */
-#define MERGE_PART_PAIRS (1u << 20)
+/* The journal records a settle sorts at once (32 bytes each, and as much again to sort them):
+ * more journaled than this and it goes over the journals once per range of message hashes, so
+ * that its memory stays bounded whatever the store's size (the journals are read from the page
+ * cache). A message's rows, and so a key's, always fall in one range. */
+#define SETTLE_PART_RECORDS (1u << 19)
 
-/* Append to `pairs` the whole pairs of journal `f` whose key falls in range `part` of `parts`
- * (ranges of the sign-flipped key by its top bits, in key order). */
-static int journal_read(FILE *f, vec_t *pairs, unsigned part, unsigned parts, int shift) {
-    int64_t block[2 * 4096];
+/* Append to `recs` the whole records of journal `f` whose message hash falls in range `part` of
+ * `parts` (ranges of the sign-flipped hash by its top bits, in order). */
+static int journal_read(FILE *f, vec_t *recs, unsigned part, unsigned parts, int shift) {
+    int64_t block[JOURNAL_FIELDS * 2048];
     for (;;) {
-        size_t got = fread(block, 2 * sizeof(int64_t), 4096, f);
+        size_t got = fread(block, JOURNAL_FIELDS * sizeof(int64_t), 2048, f);
         for (size_t i = 0; i < got; i++) {
-            uint64_t k = (uint64_t)block[2 * i] ^ 0x8000000000000000ULL;
+            const int64_t *r = block + JOURNAL_FIELDS * i;
+            uint64_t k = (uint64_t)r[J_MSG] ^ 0x8000000000000000ULL;
             if (parts > 1 && (unsigned)(k >> shift) != part) continue;
-            if (pairs->len == pairs->cap) {
-                size_t cap = pairs->cap ? pairs->cap * 2 : 65536;
-                void *grown = realloc(pairs->data, cap * pairs->item);
-                if (!grown) return -1;
-                pairs->data = grown;
-                pairs->cap = cap;
-            }
-            int64_t *slot = (int64_t *)pairs->data + 2 * pairs->len++;
-            slot[0] = block[2 * i];
-            slot[1] = block[2 * i + 1];
+            int64_t *slot = vec_push(recs);
+            if (!slot) return -1;
+            memcpy(slot, r, sizeof block[0] * JOURNAL_FIELDS);
         }
-        /* A writer stopped mid-pair leaves a partial one: whole pairs only. */
-        if (got < 4096) return 0;
+        /* A writer stopped mid-record leaves a partial one: whole records only. */
+        if (got < 2048) return 0;
     }
-}
-
-/* Append the groups of `pairs` (sorted) whose key came more than once to `out`: rowids in
- * insert order. */
-static int groups_append(PyObject *out, vec_t *pairs) {
-    int64_t *pv = (int64_t *)pairs->data;
-    size_t i = 0;
-    while (i < pairs->len) {
-        size_t j = i + 1;
-        while (j < pairs->len && pv[2 * j] == pv[2 * i]) j++;
-        if (j - i > 1) {
-            /* Insert order: by rowid (a group is a handful of rows). */
-            for (size_t a = i + 1; a < j; a++)
-                for (size_t c = a; c > i && pv[2 * c - 1] > pv[2 * c + 1]; c--) {
-                    int64_t t = pv[2 * c - 1];
-                    pv[2 * c - 1] = pv[2 * c + 1];
-                    pv[2 * c + 1] = t;
-                }
-            PyObject *g = PyList_New((Py_ssize_t)(j - i));
-            for (size_t k = i; g && k < j; k++) {
-                PyObject *v = PyLong_FromLongLong(pv[2 * k + 1]);
-                if (!v) {
-                    Py_CLEAR(g);
-                    break;
-                }
-                PyList_SET_ITEM(g, (Py_ssize_t)(k - i), v);
-            }
-            int bad = !g || PyList_Append(out, g) < 0;
-            Py_XDECREF(g);
-            if (bad) return -1;
-        }
-        i = j;
-    }
-    return 0;
-}
-
-/* key_groups(paths, part_pairs=MERGE_PART_PAIRS) -> [[rowid, ...], ...]: the rowids of every
- * key journaled more than once by bulk-load writers (each group in insert order, the groups in
- * key order). */
-static PyObject *key_groups(PyObject *mod, PyObject *args) {
-    PyObject *paths;
-    unsigned long long part_pairs = MERGE_PART_PAIRS;
-    if (!PyArg_ParseTuple(args, "O|K", &paths, &part_pairs)) return NULL;
-    if (part_pairs < 1) part_pairs = 1;
-    PyObject *seq = PySequence_Fast(paths, "paths must be a sequence");
-    if (!seq) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    FILE **files = calloc(n ? (size_t)n : 1, sizeof(FILE *));
-    PyObject *out = files ? PyList_New(0) : PyErr_NoMemory();
-    uint64_t total = 0;
-    for (Py_ssize_t i = 0; out && i < n; i++) {
-        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
-        PyObject *b = PyUnicode_EncodeFSDefault(p);
-        files[i] = b ? fopen(PyBytes_AS_STRING(b), "rb") : NULL;
-        if (!files[i]) {
-            if (b) PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, p);
-            Py_CLEAR(out);
-        } else if (fseek(files[i], 0, SEEK_END) == 0) {
-            long size = ftell(files[i]);
-            total += size > 0 ? (uint64_t)size / (2 * sizeof(int64_t)) : 0;
-            rewind(files[i]);
-        }
-        Py_XDECREF(b);
-    }
-    /* A power of two of key ranges, each at most about MERGE_PART_PAIRS pairs (keys are
-     * hashes: evenly spread). */
-    unsigned parts = 1;
-    int bits = 0;
-    while (parts < 4096 && total / parts > part_pairs) {
-        parts <<= 1;
-        bits++;
-    }
-    vec_t pairs = {NULL, 0, 0, 2 * sizeof(int64_t)};
-    for (unsigned part = 0; out && part < parts; part++) {
-        pairs.len = 0;
-        for (Py_ssize_t i = 0; out && i < n; i++) {
-            if (part > 0) rewind(files[i]);
-            if (journal_read(files[i], &pairs, part, parts, 64 - bits) < 0) {
-                PyErr_NoMemory();
-                Py_CLEAR(out);
-            }
-        }
-        if (out && pairs_sort((int64_t *)pairs.data, pairs.len) < 0) {
-            PyErr_NoMemory();
-            Py_CLEAR(out);
-        }
-        if (out && groups_append(out, &pairs) < 0) Py_CLEAR(out);
-    }
-    free(pairs.data);
-    for (Py_ssize_t i = 0; files && i < n; i++)
-        if (files[i]) fclose(files[i]);
-    free(files);
-    Py_DECREF(seq);
-    return out;
 }
 
 typedef struct {
@@ -2260,25 +2169,216 @@ static int idrow_cmp(const void *a, const void *b) {
     return x->id < y->id ? -1 : (x->id > y->id);
 }
 
-/* Ingest.resolve(groups) -> rows removed: for each group of rowids holding one key, keep the
- * first row with the merge of all (store.merge_rows, in the order a serial scan meets them:
- * by file, then by position), delete the others, and correct the rollups (store.bulk_dedup).
- * One transaction. */
-static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
-    PyObject *seq = PySequence_Fast(groups, "groups must be a sequence");
+static int int64_cmp(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : (x > y);
+}
+
+typedef struct {
+    sqlite3_stmt *sel, *upd, *del;
+    vec_t held;      /* idrow_t: a key's rows */
+    vec_t sidechain; /* int64_t: the sidechain contexts, sorted */
+    vec_t kept;      /* idrow_t: a message's rows after its keys are merged (row: ctx only) */
+    long long merged_away, replays;
+} settle_t;
+
+static int is_sidechain(settle_t *st, int64_t ctx) {
+    return bsearch(&ctx, st->sidechain.data, st->sidechain.len, sizeof(int64_t), int64_cmp) != NULL;
+}
+
+/* The stored row `id` into `out`; 0 if there is none. */
+static int settle_row(Ingest *self, settle_t *st, int64_t id, row_t *out) {
+    sqlite3_bind_int64(st->sel, 1, id);
+    int rc = sqlite3_step(st->sel);
+    if (rc == SQLITE_ROW) row_from_stmt(st->sel, out);
+    sqlite3_reset(st->sel);
+    if (rc == SQLITE_ROW) return 1;
+    return rc == SQLITE_DONE ? 0 : sql_fail(self);
+}
+
+static int settle_delete(Ingest *self, settle_t *st, int64_t id) {
+    sqlite3_bind_int64(st->del, 1, id);
+    return step_done(self, st->del);
+}
+
+/* One key journaled `n` times (records `r`): keep the first row with the merge of all
+ * (store.merge_rows, in the order a serial scan meets them: by file, then by position), delete
+ * the others, correct the rollups (store.bulk_dedup); the row kept goes into `st->kept`. */
+static int settle_key(Ingest *self, settle_t *st, const int64_t *r, size_t n) {
+    st->held.len = 0;
+    for (size_t k = 0; k < n; k++) {
+        idrow_t h;
+        h.id = r[JOURNAL_FIELDS * k + J_ROWID];
+        int found = settle_row(self, st, h.id, &h.row);
+        if (found < 0) return -1;
+        if (!found) continue;
+        idrow_t *slot = vec_push(&st->held);
+        if (!slot) return PyErr_NoMemory(), -1;
+        *slot = h;
+    }
+    if (st->held.len == 0) return 0;
+    idrow_t keep = *(idrow_t *)vec_at(&st->held, 0);
+    if (st->held.len > 1) {
+        qsort(st->held.data, st->held.len, st->held.item, idrow_cmp);
+        idrow_t *first = vec_at(&st->held, 0);
+        keep = *first;
+        for (size_t k = 0; k < st->held.len; k++) {
+            idrow_t *h = vec_at(&st->held, k);
+            if (rollup_add_row(self, &h->row, -1) < 0) return -1;
+            if (k == 0) continue;
+            row_t next;
+            if (merge_rows(self, &keep.row, &h->row, &next) < 0) return -1;
+            keep.row = next;
+            if (settle_delete(self, st, h->id) < 0) return -1;
+            st->merged_away++;
+        }
+        if (dims_flush(self) < 0 || rollup_add_row(self, &keep.row, 1) < 0) return -1;
+        bind_row(st->upd, &keep.row);
+        sqlite3_bind_int64(st->upd, 19, keep.id);
+        if (step_done(self, st->upd) < 0) return -1;
+    }
+    idrow_t *slot = vec_push(&st->kept);
+    if (!slot) return PyErr_NoMemory(), -1;
+    *slot = keep;
+    return 0;
+}
+
+/* formats.md 1.7 on the rows of one message (all new: a bulk load fills an empty store): a
+ * sidechain row replays the message when another row holds it on the main thread, or on a
+ * sidechain seen earlier (store.sidechain_replays); replays are deleted and leave the rollups. */
+static int settle_replays(Ingest *self, settle_t *st) {
+    size_t n = st->kept.len;
+    if (n < 2) return 0;
+    for (size_t i = 0; i < n; i++) {
+        idrow_t *s = vec_at(&st->kept, i);
+        if (!is_sidechain(st, s->row.ctx)) continue;
+        int replay = 0;
+        for (size_t j = 0; j < n && !replay; j++) {
+            idrow_t *o = vec_at(&st->kept, j);
+            replay = j != i && (!is_sidechain(st, o->row.ctx) || o->id < s->id);
+        }
+        if (!replay) continue;
+        row_t row;
+        int found = settle_row(self, st, s->id, &row);
+        if (found < 0) return -1;
+        if (!found) continue;
+        if (rollup_add_row(self, &row, -1) < 0 || settle_delete(self, st, s->id) < 0) return -1;
+        st->replays++;
+    }
+    return 0;
+}
+
+/* One range of message hashes: its records sorted, each key settled, then each message's
+ * replays. */
+static int settle_part(Ingest *self, settle_t *st, vec_t *recs) {
+    if (journal_sort((int64_t *)recs->data, recs->len) < 0) return PyErr_NoMemory(), -1;
+    const int64_t *r = (const int64_t *)recs->data;
+    size_t i = 0;
+    while (i < recs->len) {
+        size_t m = i + 1; /* the message's records: [i, m) */
+        while (m < recs->len && r[JOURNAL_FIELDS * m + J_MSG] == r[JOURNAL_FIELDS * i + J_MSG]) m++;
+        st->kept.len = 0;
+        if (m - i == 1) {
+            /* A message held once: nothing to merge, nothing it can replay. */
+            i = m;
+            continue;
+        }
+        for (size_t k = i; k < m;) {
+            size_t e = k + 1;
+            while (e < m && r[JOURNAL_FIELDS * e + J_KEY] == r[JOURNAL_FIELDS * k + J_KEY]) e++;
+            if (e - k == 1) {
+                idrow_t *slot = vec_push(&st->kept);
+                if (!slot) return PyErr_NoMemory(), -1;
+                slot->id = r[JOURNAL_FIELDS * k + J_ROWID];
+                slot->row.ctx = r[JOURNAL_FIELDS * k + J_CTX];
+            } else if (settle_key(self, st, r + JOURNAL_FIELDS * k, e - k) < 0) {
+                return -1;
+            }
+            k = e;
+        }
+        if (settle_replays(self, st) < 0) return -1;
+        i = m;
+    }
+    return 0;
+}
+
+static int settle_sidechains(Ingest *self, settle_t *st) {
+    sqlite3_stmt *q;
+    if (prepare(self, "SELECT id FROM contexts WHERE is_sidechain ORDER BY id", &q) < 0) return -1;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t *slot = vec_push(&st->sidechain);
+        if (!slot) {
+            sqlite3_finalize(q);
+            return PyErr_NoMemory(), -1;
+        }
+        *slot = sqlite3_column_int64(q, 0);
+    }
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : sql_fail(self);
+}
+
+/* Ingest.settle(journals, part_records=SETTLE_PART_RECORDS) -> (rows merged away, replays
+ * removed): what a bulk load (which appends without the unique key index) leaves to do, read
+ * from its workers' key journals instead of from an index: the rows of a key written more than
+ * once are merged (store.bulk_dedup), then the sidechain replays go (store.sidechain_replays);
+ * the rollups follow. One transaction. The indexes can then be built while the derived sums are
+ * computed from final rollups. */
+static PyObject *Ingest_settle(Ingest *self, PyObject *args) {
+    PyObject *paths;
+    unsigned long long part_records = SETTLE_PART_RECORDS;
+    if (!PyArg_ParseTuple(args, "O|K", &paths, &part_records)) return NULL;
+    if (part_records < 1) part_records = 1;
+    PyObject *seq = PySequence_Fast(paths, "journals must be a sequence");
     if (!seq) return NULL;
-    sqlite3_stmt *sel = NULL, *upd = NULL, *del = NULL;
-    vec_t held = {NULL, 0, 0, sizeof(idrow_t)};
-    long long removed = 0;
-    int failed = sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    settle_t st;
+    memset(&st, 0, sizeof st);
+    st.held.item = sizeof(idrow_t);
+    st.kept.item = sizeof(idrow_t);
+    st.sidechain.item = sizeof(int64_t);
+    vec_t recs = {NULL, 0, 0, JOURNAL_FIELDS * sizeof(int64_t)};
+    FILE **files = calloc(n ? (size_t)n : 1, sizeof(FILE *));
+    int failed = files == NULL;
+    if (failed) PyErr_NoMemory();
+    uint64_t total = 0;
+    for (Py_ssize_t i = 0; !failed && i < n; i++) {
+        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *b = PyUnicode_EncodeFSDefault(p);
+        files[i] = b ? fopen(PyBytes_AS_STRING(b), "rb") : NULL;
+        if (!files[i]) {
+            if (b) PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, p);
+            failed = 1;
+        } else if (fseek(files[i], 0, SEEK_END) == 0) {
+            long size = ftell(files[i]);
+            total += size > 0 ? (uint64_t)size / (JOURNAL_FIELDS * sizeof(int64_t)) : 0;
+            rewind(files[i]);
+        }
+        Py_XDECREF(b);
+    }
+    /* A power of two of ranges, each at most about part_records records (hashes: evenly
+     * spread). */
+    unsigned parts = 1;
+    int bits = 0;
+    while (parts < 4096 && total / parts > part_records) {
+        parts <<= 1;
+        bits++;
+    }
+    int began = 0;
+    if (!failed) {
+        failed = sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK;
+        if (failed) sql_fail(self);
+        began = !failed;
+    }
     if (!failed)
-        failed = prepare(self,
+        failed = settle_sidechains(self, &st) < 0 ||
+                 prepare(self,
                          "SELECT key_hash, msg_hash, file_id, context_id, model_id, ts, "
                          "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, "
                          "cache_write_1h_tokens, web_search_requests, cost_pico, price_source_id, "
                          "reported_pico, cache_savings_pico, cache_write_pico, toolset_id "
                          "FROM turns WHERE id = ?",
-                         &sel) < 0 ||
+                         &st.sel) < 0 ||
                  prepare(self,
                          "UPDATE turns SET key_hash = ?, msg_hash = ?, file_id = ?, "
                          "context_id = ?, model_id = ?, ts = ?, input_tokens = ?, "
@@ -2286,73 +2386,41 @@ static PyObject *Ingest_resolve(Ingest *self, PyObject *groups) {
                          "cache_write_1h_tokens = ?, web_search_requests = ?, cost_pico = ?, "
                          "price_source_id = ?, reported_pico = ?, cache_savings_pico = ?, "
                          "cache_write_pico = ?, toolset_id = ? WHERE id = ?",
-                         &upd) < 0 ||
-                 prepare(self, "DELETE FROM turns WHERE id = ?", &del) < 0;
-    for (Py_ssize_t g = 0; !failed && g < PySequence_Fast_GET_SIZE(seq); g++) {
-        PyObject *ids = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, g), "a group is a list");
-        if (!ids) {
-            failed = 1;
-            break;
-        }
-        held.len = 0;
-        for (Py_ssize_t k = 0; k < PySequence_Fast_GET_SIZE(ids) && !failed; k++) {
-            int ok = 1;
-            int64_t id = py_i64(PySequence_Fast_GET_ITEM(ids, k), &ok);
-            if (!ok) {
+                         &st.upd) < 0 ||
+                 prepare(self, "DELETE FROM turns WHERE id = ?", &st.del) < 0;
+    for (unsigned part = 0; !failed && part < parts; part++) {
+        recs.len = 0;
+        for (Py_ssize_t i = 0; !failed && i < n; i++) {
+            if (part > 0) rewind(files[i]);
+            if (journal_read(files[i], &recs, part, parts, 64 - bits) < 0) {
+                PyErr_NoMemory();
                 failed = 1;
-                break;
             }
-            sqlite3_bind_int64(sel, 1, id);
-            int rc = sqlite3_step(sel);
-            if (rc == SQLITE_ROW) {
-                idrow_t *h = vec_push(&held);
-                if (!h) {
-                    PyErr_NoMemory();
-                    failed = 1;
-                } else {
-                    h->id = id;
-                    row_from_stmt(sel, &h->row);
-                }
-            } else if (rc != SQLITE_DONE) {
-                failed = sql_fail(self) < 0;
-            }
-            sqlite3_reset(sel);
         }
-        Py_DECREF(ids);
-        if (failed || held.len < 2) continue;
-        qsort(held.data, held.len, held.item, idrow_cmp);
-        idrow_t *first = vec_at(&held, 0);
-        row_t merged = first->row;
-        int64_t keep = first->id;
-        for (size_t k = 0; k < held.len && !failed; k++) {
-            idrow_t *h = vec_at(&held, k);
-            failed = rollup_add_row(self, &h->row, -1) < 0;
-            if (k == 0 || failed) continue;
-            row_t next;
-            failed = merge_rows(self, &merged, &h->row, &next) < 0;
-            merged = next;
-            sqlite3_bind_int64(del, 1, h->id);
-            failed = failed || step_done(self, del) < 0;
-            removed++;
-        }
-        failed = failed || dims_flush(self) < 0 || rollup_add_row(self, &merged, 1) < 0;
-        if (failed) break;
-        bind_row(upd, &merged);
-        sqlite3_bind_int64(upd, 19, keep);
-        failed = step_done(self, upd) < 0;
+        failed = failed || settle_part(self, &st, &recs) < 0;
     }
-    Py_DECREF(seq);
-    free(held.data);
     failed = failed || rollups_flush(self) < 0 || dims_flush(self) < 0;
-    sqlite3_finalize(sel);
-    sqlite3_finalize(upd);
-    sqlite3_finalize(del);
-    if (failed || sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        if (!PyErr_Occurred()) sql_fail(self);
-        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_finalize(st.sel);
+    sqlite3_finalize(st.upd);
+    sqlite3_finalize(st.del);
+    if (!failed && sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        sql_fail(self);
+        failed = 1;
+    }
+    if (failed && began) sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    for (Py_ssize_t i = 0; files && i < n; i++)
+        if (files[i]) fclose(files[i]);
+    free(files);
+    free(recs.data);
+    free(st.held.data);
+    free(st.kept.data);
+    free(st.sidechain.data);
+    Py_DECREF(seq);
+    if (failed) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "settle failed");
         return NULL;
     }
-    return PyLong_FromLongLong(removed);
+    return Py_BuildValue("(LL)", st.merged_away, st.replays);
 }
 
 /* Ingest.pending() -> rows waiting for commit (for tests and progress). */
@@ -3362,7 +3430,8 @@ static PyMethodDef Ingest_methods[] = {
     {"prepare", (PyCFunction)Ingest_prepare, METH_NOARGS, "Rollups of a bulk batch, unlocked."},
     {"commit", (PyCFunction)Ingest_commit, METH_VARARGS, "Write the batch in one transaction."},
     {"pending", (PyCFunction)Ingest_pending, METH_NOARGS, "Rows waiting for commit."},
-    {"resolve", (PyCFunction)Ingest_resolve, METH_O, "Merge rows that share a key (bulk load)."},
+    {"settle", (PyCFunction)Ingest_settle, METH_VARARGS,
+     "Merge the keys a bulk load wrote twice and drop its sidechain replays."},
     {"close", (PyCFunction)Ingest_close, METH_NOARGS, "Close the key journal."},
     {NULL, NULL, 0, NULL}};
 
@@ -3388,7 +3457,6 @@ static PyObject *intern_limit_set(PyObject *mod, PyObject *args) {
 }
 
 static PyMethodDef ingest_functions[] = {
-    {"key_groups", key_groups, METH_VARARGS, "Rowids of keys journaled more than once."},
     {"derive", (PyCFunction)(void (*)(void))derive, METH_VARARGS | METH_KEYWORDS,
      "derive(path, overlap=False, pass_rows=..., synced=True): bring the derived rollups in step "
      "(store.derived_refresh); synced=False during a bulk load (store.bulk_load)."},

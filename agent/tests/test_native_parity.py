@@ -487,40 +487,148 @@ def test_an_interrupted_bulk_load_is_merged_on_the_next_scan(tmp_path, monkeypat
     assert "turns_key" in names
 
 
+_SETTLE_CONTEXTS = [(0, "main"), (1, "agent-a"), (1, "agent-b")]  # (is_sidechain, subagent)
+
+
+def _bulk_loaded_store(path: Path, turns: list[tuple[int, ...]]) -> dict[int, int]:
+    """A store as a bulk load leaves it: `turns` appended without the unique key index (as
+    (key, context #, file, ts, output tokens, toolset #)), the rollups summing them. Returns
+    the context ids by number."""
+    conn = store.connect(path)
+    seeds = [
+        {
+            "source": "claude-code",
+            "agent": "claude-code",
+            "project": "/p",
+            "session_id": "s1",
+            "subagent": subagent,
+            "is_sidechain": side,
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "ts": 1,
+            "dedup_key": f"seed-{n}",
+            "tools": [["Read"], ["Bash", "Edit"], []][n],
+        }
+        for n, (side, subagent) in enumerate(_SETTLE_CONTEXTS)
+    ]
+    with conn:
+        store.turns_write_named(conn, seeds)
+    seeded = conn.execute(
+        "SELECT context_id, model_id, toolset_id FROM turns ORDER BY id"
+    ).fetchall()
+    contexts = {n: row[0] for n, row in enumerate(seeded)}
+    toolsets = [row[2] for row in seeded]
+    with conn:
+        conn.execute("DELETE FROM turns")
+        store.secondary_indexes_drop(conn, keys=True)
+        conn.executemany(
+            "INSERT INTO turns (key_hash, msg_hash, file_id, context_id, model_id, ts, "
+            "input_tokens, output_tokens, cache_read_tokens, cache_write_5m_tokens, "
+            "cache_write_1h_tokens, web_search_requests, cost_pico, price_source_id, "
+            "reported_pico, cache_savings_pico, cache_write_pico, toolset_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, 10, ?, 0, 0, 0, 0, ?, ?, NULL, 0, 0, ?)",
+            [
+                (
+                    key,
+                    key // 4,  # (a message's pieces share its id: the key decides the message)
+                    file_id,
+                    contexts[ctx],
+                    seeded[0][1],
+                    ts,
+                    out,
+                    out * 1000,
+                    store.NONE_SOURCE_ID,
+                    toolsets[tools],
+                )
+                for key, ctx, file_id, ts, out, tools in turns
+            ],
+        )
+        store.rollups_refresh(conn, full=True)
+    conn.close()
+    return contexts
+
+
+def _settled(path: Path) -> dict:
+    conn = store.connect(path)
+    try:
+        return {
+            "turns": conn.execute("SELECT * FROM turns ORDER BY id").fetchall(),
+            "rollup": sorted(
+                conn.execute(
+                    f"SELECT bucket, context_id, model_id, {ROLLUP_SUMS} FROM rollup "  # noqa: S608
+                    "GROUP BY 1, 2, 3 HAVING SUM(turns) <> 0"
+                ).fetchall()
+            ),
+            "tools": sorted(
+                conn.execute(
+                    "SELECT bucket, context_id, model_id, tool, SUM(calls), SUM(turns), "
+                    "round(SUM(calc_pico)) FROM tool_rollup GROUP BY 1, 2, 3, 4 "
+                    "HAVING SUM(turns) <> 0"
+                ).fetchall()
+            ),
+        }
+    finally:
+        conn.close()
+
+
 @given(
-    pairs=st.lists(
-        st.tuples(st.integers(-(2**63), 2**63 - 1), st.integers(1, 10**9)),
-        max_size=300,
-        unique_by=lambda p: p[1],
+    turns=st.lists(
+        st.tuples(
+            st.integers(0, 23),  # key: few of them, most met more than once
+            st.integers(0, len(_SETTLE_CONTEXTS) - 1),
+            st.integers(1, 4),  # file
+            st.integers(0, 3) | st.integers(0, 10**9),  # ts (ties matter to the merge)
+            st.integers(0, 40),  # output tokens
+            st.integers(0, 2),  # toolset
+        ),
+        max_size=60,
     ),
     journals=st.integers(1, 3),
+    part_records=st.sampled_from([1, 5, 1 << 19]),
 )
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-def test_key_groups_finds_every_key_journaled_twice_with_its_rows_in_insert_order(
-    pairs, journals, tmp_path_factory
+def test_settling_a_bulk_load_from_its_journals_follows_the_rules_of_the_store(
+    turns, journals, part_records, tmp_path_factory
 ):
+    """The workers' key journals instead of the unique key index: the rows of a key written
+    twice merge as store.bulk_dedup merges them, then the sidechain replays go as
+    store.sidechain_replays finds them (a sidechain row goes when another row holds its message
+    on the main thread, or on a sidechain seen earlier), and the rollups follow."""
+    import shutil
+    import struct
+
     ingest = scan_module._ingest_module()
     needs_native(ingest)
-    # Few distinct keys, so that most of them come more than once, across journals.
-    pairs = [(key % 7 if key % 3 else key, rowid) for key, rowid in pairs]
-    folder = tmp_path_factory.mktemp("journals")
+    folder = tmp_path_factory.mktemp("settle")
+    base_db = folder / "loaded.db"
+    contexts = _bulk_loaded_store(base_db, turns)
+    # The journals, as the workers write them: each row's (key, rowid, message, context).
+    rows = [(key, rowid, key // 4, contexts[ctx]) for rowid, (key, ctx, *_) in enumerate(turns, 1)]
     paths = [folder / f"keys-{i}" for i in range(journals)]
     for i, path in enumerate(paths):
-        mine = pairs[i::journals]
-        path.write_bytes(
-            b"".join(
-                k.to_bytes(8, "little", signed=True) + r.to_bytes(8, "little") for k, r in mine
-            )
-        )
-    by_key: dict[int, list[int]] = {}
-    for key, rowid in pairs:
-        by_key.setdefault(key, []).append(rowid)
-    want = sorted(sorted(rows) for rows in by_key.values() if len(rows) > 1)
-    found = ingest.key_groups([str(p) for p in paths])
-    assert sorted(found) == want
-    # A big store's merge goes over the journals once per range of keys (bounded memory): the
-    # same groups, in the same order.
-    for part_pairs in (1, 16, 100):
-        assert ingest.key_groups([str(p) for p in paths], part_pairs) == found
+        path.write_bytes(b"".join(struct.pack("=4q", *row) for row in rows[i::journals]))
+    for suffix in ("python", "native"):
+        shutil.copy(base_db, folder / f"{suffix}.db")
+
+    conn = store.connect(folder / "python.db")
+    with conn:
+        writer = store.TurnWriter(store.Dims(), store.rollup_rowid_max(conn))
+        merged_away = store.bulk_dedup(conn, writer)
+        replays = writer.delete(conn, store.sidechain_replays(conn, 0))
+        store.rollups_refresh(conn)
+    conn.close()
+
+    settler = ingest.Ingest(
+        str(folder / "native.db"),
+        lambda *a: None,
+        lambda *a: False,
+        store.REPORTED_SOURCE_ID,
+        store.NONE_SOURCE_ID,
+        [],
+        2,
+    )
+    assert settler.settle([str(p) for p in paths], part_records) == (merged_away, replays)
+    del settler
+    assert _settled(folder / "native.db") == _settled(folder / "python.db")

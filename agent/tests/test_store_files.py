@@ -217,3 +217,23 @@ def test_a_marker_is_left_alone_while_a_scan_holds_the_store(scanned, monkeypatc
         assert _marker(scanned).exists()
     store.connect(scanned).close()
     assert not _marker(scanned).exists()
+
+
+def test_a_new_store_has_16_kib_pages_and_an_older_one_keeps_its_own(isolated_home, tmp_path):
+    new = store.connect(isolated_home / "clawtrace.db")
+    assert new.execute("PRAGMA page_size").fetchone()[0] == store.PAGE_BYTES == 16384
+    assert new.execute("PRAGMA sums.page_size").fetchone()[0] == store.PAGE_BYTES
+    new.close()
+    # A store made with SQLite's default pages, with a turn in it: opened, migrated, scanned.
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as raw:
+        raw.execute("PRAGMA page_size=4096")
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE kept (n)")
+    conn = store.connect(older)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    log = tmp_path / "claude" / "projects" / "-p" / "s.jsonl"
+    write_lines(log, [claude_assistant(msg_id="m1")])
+    assert run_scan(conn, claude=tmp_path / "claude").turns_total == 1
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    conn.close()

@@ -279,8 +279,9 @@ def card_for(pricer: Any, provider: str, model: str, ts: int, speed: str | None)
     return (store.dim_id("p", card.source), card.source, tiers)
 
 
-# A bulk load's writers journal (key, rowid) of every row here; the main process merges the
-# keys met twice from these (see _bulk_dedup) instead of sorting every key.
+# A bulk load's writers journal (key, rowid, message, context) of every row here; the main
+# process merges the keys met twice and drops the sidechain replays from these (see
+# _bulk_settle) instead of sorting every key into an index first.
 KEYS_SUFFIX = ".keys-"
 
 # One read buffer per process, reused: a fresh `bytes` per read costs a page fault per 4 KB,
@@ -920,23 +921,25 @@ def _scan_locked(
             tasks.clear()
             listing_trusted()
 
-            deduped = cold_bulk and _native_workers()
-            if deduped:
-                new_turns -= _bulk_dedup(db)
+            settled = cold_bulk and _native_workers()
+            if settled:
+                # The keys met twice and the sidechain replays, from the workers' journals.
+                merged_away, removed = _bulk_settle(db)
+                new_turns -= merged_away
             with conn:
-                if cold_bulk:
+                if cold_bulk and not settled:
                     # The key index first: the sidechain replay rule reads it.
-                    store.secondary_indexes_create(conn, only=("turns_key",), deduped=deduped)
-                if new_turns:
+                    store.secondary_indexes_create(conn, only=("turns_key",))
+                if new_turns and not settled:
                     replays = store.sidechain_replays(conn, since_id)
                     if replays:
                         removed = writer.delete(conn, replays)
                 store.rollups_refresh(conn)
             if cold_bulk:
                 # The rollups are final: their derived sums are computed on a thread while the
-                # other indexes build (both outside the interpreter lock, one per core).
+                # indexes build (both outside the interpreter lock, one per core).
                 behind = store.derived_refresh_behind(conn, synced=False)
-                store.secondary_indexes_create(conn)
+                store.secondary_indexes_create(conn, deduped=settled)
                 if behind is not None:
                     behind.join()
             if not store.derived_fresh(conn):
@@ -1038,33 +1041,31 @@ def _journals_remove(db: str) -> list[str]:
     return found
 
 
-def _bulk_dedup(db: str) -> int:
-    """After a native bulk load: the keys the workers journaled more than once, merged in C
-    (the rule of store.bulk_dedup); returns how many rows went."""
+def _bulk_settle(db: str) -> tuple[int, int]:
+    """After a native bulk load: the keys the workers journaled more than once merged, and the
+    sidechain replays taken out, in C (the rules of store.bulk_dedup and
+    store.sidechain_replays); returns (rows merged away, replays removed)."""
     import glob
 
     native = _ingest_module()
     assert native is not None
     journals = glob.glob(glob.escape(db + KEYS_SUFFIX) + "*")
-    groups = native.key_groups(journals)
-    removed = 0
-    if groups:
-        from clawtrace.pricing import Pricer
+    from clawtrace.pricing import Pricer
 
-        pricer = Pricer()
-        resolver = native.Ingest(
-            db,
-            lambda *a: card_for(pricer, *a),
-            lambda *a: False,
-            store.REPORTED_SOURCE_ID,
-            store.NONE_SOURCE_ID,
-            [],
-            2,
-        )
-        removed = resolver.resolve(groups)
-        del resolver
+    pricer = Pricer()
+    settler = native.Ingest(
+        db,
+        lambda *a: card_for(pricer, *a),
+        lambda *a: False,
+        store.REPORTED_SOURCE_ID,
+        store.NONE_SOURCE_ID,
+        [],
+        2,
+    )
+    merged_away, replays = settler.settle(journals)
+    del settler
     _journals_remove(db)
-    return removed
+    return merged_away, replays
 
 
 # The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE). Its own name here:

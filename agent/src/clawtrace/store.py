@@ -584,6 +584,7 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
     for attempt in (1, 2):
         try:
             conn.execute("ATTACH DATABASE ? AS sums", (target or ":memory:",))
+            conn.execute(f"PRAGMA sums.page_size={PAGE_BYTES}")
             conn.execute("PRAGMA sums.journal_mode=WAL")
             conn.execute("PRAGMA sums.synchronous=NORMAL")
             conn.executescript(_SUMS_SCHEMA)
@@ -611,7 +612,16 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
                     Path(target + suffix).unlink(missing_ok=True)
 
 
+# A new store's page size (SQLite's default is 4 KiB; a store made before keeps its own). A first
+# scan writes the store once through the WAL, page by page, each worker under the write lock the
+# other waits for: a quarter of the pages is a quarter of the frames, b-trees one level shallower
+# for index builds to walk. 100k turns: 10 % less CPU, the scan 0.575 -> 0.52 s (8 KiB and 32
+# KiB were both slower than 16 KiB).
+PAGE_BYTES = 16384
+
+
 def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
+    conn.execute(f"PRAGMA page_size={PAGE_BYTES}")  # (only a file with nothing in it yet)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
