@@ -571,6 +571,34 @@ def _settled(path: Path) -> dict:
         conn.close()
 
 
+def test_an_interrupted_bulk_load_loses_its_sidechain_replays_on_the_next_scan(
+    tmp_path, monkeypatch
+):
+    from .conftest import run_scan, turn_rows, write_lines
+
+    root = tmp_path / "claude" / "projects" / "-p"
+    main = write_lines(root / "s.jsonl", [claude_assistant(msg_id="m1", out=5)])
+    write_lines(
+        root / "s" / "subagents" / "agent-a1.jsonl",
+        [
+            claude_assistant(msg_id="m1", req_id="req_9", out=5, sidechain=True, agent_id="a1"),
+            claude_assistant(msg_id="m2", out=7, sidechain=True, agent_id="a1"),
+        ],
+    )
+    conn = store.connect(tmp_path / "db.sqlite")
+    # What a killed bulk load leaves: its replay still there, and no key index.
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "sidechain_replays", lambda *_a: [])
+        run_scan(conn, tmp_path / "claude")
+    assert len(turn_rows(conn)) == 3
+    with conn:
+        conn.execute("DROP INDEX turns_key")
+    main.touch()
+    run_scan(conn, tmp_path / "claude")
+    assert sorted(r["output_tokens"] for r in turn_rows(conn)) == [5, 7]
+    assert conn.execute("SELECT SUM(turns), SUM(output_tokens) FROM rollup").fetchone() == (2, 12)
+
+
 @given(
     turns=st.lists(
         st.tuples(

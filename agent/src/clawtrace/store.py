@@ -1644,9 +1644,9 @@ def secondary_indexes_create(
     conn: sqlite3.Connection, only: Sequence[str] | None = None, *, deduped: bool = False
 ) -> None:
     """Build what `secondary_indexes_drop` dropped (`only` those named). A bulk load that died
-    before its `bulk_dedup` may have left a key twice: that is merged first (and its rollups
-    refreshed), unless the caller has just merged them (`deduped`): the check is a full sort
-    of the turns, most of the cost of the index itself."""
+    before it was settled may have left a key twice and sidechain replays: they are merged and
+    taken out first (and the rollups refreshed), unless the caller has just done so
+    (`deduped`): the check is a full sort of the turns, most of the cost of the index itself."""
     if (
         not deduped
         and not conn.execute(
@@ -1654,7 +1654,13 @@ def secondary_indexes_create(
         ).fetchone()
     ):
         writer = TurnWriter(Dims(), rollup_rowid_max(conn))
-        if bulk_dedup(conn, writer):
+        merged = bulk_dedup(conn, writer)
+        # Its sidechain replays were never taken out either (every row is the bulk load's,
+        # and the next scan looks only at rows it adds).
+        replays = sidechain_replays(conn, 0)
+        if replays:
+            writer.delete(conn, replays)
+        if merged or replays:
             rollups_refresh(conn, full=True)
     cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     # A small cache makes SQLite sort an index build in runs that its helper thread merges:
