@@ -2008,7 +2008,7 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
     char pragmas[160];
     snprintf(pragmas, sizeof pragmas,
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-8000;",
-             bulk == 1 ? "OFF" : "NORMAL");
+             bulk ? "OFF" : "NORMAL"); /* (a settle runs inside the bulk load) */
     if (sqlite3_exec(self->db, pragmas, NULL, NULL, NULL) != SQLITE_OK) return sql_fail(self);
     char files_fresh[400], files_grown[400];
     snprintf(files_fresh, sizeof files_fresh, "%slines = ?, malformed = ?, turn_lines = ?%s",
@@ -2090,46 +2090,61 @@ static PyObject *Ingest_close(Ingest *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* LSD radix sort of journal records by (msg_hash, key_hash), 8 bits a pass, stable (a million
- * random keys: a few times faster than qsort). Passes where every record has the same byte are
- * skipped. */
-static int journal_sort(int64_t *recs, size_t n) {
-    if (n < 2) return 0;
-    const size_t w = JOURNAL_FIELDS;
-    int64_t *tmp = malloc(n * w * sizeof(int64_t));
-    if (!tmp) return -1;
+/* Journal records sorted by (msg_hash, key_hash): an LSD radix sort by message hash, 11 bits a
+ * pass (passes where every record has the same digit are skipped), then each message's handful
+ * of records by key (an insertion sort; a message met more than 32 times, only in odd logs, by
+ * qsort). `tmp` has room for `n` records. */
+static int journal_key_cmp(const void *a, const void *b) {
+    int64_t x = ((const int64_t *)a)[J_KEY], y = ((const int64_t *)b)[J_KEY];
+    return x < y ? -1 : (x > y);
+}
+
+static void journal_sort(int64_t *recs, int64_t *tmp, size_t n) {
+    const size_t w = JOURNAL_FIELDS, rec_bytes = JOURNAL_FIELDS * sizeof(int64_t);
     int64_t *src = recs, *dst = tmp;
-    const int fields[2] = {J_KEY, J_MSG}; /* least significant first */
-    for (int f = 0; f < 2; f++) {
-        for (int shift = 0; shift < 64; shift += 8) {
-            size_t count[256] = {0};
-            for (size_t i = 0; i < n; i++) {
-                /* Flip the sign bit so that the order is the signed order. */
-                uint64_t k = (uint64_t)src[w * i + fields[f]] ^ 0x8000000000000000ULL;
-                count[(k >> shift) & 0xff]++;
-            }
-            int single = 0;
-            for (int b = 0; b < 256; b++)
-                if (count[b] == n) single = 1;
-            if (single) continue;
-            size_t pos = 0;
-            for (int b = 0; b < 256; b++) {
-                size_t c = count[b];
-                count[b] = pos;
-                pos += c;
-            }
-            for (size_t i = 0; i < n; i++) {
-                uint64_t k = (uint64_t)src[w * i + fields[f]] ^ 0x8000000000000000ULL;
-                memcpy(dst + w * count[(k >> shift) & 0xff]++, src + w * i, w * sizeof(int64_t));
-            }
-            int64_t *t = src;
-            src = dst;
-            dst = t;
+    static size_t count[1 << 11];
+    for (int shift = 0; shift < 64; shift += 11) {
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++) {
+            /* Flip the sign bit so that the order is the signed order. */
+            uint64_t k = (uint64_t)src[w * i + J_MSG] ^ 0x8000000000000000ULL;
+            count[(k >> shift) & 0x7ff]++;
         }
+        int single = 0;
+        for (size_t b = 0; b < (1 << 11) && !single; b++) single = count[b] == n;
+        if (single) continue;
+        size_t pos = 0;
+        for (size_t b = 0; b < (1 << 11); b++) {
+            size_t c = count[b];
+            count[b] = pos;
+            pos += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = (uint64_t)src[w * i + J_MSG] ^ 0x8000000000000000ULL;
+            memcpy(dst + w * count[(k >> shift) & 0x7ff]++, src + w * i, rec_bytes);
+        }
+        int64_t *t = src;
+        src = dst;
+        dst = t;
     }
-    if (src != recs) memcpy(recs, src, n * w * sizeof(int64_t));
-    free(tmp);
-    return 0;
+    if (src != recs) memcpy(recs, src, n * rec_bytes);
+    for (size_t i = 0; i < n;) {
+        size_t m = i + 1;
+        while (m < n && recs[w * m + J_MSG] == recs[w * i + J_MSG]) m++;
+        if (m - i > 32) {
+            qsort(recs + w * i, m - i, rec_bytes, journal_key_cmp);
+        } else {
+            for (size_t a = i + 1; a < m; a++) {
+                int64_t r[JOURNAL_FIELDS];
+                memcpy(r, recs + w * a, rec_bytes);
+                size_t c = a;
+                for (; c > i && recs[w * (c - 1) + J_KEY] > r[J_KEY]; c--)
+                    memcpy(recs + w * c, recs + w * (c - 1), rec_bytes);
+                memcpy(recs + w * c, r, rec_bytes);
+            }
+        }
+        i = m;
+    }
 }
 
 /* The journal records a settle sorts at once (32 bytes each, and as much again to sort them):
@@ -2270,8 +2285,9 @@ static int settle_replays(Ingest *self, settle_t *st) {
 
 /* One range of message hashes: its records sorted, each key settled, then each message's
  * replays. */
-static int settle_part(Ingest *self, settle_t *st, vec_t *recs) {
-    if (journal_sort((int64_t *)recs->data, recs->len) < 0) return PyErr_NoMemory(), -1;
+static int settle_part(Ingest *self, settle_t *st, vec_t *recs, vec_t *tmp) {
+    if (vec_reserve(tmp, recs->len) < 0) return PyErr_NoMemory(), -1;
+    journal_sort((int64_t *)recs->data, (int64_t *)tmp->data, recs->len);
     const int64_t *r = (const int64_t *)recs->data;
     size_t i = 0;
     while (i < recs->len) {
@@ -2337,7 +2353,7 @@ static PyObject *Ingest_settle(Ingest *self, PyObject *args) {
     st.held.item = sizeof(idrow_t);
     st.kept.item = sizeof(idrow_t);
     st.sidechain.item = sizeof(int64_t);
-    vec_t recs = {NULL, 0, 0, JOURNAL_FIELDS * sizeof(int64_t)};
+    vec_t recs = {NULL, 0, 0, JOURNAL_FIELDS * sizeof(int64_t)}, tmp = recs;
     FILE **files = calloc(n ? (size_t)n : 1, sizeof(FILE *));
     int failed = files == NULL;
     if (failed) PyErr_NoMemory();
@@ -2363,6 +2379,10 @@ static PyObject *Ingest_settle(Ingest *self, PyObject *args) {
     while (parts < 4096 && total / parts > part_records) {
         parts <<= 1;
         bits++;
+    }
+    if (!failed && vec_reserve(&recs, (size_t)(total / parts + total / parts / 8 + 16)) < 0) {
+        PyErr_NoMemory();
+        failed = 1;
     }
     int began = 0;
     if (!failed) {
@@ -2397,7 +2417,7 @@ static PyObject *Ingest_settle(Ingest *self, PyObject *args) {
                 failed = 1;
             }
         }
-        failed = failed || settle_part(self, &st, &recs) < 0;
+        failed = failed || settle_part(self, &st, &recs, &tmp) < 0;
     }
     failed = failed || rollups_flush(self) < 0 || dims_flush(self) < 0;
     sqlite3_finalize(st.sel);
@@ -2412,6 +2432,7 @@ static PyObject *Ingest_settle(Ingest *self, PyObject *args) {
         if (files[i]) fclose(files[i]);
     free(files);
     free(recs.data);
+    free(tmp.data);
     free(st.held.data);
     free(st.kept.data);
     free(st.sidechain.data);

@@ -313,6 +313,16 @@ static void *vec_push(vec_t *v) {
 
 static inline void *vec_at(vec_t *v, size_t i) { return v->data + i * v->item; }
 
+/* Room for at least `n` items (0, or -1 out of memory). */
+static inline int vec_reserve(vec_t *v, size_t n) {
+    if (n <= v->cap) return 0;
+    char *nd = realloc(v->data, n * v->item);
+    if (!nd) return -1;
+    v->data = nd;
+    v->cap = n;
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Outcomes */
 
