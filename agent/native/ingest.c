@@ -258,6 +258,9 @@ static void pool_free(pool_t *pool) {
 #define JOURNAL_FIELDS 4
 enum { J_KEY, J_ROWID, J_MSG, J_CTX };
 
+#define TURN_PARAMS 18 /* bind_row */
+#define BULK_ROWS 16   /* rows a bulk load inserts a statement */
+
 /* A turn of the current chunk (before pricing). Strings are pool ids. */
 typedef struct {
     int64_t key_hash, msg_hash;
@@ -328,7 +331,7 @@ typedef struct {
                      2: maintenance (settle), no turn inserts */
     FILE *keys;   /* bulk: a journal record for every row inserted, for settle */
     int prepared; /* bulk: the batch's rows are in the rollups already */
-    sqlite3_stmt *ins_turn_bulk;
+    sqlite3_stmt *ins_turn_bulk, *ins_turn_many;
     arena_t arena;
     vec_t ctools_scratch, otools_scratch;
     pool_t pool;
@@ -1561,27 +1564,30 @@ static int dims_flush(Ingest *self) {
     return 0;
 }
 
-static void bind_row(sqlite3_stmt *st, const row_t *r) {
+/* A row into parameters at+1 .. at+18 of `st`. */
+static void bind_row_at(sqlite3_stmt *st, const row_t *r, int at) {
     /* key_hash, msg_hash, file_id, context_id, model_id, ts, six tokens, cost_pico,
      * price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id */
-    sqlite3_bind_int64(st, 1, r->key_hash);
-    if (r->has_msg) sqlite3_bind_int64(st, 2, r->msg_hash);
-    else sqlite3_bind_null(st, 2);
-    if (r->has_file) sqlite3_bind_int64(st, 3, r->file_id);
-    else sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, r->ctx);
-    sqlite3_bind_int64(st, 5, r->model);
-    sqlite3_bind_int64(st, 6, r->ts);
-    for (int k = 0; k < 6; k++) sqlite3_bind_int64(st, 7 + k, r->tok[k]);
-    if (r->has_cost) sqlite3_bind_int64(st, 13, r->cost);
-    else sqlite3_bind_null(st, 13);
-    sqlite3_bind_int64(st, 14, r->src);
-    if (r->has_rep) sqlite3_bind_int64(st, 15, r->rep);
-    else sqlite3_bind_null(st, 15);
-    sqlite3_bind_int64(st, 16, r->sav);
-    sqlite3_bind_int64(st, 17, r->wc);
-    sqlite3_bind_int64(st, 18, r->toolset);
+    sqlite3_bind_int64(st, at + 1, r->key_hash);
+    if (r->has_msg) sqlite3_bind_int64(st, at + 2, r->msg_hash);
+    else sqlite3_bind_null(st, at + 2);
+    if (r->has_file) sqlite3_bind_int64(st, at + 3, r->file_id);
+    else sqlite3_bind_null(st, at + 3);
+    sqlite3_bind_int64(st, at + 4, r->ctx);
+    sqlite3_bind_int64(st, at + 5, r->model);
+    sqlite3_bind_int64(st, at + 6, r->ts);
+    for (int k = 0; k < 6; k++) sqlite3_bind_int64(st, at + 7 + k, r->tok[k]);
+    if (r->has_cost) sqlite3_bind_int64(st, at + 13, r->cost);
+    else sqlite3_bind_null(st, at + 13);
+    sqlite3_bind_int64(st, at + 14, r->src);
+    if (r->has_rep) sqlite3_bind_int64(st, at + 15, r->rep);
+    else sqlite3_bind_null(st, at + 15);
+    sqlite3_bind_int64(st, at + 16, r->sav);
+    sqlite3_bind_int64(st, at + 17, r->wc);
+    sqlite3_bind_int64(st, at + 18, r->toolset);
 }
+
+static void bind_row(sqlite3_stmt *st, const row_t *r) { bind_row_at(st, r, 0); }
 
 static int row_from_stmt(sqlite3_stmt *st, row_t *r) {
     memset(r, 0, sizeof *r);
@@ -1821,18 +1827,25 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
     if (self->bulk) {
         /* Every row goes in (keys met twice are merged after the load: store.bulk_dedup). */
         if (!self->prepared && Ingest_prepare(self, NULL) == NULL) goto fail;
-        for (size_t i = 0; i < self->rows.len; i++) {
-            row_t *r = vec_at(&self->rows, i);
-            bind_row(self->ins_turn_bulk, r);
-            if (step_done(self, self->ins_turn_bulk) < 0) goto fail;
-            if (self->keys) {
-                int64_t rec[JOURNAL_FIELDS] = {r->key_hash, sqlite3_last_insert_rowid(self->db),
+        /* BULK_ROWS rows a statement while there are as many left (a row's rowid follows
+         * the one before: an append into an INTEGER PRIMARY KEY), then one at a time. */
+        for (size_t i = 0; i < self->rows.len;) {
+            size_t take = self->rows.len - i >= BULK_ROWS ? BULK_ROWS : 1;
+            sqlite3_stmt *st = take == BULK_ROWS ? self->ins_turn_many : self->ins_turn_bulk;
+            for (size_t k = 0; k < take; k++)
+                bind_row_at(st, vec_at(&self->rows, i + k), (int)(k * TURN_PARAMS));
+            if (step_done(self, st) < 0) goto fail;
+            int64_t last = sqlite3_last_insert_rowid(self->db);
+            for (size_t k = 0; self->keys && k < take; k++) {
+                row_t *r = vec_at(&self->rows, i + k);
+                int64_t rec[JOURNAL_FIELDS] = {r->key_hash, last - (int64_t)(take - 1 - k),
                                                r->has_msg ? r->msg_hash : r->key_hash, r->ctx};
                 if (fwrite(rec, sizeof rec, 1, self->keys) != 1) {
                     PyErr_SetFromErrno(PyExc_OSError);
                     goto fail;
                 }
             }
+            i += take;
         }
         fresh = (long long)self->rows.len;
         self->prepared = 0;
@@ -1918,6 +1931,7 @@ static int prepare(Ingest *self, const char *sql, sqlite3_stmt **st) {
 
 static void Ingest_dealloc(Ingest *self) {
     sqlite3_finalize(self->ins_turn_bulk);
+    sqlite3_finalize(self->ins_turn_many);
     sqlite3_stmt *sts[] = {self->ins_turn, self->sel_turn,  self->upd_turn,  self->ins_rollup,
                            self->ins_tool, self->ins_dirty, self->ins_ctx,   self->ins_model,
                            self->ins_src,  self->ins_toolset, self->upd_fresh, self->upd_grown,
@@ -2019,10 +2033,18 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
     char bulk_insert[800];
     snprintf(bulk_insert, sizeof bulk_insert, "%.*s", (int)(strstr(SQL_INSERT, " ON CONFLICT") - SQL_INSERT),
              SQL_INSERT);
+    char bulk_many[8192];
+    {
+        const char *values = strstr(bulk_insert, " VALUES ") + strlen(" VALUES ");
+        int at = snprintf(bulk_many, sizeof bulk_many, "%.*s", (int)(values - bulk_insert), bulk_insert);
+        for (int k = 0; k < BULK_ROWS; k++)
+            at += snprintf(bulk_many + at, sizeof bulk_many - (size_t)at, "%s%s", k ? "," : "", values);
+    }
     /* A bulk load only appends (the unique key index is dropped meanwhile); other scans
      * insert through it and merge what it turns away. */
     int turns_ok = bulk == 2   ? 1
-                   : bulk == 1 ? prepare(self, bulk_insert, &self->ins_turn_bulk) == 0
+                   : bulk == 1 ? prepare(self, bulk_insert, &self->ins_turn_bulk) == 0 &&
+                                     prepare(self, bulk_many, &self->ins_turn_many) == 0
                                : (prepare(self, SQL_INSERT, &self->ins_turn) == 0 &&
                                   prepare(self, SQL_SELECT, &self->sel_turn) == 0 &&
                                   prepare(self, SQL_UPDATE, &self->upd_turn) == 0);
