@@ -67,14 +67,17 @@ def run(
     except (ConfigError, store.StoreError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    result = scan(
-        conn,
-        config,
-        claude_dirs=claude_dir,
-        openclaw_dirs=openclaw_dir,
-        workers=workers,
-        progress=None if json_out else progress_factory,
-    )
+    try:
+        result = scan(
+            conn,
+            config,
+            claude_dirs=claude_dir,
+            openclaw_dirs=openclaw_dir,
+            workers=workers,
+            progress=None if json_out else progress_factory,
+        )
+    finally:
+        conn.close()
     if json_out:
         print_json(result.as_dict())
         return 0

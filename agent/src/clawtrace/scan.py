@@ -786,11 +786,11 @@ def _scan_locked(
         task["new"] = True
         return True
 
-    def listing_flush(*, unless_below: int = 0) -> None:
+    def listing_flush(lock: Any, *, unless_below: int = 0) -> None:
         """Write what the listing recorded so far (a big tree's records are not held until it
-        ends), once there are `unless_below` of them."""
+        ends), under `lock`, once there are `unless_below` of them."""
         if sum(len(d.watch) + len(d.index) for d in discoveries.values()) >= unless_below:
-            with conn:
+            with lock, conn:
                 _listing_flush(conn, discoveries, agents_cleared)
 
     def discovery_done() -> None:
@@ -910,8 +910,7 @@ def _scan_locked(
                     show_progress(growing=False)
 
                 def before_handing_over(_batch: list[dict[str, Any]]) -> None:
-                    with writing:
-                        listing_flush(unless_below=LISTING_RECORDS_HELD)
+                    listing_flush(writing, unless_below=LISTING_RECORDS_HELD)
 
                 show_progress(growing=True)
                 for batch, done in pool.run(stream(), before_handing_over):
