@@ -251,6 +251,49 @@ def test_a_scan_that_stops_half_way_leaves_its_listing_untrusted(tmp_path, monke
     assert run_scan(conn, tmp_path / "claude", workers=workers).files_read == 0
 
 
+def test_a_first_scan_that_was_stopped_starts_over_as_a_first_scan(tmp_path, monkeypatch):
+    """What a stopped first scan wrote is read again in a bulk load, instead of the rest being
+    added through the unique key index (ten times slower on a big tree)."""
+    from clawtrace import store
+
+    for i in range(8):
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
+            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(10)],
+        )
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+    writers = [scan_module._Ingest, scan_module._NativeIngest]
+
+    def failing(original):
+        def batch_of(self, tasks):
+            if any("-p5" in t["path"] for t in tasks):
+                raise RuntimeError("stopped")
+            return original(self, tasks)
+
+        return batch_of
+
+    conn = store.connect(tmp_path / "store.db")
+    with monkeypatch.context() as patch:
+        for writer in writers:
+            patch.setattr(writer, "batch", failing(writer.batch))
+        with pytest.raises(RuntimeError, match="stopped"):
+            run_scan(conn, tmp_path / "claude", workers=2)
+    assert 0 < conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] < 80
+    assert store.bulk_load_unfinished(conn)
+    loads = []
+    bulk_load = store.bulk_load
+    monkeypatch.setattr(store, "bulk_load", lambda c: loads.append(1) or bulk_load(c))
+    result = run_scan(conn, tmp_path / "claude", workers=2)
+    assert loads == [1]
+    assert result.files_read == 8 and result.turns_total == 80
+    assert conn.execute("SELECT SUM(turns) FROM rollup").fetchone()[0] == 80
+    assert not store.bulk_load_unfinished(conn)
+    # A first scan that finished leaves nothing to start over.
+    run_scan(conn, tmp_path / "claude", workers=2)
+    assert loads == [1]
+
+
 @pytest.mark.parametrize("batch_files", [1, 128])
 def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
     conn, tmp_path, monkeypatch, batch_files

@@ -13,7 +13,12 @@ def main() -> None:
 
         options = cli_scan.parse(args[1:])
         if options is not None:
-            sys.exit(cli_scan.run(**options))
+            try:
+                code = cli_scan.run(**options)
+            except KeyboardInterrupt:
+                print("\nAborted!", file=sys.stderr)  # (what typer says for every other command)
+                code = 1
+            sys.exit(code)
     from clawtrace.cli import main as cli_main
 
     cli_main()

@@ -710,6 +710,9 @@ def _scan_locked(
     now = store.now_ms()
     db = store.db_file(conn)
     _journals_remove(db)  # left by a scan that was stopped
+    if store.bulk_load_unfinished(conn):
+        # A first scan that was stopped: this one starts over, as a first scan.
+        store.bulk_load_discard(conn)
     with conn:
         # A first scan that was stopped leaves the store without some indexes: they are back
         # before any worker starts (the unique key index is what its writes go through).

@@ -633,6 +633,7 @@ def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
 
 
 BULK_MARKER = ".bulk-load"
+BULK_UNFINISHED = "bulk_load_unfinished"  # (meta key) set while a bulk load runs
 SCAN_LOCK_SUFFIX = ".scan-lock"
 
 
@@ -662,8 +663,11 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
             os.fsync(fh.fileno())
     conn.execute("PRAGMA main.synchronous=OFF")
     conn.execute("PRAGMA sums.synchronous=OFF")
+    meta_set(conn, BULK_UNFINISHED, "1")
     try:
         yield
+        with conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (BULK_UNFINISHED,))
     finally:
         # Both files' logs are emptied while nothing syncs: closing the connection then has
         # nothing left to checkpoint, which would sync the whole new store.
@@ -678,6 +682,36 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
             for file in _bulk_files(db):
                 _fsync_path(file)
             marker.unlink(missing_ok=True)
+
+
+def bulk_load_unfinished(conn: sqlite3.Connection) -> bool:
+    """Whether the store holds a bulk load that did not finish (stopped or killed)."""
+    return meta_get(conn, BULK_UNFINISHED) is not None
+
+
+def bulk_load_discard(conn: sqlite3.Connection) -> None:
+    """Empty the store of what an unfinished bulk load wrote, for the next scan to start over:
+    it came from logs still on disk, and reading them again as a bulk load takes a fraction of
+    the time that adding the rest to a half-filled store would (1M turns: 5 s instead of 45).
+    Dimensions and fired alerts stay."""
+    with conn:
+        for table in (
+            "turns",
+            "rollup",
+            "tool_rollup",
+            "dirty_buckets",
+            "derived_dirty",
+            "files",
+            "watch",
+            "index_sessions",
+        ):
+            conn.execute(f"DELETE FROM {table}")  # noqa: S608  (fixed names)
+        conn.execute(
+            "DELETE FROM meta WHERE key IN (?, 'watch_roots', 'watch_result_roots', "
+            "'last_scan_result')",
+            (BULK_UNFINISHED,),
+        )
+    derived_forget(conn)
 
 
 def _boot_id() -> str:
