@@ -59,6 +59,19 @@ def test_a_half_written_last_line_is_picked_up_whole_on_the_next_scan(conn, tmp_
     assert conn.execute("SELECT lines, malformed FROM files").fetchone() == (2, 0)
 
 
+def test_where_reads_cannot_go_straight_into_the_buffer_scans_store_the_same(
+    conn, tmp_path, monkeypatch
+):
+    """(Windows has no readv: a transcript's bytes are read, then copied into the buffer.)"""
+    monkeypatch.setattr(scan_module, "_read_into", scan_module._read_into_by_copy)
+    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 300)  # (several reads a file)
+    lines = [claude_assistant(msg_id=f"m{n}", out=n + 1) for n in range(6)]
+    write_lines(_file(tmp_path), lines)
+    append_text(_file(tmp_path), lines[0][:40])  # half-written: waits for the rest
+    run_scan(conn, tmp_path / "claude")
+    assert sorted(r["output_tokens"] for r in turn_rows(conn)) == [1, 2, 3, 4, 5, 6]
+
+
 def test_a_complete_last_line_without_newline_is_read(conn, tmp_path):
     write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")], trailing_newline=False)
     run_scan(conn, tmp_path / "claude")

@@ -320,7 +320,7 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
                 if len(_buf) < want:
                     _buf = bytearray(max(want, 2 * len(_buf)))
                 os.lseek(fd, offset, os.SEEK_SET)
-                n = os.readv(fd, [memoryview(_buf)[:want]])
+                n = _read_into(fd, memoryview(_buf)[:want])
                 if out["head"] is None:
                     out["head"] = _head_of(_buf[: min(n, HEAD_BYTES)])
                 if not n:
@@ -344,6 +344,19 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
     out["offset"] = offset
     out["state"] = state
     return out
+
+
+def _read_into_by_copy(fd: int, view: memoryview) -> int:
+    data = os.read(fd, len(view))
+    view[: len(data)] = data
+    return len(data)
+
+
+def _read_into_directly(fd: int, view: memoryview) -> int:
+    return os.readv(fd, [view])
+
+
+_read_into = _read_into_directly if hasattr(os, "readv") else _read_into_by_copy  # (Windows)
 
 
 def files_new_rows(tasks: list[dict[str, Any]], now: int) -> list[tuple[Any, ...]]:
