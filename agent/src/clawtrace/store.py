@@ -653,6 +653,9 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
     has usually written it by then) syncs the files and takes the marker away without a check.
     Where there is no boot id the end syncs and takes it away at once, as the check would
     otherwise run on every first connect.
+
+    Until the load finishes, a flag in `meta` says so (`bulk_load_unfinished`): the next scan
+    then starts over instead of adding the rest to a half-filled store (`bulk_load_discard`).
     """
     db = db_file(conn)
     marker = Path(db + BULK_MARKER) if db else None
