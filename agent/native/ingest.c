@@ -1797,10 +1797,10 @@ static int interned_drop(Ingest *self) {
 }
 
 /* Ingest.commit(files, new_files=()) -> new turns. `files`: (reset, size, mtime_ns, inode,
- * head_hash, offset, lines, malformed, turn_lines, state_json, now, file_id) per file read in the
- * batch; `new_files`: (id, path, source, first_seen, last_scan, ctx_json) of the files the store
- * has no row for yet (scan.files_new_rows). One transaction: the new files' rows, the batch's
- * turns, their rollups and the files' new offsets. */
+ * head_hash, offset, lines, malformed, turn_lines, state_json, now, file_id) per known file read
+ * in the batch; `new_files`: the whole rows of the others, the files the store has no row for yet
+ * (scan.FILES_NEW_SQL, scan.files_outcome). One transaction: the new files' rows, the batch's
+ * turns, their rollups and the known files' new offsets. */
 static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
     PyObject *files, *new_files = NULL;
     if (!PyArg_ParseTuple(args, "O|O", &files, &new_files)) return NULL;
@@ -1815,11 +1815,11 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
     long long fresh = 0;
     for (Py_ssize_t i = 0; new_files && i < PyList_GET_SIZE(new_files); i++) {
         PyObject *f = PyList_GET_ITEM(new_files, i);
-        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 6) {
-            PyErr_SetString(PyExc_TypeError, "a new file's row is a 6-tuple");
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 15) {
+            PyErr_SetString(PyExc_TypeError, "a new file's row is a 15-tuple");
             goto fail;
         }
-        for (int k = 0; k < 6; k++)
+        for (int k = 0; k < 15; k++)
             if (bind_py(self->ins_file, k + 1, PyTuple_GET_ITEM(f, k)) != SQLITE_OK) goto fail;
         if (step_done(self, self->ins_file) < 0) goto fail;
     }
@@ -2063,8 +2063,9 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
         prepare(self, files_fresh, &self->upd_fresh) < 0 ||
         prepare(self, files_grown, &self->upd_grown) < 0 ||
         prepare(self,
-                "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (id, path, source, first_seen, ctx_json, size, mtime_ns, "
+                "inode, head_hash, offset, lines, malformed, turn_lines, state_json, last_scan) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &self->ins_file) < 0)
         return -1;
     PyObject *it = PyObject_GetIter(stale);

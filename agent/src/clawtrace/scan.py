@@ -145,17 +145,13 @@ class _Ingest:
         outs = [_read_file(t, parse) for t in tasks]
         rows = store.rows_dedup(self.dims, rows)
         conn = self.conn
-        new_files = files_new_rows(tasks, self.now)
+        new_files, updates = files_outcome(tasks, outs, self.now)
         with self.lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT INTO files (id, path, source, first_seen, last_scan, ctx_json) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    new_files,
-                )
+                conn.executemany(FILES_NEW_SQL, new_files)
                 new = self.writer.write(conn, rows)
-                files_done(conn, tasks, outs, self.now)
+                files_done(conn, updates)
                 conn.commit()
             except BaseException:
                 conn.rollback()
@@ -359,13 +355,29 @@ def _read_into_directly(fd: int, view: memoryview) -> int:
 _read_into = _read_into_directly if hasattr(os, "readv") else _read_into_by_copy  # (Windows)
 
 
-def files_new_rows(tasks: list[dict[str, Any]], now: int) -> list[tuple[Any, ...]]:
-    """The rows of the batch's files the store does not know yet (written with the batch)."""
-    return [
-        (t["file_id"], t["path"], t["source"], now, now, _ctx_json(t["ctx"]))
-        for t in tasks
-        if t.get("new")
-    ]
+# A new file's row, whole: it goes in with the batch that read it (scan.files_outcome).
+FILES_NEW_SQL = (
+    "INSERT INTO files (id, path, source, first_seen, ctx_json, size, mtime_ns, inode, "
+    "head_hash, offset, lines, malformed, turn_lines, state_json, last_scan) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def files_outcome(
+    tasks: list[dict[str, Any]], outs: list[dict[str, Any]], now: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What a batch's files leave in the store: the rows of the files it does not know yet
+    (FILES_NEW_SQL), and the updates of the others (files_done)."""
+    new_rows: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    for t, o in zip(tasks, outs, strict=True):
+        update = _file_update(t, o, now)
+        if t.get("new"):
+            new_rows.append((t["file_id"], t["path"], t["source"], now, _ctx_json(t["ctx"])))
+            new_rows[-1] += update[1:11]  # size ... state_json, last_scan
+        else:
+            updates.append(update)
+    return new_rows, updates
 
 
 def _file_update(t: dict[str, Any], out: dict[str, Any], now: int) -> tuple[Any, ...]:
@@ -422,20 +434,16 @@ class _NativeIngest:
             return SOURCES[task["source"]].ingest(sink, buf, n, task["ctx"], state, task["file_id"])
 
         outs = [_read_file(t, parse) for t in tasks]
-        updates = [_file_update(t, o, self.now) for t, o in zip(tasks, outs, strict=True)]
+        new_files, updates = files_outcome(tasks, outs, self.now)
         sink.prepare()  # what can be done before taking the store's write lock
-        new_files = files_new_rows(tasks, self.now)
         with self.lock:
             new = sink.commit(updates, new_files)
         return {"files": outs, "new": new}
 
 
-def files_done(
-    conn: sqlite3.Connection, tasks: list[dict[str, Any]], outs: list[dict[str, Any]], now: int
-) -> None:
-    """Each file's new size, offset, counts and parser state (inside the caller's transaction:
-    offsets move exactly when their turns are stored)."""
-    updates = [_file_update(t, o, now) for t, o in zip(tasks, outs, strict=True)]
+def files_done(conn: sqlite3.Connection, updates: list[tuple[Any, ...]]) -> None:
+    """Each known file's new size, offset, counts and parser state (`_file_update`; inside the
+    caller's transaction: offsets move exactly when their turns are stored)."""
     head = "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, "
     tail = ", state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?"
     fresh = [u[1:] for u in updates if u[0]]
@@ -793,7 +801,7 @@ def _scan_locked(
 
     def name_new(task: dict[str, Any]) -> bool:
         """A new file gets its id (in discovery order: the de-dup tie rule reads them); its row
-        is written with its batch's turns (files_new_rows)."""
+        is written with its batch's turns (files_outcome)."""
         nonlocal next_id
         if task["file_id"] is not None:
             return False
