@@ -1075,13 +1075,10 @@ def _bulk_settle(db: str) -> tuple[int, int]:
     native = _ingest_module()
     assert native is not None
     journals = glob.glob(glob.escape(db + KEYS_SUFFIX) + "*")
-    from clawtrace.pricing import Pricer
-
-    pricer = Pricer()
     settler = native.Ingest(
         db,
-        lambda *a: card_for(pricer, *a),
-        lambda *a: False,
+        lambda *_a: None,  # (settling merges priced rows: it never prices)
+        lambda *_a: False,
         store.REPORTED_SOURCE_ID,
         store.NONE_SOURCE_ID,
         [],
