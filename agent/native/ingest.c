@@ -2125,7 +2125,7 @@ static int journal_key_cmp(const void *a, const void *b) {
 static void journal_sort(int64_t *recs, int64_t *tmp, size_t n) {
     const size_t w = JOURNAL_FIELDS, rec_bytes = JOURNAL_FIELDS * sizeof(int64_t);
     int64_t *src = recs, *dst = tmp;
-    static size_t count[1 << 11];
+    size_t count[1 << 11];
     for (int shift = 0; shift < 64; shift += 11) {
         memset(count, 0, sizeof count);
         for (size_t i = 0; i < n; i++) {

@@ -221,6 +221,35 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
     assert all(writes)
 
 
+def _eight_sessions(tmp_path):
+    for i in range(8):
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
+            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(10)],
+        )
+
+
+def _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers):
+    """A scan of `_eight_sessions`, one batch a file, stopped by an error in the batch of the
+    sixth (as a full disk or Ctrl-C would stop it)."""
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+
+    def failing(original):
+        def batch_of(self, tasks):
+            if any("-p5" in t["path"] for t in tasks):
+                raise RuntimeError("stopped half-way")
+            return original(self, tasks)
+
+        return batch_of
+
+    with monkeypatch.context() as patch:
+        for writer in (scan_module._Ingest, scan_module._NativeIngest):
+            patch.setattr(writer, "batch", failing(writer.batch))
+        with pytest.raises(RuntimeError, match="stopped half-way"):
+            run_scan(conn, tmp_path / "claude", workers=workers)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_scan_that_stops_half_way_leaves_its_listing_untrusted(tmp_path, monkeypatch, workers):
     """A new file's row is written with its turns. A scan that stops before every batch is
@@ -228,34 +257,13 @@ def test_a_scan_that_stops_half_way_leaves_its_listing_untrusted(tmp_path, monke
     with a row): the files that got none would never be read."""
     from clawtrace import store
 
-    for i in range(8):
-        write_lines(
-            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
-            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(10)],
-        )
+    _eight_sessions(tmp_path)
     # (The listing of a tree that has just changed is never trusted.)
     settled = time.time_ns() - 60 * 10**9
     for path in [tmp_path, *tmp_path.rglob("*")]:
         os.utime(path, ns=(settled, settled))
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
-    batch = scan_module._NativeIngest.batch if scan_module._native_workers() else None
-    writers = [scan_module._Ingest] + ([scan_module._NativeIngest] if batch else [])
-
-    def failing(original):
-        def batch_of(self, tasks):
-            if any("-p5" in t["path"] for t in tasks):
-                raise RuntimeError("disk full")
-            return original(self, tasks)
-
-        return batch_of
-
     conn = store.connect(tmp_path / "store.db")
-    with monkeypatch.context() as patch:
-        for writer in writers:
-            patch.setattr(writer, "batch", failing(writer.batch))
-        with pytest.raises(RuntimeError, match="disk full"):
-            run_scan(conn, tmp_path / "claude", workers=workers)
+    _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers)
     assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] < 80
     result = run_scan(conn, tmp_path / "claude", workers=workers)
     assert result.turns_total == 80
@@ -269,29 +277,9 @@ def test_a_first_scan_that_was_stopped_starts_over_as_a_first_scan(tmp_path, mon
     added through the unique key index (ten times slower on a big tree)."""
     from clawtrace import store
 
-    for i in range(8):
-        write_lines(
-            tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
-            [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(10)],
-        )
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
-    writers = [scan_module._Ingest, scan_module._NativeIngest]
-
-    def failing(original):
-        def batch_of(self, tasks):
-            if any("-p5" in t["path"] for t in tasks):
-                raise RuntimeError("stopped")
-            return original(self, tasks)
-
-        return batch_of
-
+    _eight_sessions(tmp_path)
     conn = store.connect(tmp_path / "store.db")
-    with monkeypatch.context() as patch:
-        for writer in writers:
-            patch.setattr(writer, "batch", failing(writer.batch))
-        with pytest.raises(RuntimeError, match="stopped"):
-            run_scan(conn, tmp_path / "claude", workers=2)
+    _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers=2)
     assert 0 < conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] < 80
     assert store.bulk_load_unfinished(conn)
     loads = []

@@ -7,9 +7,11 @@ import os
 import signal
 
 import pytest
-from clawtrace.workers import ForkPool, SharedLock, WorkerDied
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="workers are forked processes")
+if not hasattr(os, "fork"):
+    pytest.skip("workers are forked processes", allow_module_level=True)
+
+from clawtrace.workers import ForkPool, SharedLock, WorkerDied
 
 _state: dict[str, object] = {}
 

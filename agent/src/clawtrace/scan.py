@@ -509,11 +509,11 @@ class _Pool:
     def run(
         self,
         tasks: Iterator[dict[str, Any]],
-        register: Callable[[list[dict[str, Any]]], None],
+        before_handing_over: Callable[[list[dict[str, Any]]], None],
     ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
         """Each batch and its outcome, in completion order. `tasks` is read only as the workers
         need more (a bounded window in flight), so a big tree's listing is never held whole;
-        `register` gives a batch's new files their rows before the batch is handed over."""
+        `before_handing_over(batch)` runs before each batch goes to a worker."""
         pool = self.pool
         # While the workers are busy the listing goes on ahead of them, up to a bound: the
         # main process would otherwise idle, then list files while they wait for a batch.
@@ -550,7 +550,7 @@ class _Pool:
             batch = next(todo, None)
             if batch is None:
                 return False
-            register(batch)
+            before_handing_over(batch)
             pool.send(worker, batch)
             sent[worker.pid].append(batch)
             size = sum(max(t["size"] - t["offset"], 0) for t in batch)

@@ -607,9 +607,7 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
                 raise
             with contextlib.suppress(sqlite3.DatabaseError):
                 conn.execute("DETACH DATABASE sums")
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):  # (then the second try says what is wrong)
-                    Path(target + suffix).unlink(missing_ok=True)
+            _database_remove(target)  # (what cannot go, the second try says why)
 
 
 # A new store's page size (SQLite's default is 4 KiB; a store made before keeps its own). A first
@@ -725,6 +723,13 @@ def _boot_id() -> str:
         return ""
 
 
+def _database_remove(path: str) -> None:
+    """A database file and its WAL files, as far as they can be removed."""
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            Path(path + suffix).unlink(missing_ok=True)
+
+
 def _bulk_files(db: str) -> tuple[str, ...]:
     """What a bulk load writes without syncing: the store and its derived sums, and their logs."""
     return (db, db + "-wal", sums_file(db), sums_file(db) + "-wal")
@@ -762,8 +767,7 @@ def _bulk_load_settle(path: Path, marker: Path) -> None:
             marker.unlink(missing_ok=True)
             return
     # The derived sums are a cache: rather than checked, they are made again.
-    for suffix in ("", "-wal", "-shm"):
-        Path(sums_file(str(path)) + suffix).unlink(missing_ok=True)
+    _database_remove(sums_file(str(path)))
     sound = False
     if path.exists():
         try:
@@ -775,8 +779,7 @@ def _bulk_load_settle(path: Path, marker: Path) -> None:
         except sqlite3.DatabaseError:
             sound = False
     if not sound:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
+        _database_remove(str(path))
     marker.unlink(missing_ok=True)
 
 

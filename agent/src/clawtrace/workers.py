@@ -13,6 +13,7 @@ and the scan stops with an error that names it, instead of waiting for it foreve
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pickle
 import select
@@ -36,18 +37,15 @@ class SharedLock:
     and releases it when its holder dies."""
 
     def __init__(self, near: str) -> None:
-        import fcntl
-
-        self._fcntl = fcntl
         path = f"{near}.write-lock-{os.getpid()}"
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.unlink(path)
 
     def __enter__(self) -> None:
-        self._fcntl.lockf(self.fd, self._fcntl.LOCK_EX)
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
 
     def __exit__(self, *exc: object) -> None:
-        self._fcntl.lockf(self.fd, self._fcntl.LOCK_UN)
+        fcntl.lockf(self.fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self.fd)
