@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "rules.h"
 
 /* The derived sums' file beside a store (store.SUMS_SUFFIX), attached as `sums`. */
 #define SUMS_SUFFIX "-sums"
@@ -325,6 +326,7 @@ typedef struct {
     sqlite3 *db;
     sqlite3_stmt *ins_turn, *sel_turn, *upd_turn, *ins_rollup, *ins_tool, *ins_dirty;
     sqlite3_stmt *ins_ctx, *ins_model, *ins_src, *ins_toolset, *upd_fresh, *upd_grown, *ins_file;
+    sqlite3_stmt *sel_msg, *sel_row, *del_row; /* the sidechain-replay rule at every commit */
     PyObject *card_for, *price_slow;
     int64_t reported_id, none_id;
     int bulk;     /* 1: a first load into an empty store (no unique key index until it is done);
@@ -1635,6 +1637,74 @@ static int mark_dirty(Ingest *self, int64_t bucket) {
     return step_done(self, self->ins_dirty);
 }
 
+static const char *SQL_SELECT_MSG, *SQL_SELECT_ID;
+static int int64_cmp(const void *a, const void *b);
+
+/* formats.md 1.7 at every commit (store.TurnWriter.write): among the rows holding a message
+ * that a row of this batch holds, the sidechain replays go, and leave the rollups. Before the
+ * batch no message was replayed, so these are all there can be: a scan stopped between two
+ * commits leaves no replay billed. */
+static int replays_settle(Ingest *self, long long *removed) {
+    size_t n = 0;
+    int64_t *msgs = malloc((self->rows.len + 1) * sizeof *msgs);
+    if (!msgs) return PyErr_NoMemory(), -1;
+    for (size_t i = 0; i < self->rows.len; i++) {
+        const row_t *r = vec_at(&self->rows, i);
+        if (r->has_msg) msgs[n++] = r->msg_hash; /* (a source without message ids: no replay) */
+    }
+    qsort(msgs, n, sizeof *msgs, int64_cmp);
+    size_t cap = 16, held = 0;
+    int64_t *ids = malloc(cap * sizeof *ids);
+    int *side = malloc(cap * sizeof *side), *replay = malloc(cap * sizeof *replay);
+    int rc = ids && side && replay ? 0 : (PyErr_NoMemory(), -1);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (i && msgs[i] == msgs[i - 1]) continue;
+        held = 0;
+        sqlite3_bind_int64(self->sel_msg, 1, msgs[i]);
+        int step;
+        while (rc == 0 && (step = sqlite3_step(self->sel_msg)) == SQLITE_ROW) {
+            if (held == cap) {
+                cap *= 2;
+                int64_t *i2 = realloc(ids, cap * sizeof *ids);
+                if (i2) ids = i2;
+                int *s2 = i2 ? realloc(side, cap * sizeof *side) : NULL;
+                if (s2) side = s2;
+                int *r2 = s2 ? realloc(replay, cap * sizeof *replay) : NULL;
+                if (r2) replay = r2;
+                if (!r2) {
+                    rc = (PyErr_NoMemory(), -1);
+                    break;
+                }
+            }
+            ids[held] = sqlite3_column_int64(self->sel_msg, 0);
+            side[held++] = sqlite3_column_int(self->sel_msg, 1) != 0;
+        }
+        if (rc == 0 && step != SQLITE_DONE) rc = sql_fail(self);
+        sqlite3_reset(self->sel_msg);
+        if (rc < 0 || !ct_sidechain_replays(ids, side, held, replay)) continue;
+        for (size_t k = 0; rc == 0 && k < held; k++) {
+            if (!replay[k]) continue;
+            sqlite3_bind_int64(self->sel_row, 1, ids[k]);
+            row_t row;
+            int found = sqlite3_step(self->sel_row);
+            if (found == SQLITE_ROW) row_from_stmt(self->sel_row, &row);
+            sqlite3_reset(self->sel_row);
+            if (found != SQLITE_ROW) {
+                rc = found == SQLITE_DONE ? 0 : sql_fail(self);
+                continue;
+            }
+            sqlite3_bind_int64(self->del_row, 1, ids[k]);
+            if (rollup_add_row(self, &row, -1) < 0 || step_done(self, self->del_row) < 0) rc = -1;
+            else (*removed)++;
+        }
+    }
+    free(msgs);
+    free(ids);
+    free(side);
+    free(replay);
+    return rc;
+}
+
 /* store.TurnWriter._collide: a row whose key is stored. */
 static int collide(Ingest *self, const row_t *row) {
     sqlite3_stmt *st = self->sel_turn;
@@ -1861,6 +1931,9 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
             goto fail;
         }
     }
+    long long replays = 0;
+    if (!self->bulk && replays_settle(self, &replays) < 0) goto fail;
+    fresh -= replays;
     if (rollups_flush(self) < 0 || dims_flush(self) < 0) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(files); i++) {
         PyObject *f = PyList_GET_ITEM(files, i);
@@ -1912,6 +1985,14 @@ static const char *SQL_SELECT =
     "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, "
     "cost_pico, price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id "
     "FROM turns WHERE msg_hash = ? AND key_hash = ?";
+static const char *SQL_SELECT_MSG =
+    "SELECT t.id, c.is_sidechain FROM turns AS t JOIN contexts AS c ON c.id = t.context_id "
+    "WHERE t.msg_hash = ? ORDER BY t.id";
+static const char *SQL_SELECT_ID =
+    "SELECT key_hash, msg_hash, file_id, context_id, model_id, ts, input_tokens, output_tokens, "
+    "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, "
+    "cost_pico, price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id "
+    "FROM turns WHERE id = ?";
 static const char *SQL_UPDATE =
     "UPDATE turns SET key_hash = ?, msg_hash = ?, file_id = ?, context_id = ?, model_id = ?, "
     "ts = ?, input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, "
@@ -1935,7 +2016,7 @@ static void Ingest_dealloc(Ingest *self) {
     sqlite3_stmt *sts[] = {self->ins_turn, self->sel_turn,  self->upd_turn,  self->ins_rollup,
                            self->ins_tool, self->ins_dirty, self->ins_ctx,   self->ins_model,
                            self->ins_src,  self->ins_toolset, self->upd_fresh, self->upd_grown,
-                           self->ins_file};
+                           self->ins_file, self->sel_msg, self->sel_row, self->del_row};
     for (size_t i = 0; i < sizeof sts / sizeof *sts; i++) sqlite3_finalize(sts[i]);
     if (self->db) sqlite3_close(self->db);
     if (self->keys) fclose(self->keys);
@@ -2047,7 +2128,11 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
                                      prepare(self, bulk_many, &self->ins_turn_many) == 0
                                : (prepare(self, SQL_INSERT, &self->ins_turn) == 0 &&
                                   prepare(self, SQL_SELECT, &self->sel_turn) == 0 &&
-                                  prepare(self, SQL_UPDATE, &self->upd_turn) == 0);
+                                  prepare(self, SQL_UPDATE, &self->upd_turn) == 0 &&
+                                  prepare(self, SQL_SELECT_MSG, &self->sel_msg) == 0 &&
+                                  prepare(self, SQL_SELECT_ID, &self->sel_row) == 0 &&
+                                  prepare(self, "DELETE FROM turns WHERE id = ?",
+                                          &self->del_row) == 0);
     if (!turns_ok ||
         prepare(self,
                 "INSERT INTO rollup VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -2287,23 +2372,37 @@ static int settle_key(Ingest *self, settle_t *st, const int64_t *r, size_t n) {
 static int settle_replays(Ingest *self, settle_t *st) {
     size_t n = st->kept.len;
     if (n < 2) return 0;
+    int64_t *ids = malloc(n * sizeof *ids);
+    int *side = malloc(n * sizeof *side), *replay = malloc(n * sizeof *replay);
+    if (!ids || !side || !replay) {
+        free(ids);
+        free(side);
+        free(replay);
+        return PyErr_NoMemory(), -1;
+    }
     for (size_t i = 0; i < n; i++) {
         idrow_t *s = vec_at(&st->kept, i);
-        if (!is_sidechain(st, s->row.ctx)) continue;
-        int replay = 0;
-        for (size_t j = 0; j < n && !replay; j++) {
-            idrow_t *o = vec_at(&st->kept, j);
-            replay = j != i && (!is_sidechain(st, o->row.ctx) || o->id < s->id);
-        }
-        if (!replay) continue;
+        ids[i] = s->id;
+        side[i] = is_sidechain(st, s->row.ctx);
+    }
+    ct_sidechain_replays(ids, side, n, replay);
+    free(ids);
+    free(side);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        idrow_t *s = vec_at(&st->kept, i);
+        if (!replay[i]) continue;
         row_t row;
         int found = settle_row(self, st, s->id, &row);
-        if (found < 0) return -1;
-        if (!found) continue;
-        if (rollup_add_row(self, &row, -1) < 0 || settle_delete(self, st, s->id) < 0) return -1;
-        st->replays++;
+        if (found <= 0) {
+            rc = found;
+            continue;
+        }
+        if (rollup_add_row(self, &row, -1) < 0 || settle_delete(self, st, s->id) < 0) rc = -1;
+        else st->replays++;
     }
-    return 0;
+    free(replay);
+    return rc;
 }
 
 /* One range of message hashes: its records sorted, each key settled, then each message's

@@ -295,6 +295,79 @@ def test_a_first_scan_that_was_stopped_starts_over_as_a_first_scan(tmp_path, mon
     assert loads == [1]
 
 
+def _replays_held(conn) -> int:
+    """Sidechain rows whose message another row holds (formats.md 1.7: never billed)."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM turns_wide AS s WHERE s.is_sidechain AND EXISTS (SELECT 1 FROM "
+        "turns_wide AS o WHERE o.msg_hash = s.msg_hash AND o.id <> s.id AND (NOT o.is_sidechain "
+        "OR o.id < s.id))"
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_incremental_scan_stopped_half_way_leaves_no_replay_billed(
+    tmp_path, monkeypatch, workers
+):
+    """The sidechain-replay rule holds at every commit: a scan stopped between two batches (a
+    kill, Ctrl-C, a restart of `serve`) leaves none of the replays its finished batches read,
+    and the next scan's count of what the store holds is right."""
+    from clawtrace import store
+
+    _eight_sessions(tmp_path)
+    conn = store.connect(tmp_path / "store.db")
+    run_scan(conn, tmp_path / "claude", workers=workers)
+    for i in range(8):
+        # A /btw side question replays the parent's first message, then asks one of its own.
+        write_lines(
+            tmp_path / "claude" / "projects" / f"-p{i}" / "s" / "subagents" / "agent-b.jsonl",
+            [
+                claude_assistant(
+                    msg_id=f"m{i}-0",
+                    req_id="req_btw",
+                    session=f"s{i}",
+                    sidechain=True,
+                    agent_id="b",
+                ),
+                claude_assistant(msg_id=f"side{i}", session=f"s{i}", sidechain=True, agent_id="b"),
+            ],
+        )
+    _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers=workers)
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] > 80
+    assert _replays_held(conn) == 0
+    result = run_scan(conn, tmp_path / "claude", workers=workers)
+    assert _replays_held(conn) == 0
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 88
+    assert result.turns_total == 88
+    assert conn.execute("SELECT SUM(turns) FROM rollup").fetchone()[0] == 88
+
+
+def test_a_store_left_with_replays_by_an_older_version_loses_them_at_upgrade(tmp_path):
+    from clawtrace import store
+
+    _eight_sessions(tmp_path)
+    write_lines(
+        tmp_path / "claude" / "projects" / "-p0" / "s" / "subagents" / "agent-b.jsonl",
+        [
+            claude_assistant(
+                msg_id="m0-0", req_id="req_btw", session="s0", sidechain=True, agent_id="b"
+            )
+        ],
+    )
+    conn = store.connect(tmp_path / "store.db")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
+        run_scan(conn, tmp_path / "claude", workers=1)
+    assert _replays_held(conn) == 1
+    with conn:
+        conn.execute(f"PRAGMA user_version={len(store.MIGRATIONS) - 1}")
+    conn.close()
+    conn = store.connect(tmp_path / "store.db")
+    assert _replays_held(conn) == 0
+    assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 80
+    store.rollups_refresh(conn)
+    assert conn.execute("SELECT SUM(turns) FROM rollup").fetchone()[0] == 80
+
+
 @pytest.mark.parametrize("batch_files", [1, 128])
 def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
     conn, tmp_path, monkeypatch, batch_files

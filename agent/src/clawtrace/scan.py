@@ -864,8 +864,13 @@ def _scan_locked(
         elif shown["tick"] is not None and not growing:
             shown["tick"](0, total=to_read, files=files_listed)
 
+    # The store's turn count after the last scan, good only if no scan was stopped since (it
+    # would have committed batches): a scan says it started, and says so no more at its end.
     previous = store.meta_get(conn, "last_scan_result")
-    before_total = int(orjson.loads(previous).get("turns_total", -1)) if previous else -1
+    before_total = -1
+    if previous and store.meta_get(conn, SCAN_STARTED) is None:
+        before_total = int(orjson.loads(previous).get("turns_total", -1))
+    store.meta_set(conn, SCAN_STARTED, str(now))
     files_listed = 0
     try:
         for task in listed:
@@ -910,7 +915,6 @@ def _scan_locked(
                         _count(result, done, batch, tick)
                 finally:
                     conn.isolation_level = isolation
-                writer = ingest.writer
             else:
                 # New files get their ids as they are listed; their rows go in with their
                 # batches, so the main process writes only what the listing records, under
@@ -942,7 +946,6 @@ def _scan_locked(
                     _count(result, done, batch, tick)
                 pool.close()
                 pool = None
-                writer = store.TurnWriter(store.Dims(), rollup_before)
             tasks.clear()
             listing_trusted()
 
@@ -953,12 +956,8 @@ def _scan_locked(
                 new_turns -= merged_away
             with conn:
                 if cold_bulk and not settled:
-                    # The key index first: the sidechain replay rule reads it.
                     store.secondary_indexes_create(conn, only=("turns_key",))
-                if new_turns and not settled:
-                    replays = store.sidechain_replays(conn, since_id)
-                    if replays:
-                        removed = writer.delete(conn, replays)
+                # (The sidechain replays went with each batch: store.TurnWriter.write.)
                 store.rollups_refresh(conn)
             if cold_bulk:
                 # The rollups are final: their derived sums are computed on a thread while the
@@ -975,8 +974,17 @@ def _scan_locked(
                 result.turns_total = int(conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0])
             result.seconds = round(time.perf_counter() - started, 3)
             # (Inside a bulk load: see store.bulk_load.)
-            store.meta_set(conn, "last_scan", str(now))
-            store.meta_set(conn, "last_scan_result", orjson.dumps(result.as_dict()).decode())
+            with conn:
+                for key, value in (
+                    ("last_scan", str(now)),
+                    ("last_scan_result", orjson.dumps(result.as_dict()).decode()),
+                ):
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (key, value),
+                    )
+                conn.execute("DELETE FROM meta WHERE key = ?", (SCAN_STARTED,))
     finally:
         if pool is not None:
             pool.terminate()
@@ -1088,6 +1096,20 @@ def _bulk_settle(db: str) -> tuple[int, int]:
     del settler
     _journals_remove(db)
     return merged_away, replays
+
+
+# (meta) Set while a scan runs: one that was stopped leaves it, and the next knows that the
+# store changed since the last scan's figures (see scan_unfinished).
+SCAN_STARTED = "scan_started"
+
+
+def scan_unfinished(conn: sqlite3.Connection) -> bool:
+    """Whether the last scan was stopped before its end (and none runs now): the store holds
+    what its finished batches wrote, the rest waits for the next scan."""
+    if store.meta_get(conn, SCAN_STARTED) is None:
+        return False
+    with store.scan_lock(store.db_file(conn), wait=False) as free:
+        return bool(free)
 
 
 # The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE). Its own name here:

@@ -39,6 +39,8 @@ from typing import Any
 
 import orjson
 
+from clawtrace import rules
+
 PICO = 10**12
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
 DAY_BUCKETS = 86_400_000 // BUCKET_MS
@@ -493,6 +495,19 @@ MIGRATIONS.append(
     DELETE FROM meta WHERE key = 'derived_marks';
     """
 )
+
+
+def _replays_settle_all(conn: sqlite3.Connection) -> None:
+    """Take out the sidechain replays that scans stopped half-way left billed before the rule
+    held at every commit (they were settled only at a scan's end, among its own rows)."""
+    replays = sidechain_replays(conn, 0)
+    if replays:
+        TurnWriter(Dims(), rollup_rowid_max(conn)).delete(conn, replays)
+        rollups_refresh(conn)
+
+
+# 8: the replays an interrupted scan could leave (see _replays_settle_all).
+MIGRATIONS.append(_replays_settle_all)
 
 # The derived sums (`derived_refresh`) live beside the store in `<store>-sums`, attached to every
 # connection as `sums`: they are a cache of the rollups, so a file that is missing or damaged is
@@ -1486,7 +1501,10 @@ class TurnWriter:
         self.rollups = Rollups()
 
     def write(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-        """Insert or merge `rows` (keys unique among them); returns how many turns are new."""
+        """Insert or merge `rows` (keys unique among them); returns how many turns are new.
+
+        The sidechain-replay rule holds when it returns (inside the caller's transaction, so at
+        every commit): a scan stopped between two batches leaves no replay billed."""
         if not rows:
             return 0
         dims = self.dims
@@ -1508,7 +1526,10 @@ class TurnWriter:
                 if row[R_KEY] not in new_keys:
                     self._collide(conn, row)
         self._flush_rollups(conn)
-        return inserted
+        # Rows keyed by a message id of their own (Claude Code) are the ones a replay can meet.
+        messages = {row[R_MSG] for row in rows if row[R_MSG] != row[R_KEY]}
+        replays = sidechain_replays_among(conn, messages)
+        return inserted - (self.delete(conn, replays) if replays else 0)
 
     def _add(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
         """Add stored rows to the rollup sums."""
@@ -1718,6 +1739,22 @@ def max_turn_id(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM turns").fetchone()[0])
 
 
+def sidechain_replays_among(conn: sqlite3.Connection, messages: Iterable[int]) -> list[int]:
+    """formats.md 1.7 on the rows holding one of `messages` (message hashes): the ids of the
+    sidechain rows that replay a message another row holds (rules.sidechain_replays_of)."""
+    replays: list[int] = []
+    for chunk, marks in in_chunks(sorted(messages)):
+        rows = conn.execute(
+            "SELECT t.msg_hash, t.id, c.is_sidechain FROM turns AS t "  # noqa: S608
+            f"JOIN contexts AS c ON c.id = t.context_id WHERE t.msg_hash IN ({marks}) "
+            "ORDER BY t.msg_hash, t.id",
+            chunk,
+        )
+        for _msg, group in itertools.groupby(rows, key=lambda r: r[0]):
+            replays.extend(rules.sidechain_replays_of([(r[1], bool(r[2])) for r in group]))
+    return replays
+
+
 def sidechain_replays(conn: sqlite3.Connection, since_id: int) -> list[int]:
     """formats.md 1.7 on rows added after `since_id`: the ids of sidechain rows that replay a
     message another row holds (a main-thread row, or a sidechain row seen earlier)."""
@@ -1738,18 +1775,6 @@ def sidechain_replays(conn: sqlite3.Connection, since_id: int) -> list[int]:
     rows = conn.execute(query, params)
     replays: list[int] = []
     for _msg, group in itertools.groupby(rows, key=lambda r: r[0]):
-        held = [(r[1], r[2]) for r in group]
-        if len(held) < 2:
-            continue
-        for sid, side in held:
-            if not side:
-                continue
-            for oid, other_side in held:
-                if (
-                    oid != sid
-                    and (not other_side or oid < sid)
-                    and (sid > since_id or oid > since_id)
-                ):
-                    replays.append(sid)
-                    break
+        # (The rows at most `since_id` were settled when they were written.)
+        replays.extend(rules.sidechain_replays_of([(r[1], bool(r[2])) for r in group]))
     return replays
