@@ -1885,11 +1885,11 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
     long long fresh = 0;
     for (Py_ssize_t i = 0; new_files && i < PyList_GET_SIZE(new_files); i++) {
         PyObject *f = PyList_GET_ITEM(new_files, i);
-        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 15) {
-            PyErr_SetString(PyExc_TypeError, "a new file's row is a 15-tuple");
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 17) {
+            PyErr_SetString(PyExc_TypeError, "a new file's row is a 17-tuple");
             goto fail;
         }
-        for (int k = 0; k < 15; k++)
+        for (int k = 0; k < 17; k++)
             if (bind_py(self->ins_file, k + 1, PyTuple_GET_ITEM(f, k)) != SQLITE_OK) goto fail;
         if (step_done(self, self->ins_file) < 0) goto fail;
     }
@@ -1937,12 +1937,12 @@ static PyObject *Ingest_commit(Ingest *self, PyObject *args) {
     if (rollups_flush(self) < 0 || dims_flush(self) < 0) goto fail;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(files); i++) {
         PyObject *f = PyList_GET_ITEM(files, i);
-        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 12) {
-            PyErr_SetString(PyExc_TypeError, "a file update is a 12-tuple");
+        if (!PyTuple_Check(f) || PyTuple_GET_SIZE(f) != 14) {
+            PyErr_SetString(PyExc_TypeError, "a file update is a 14-tuple");
             goto fail;
         }
         sqlite3_stmt *st = PyObject_IsTrue(PyTuple_GET_ITEM(f, 0)) ? self->upd_fresh : self->upd_grown;
-        for (int k = 1; k < 12; k++)
+        for (int k = 1; k < 14; k++)
             if (bind_py(st, k, PyTuple_GET_ITEM(f, k)) != SQLITE_OK) goto fail;
         if (step_done(self, st) < 0) goto fail;
     }
@@ -2000,7 +2000,8 @@ static const char *SQL_UPDATE =
     "cost_pico = ?, price_source_id = ?, reported_pico = ?, cache_savings_pico = ?, "
     "cache_write_pico = ?, toolset_id = ? WHERE msg_hash = ? AND key_hash = ?";
 static const char *SQL_FILES_HEAD =
-    "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, ";
+    "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, ctime_ns = ?, head_hash = ?, "
+    "tail_hash = ?, offset = ?, ";
 static const char *SQL_FILES_TAIL =
     ", state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?";
 
@@ -2149,8 +2150,8 @@ static int Ingest_init(Ingest *self, PyObject *args, PyObject *kw) {
         prepare(self, files_grown, &self->upd_grown) < 0 ||
         prepare(self,
                 "INSERT INTO files (id, path, source, first_seen, ctx_json, size, mtime_ns, "
-                "inode, head_hash, offset, lines, malformed, turn_lines, state_json, last_scan) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "inode, ctime_ns, head_hash, tail_hash, offset, lines, malformed, turn_lines, "
+                "state_json, last_scan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 &self->ins_file) < 0)
         return -1;
     PyObject *it = PyObject_GetIter(stale);
@@ -3190,7 +3191,8 @@ static PyObject *derive(PyObject *mod, PyObject *args, PyObject *kw) {
 
 typedef struct {
     size_t path; /* offset into the arena */
-    int64_t id, mtime, size, ino;
+    int64_t id, mtime, size, ino, ctime;
+    int has_ctime;
     char kind; /* d, f, m: the watch table; t: a transcript (files table) */
     int changed;
 } wentry_t;
@@ -3200,6 +3202,14 @@ static int64_t stat_mtime_ns(const struct stat *st) {
     return (int64_t)st->st_mtimespec.tv_sec * 1000000000LL + st->st_mtimespec.tv_nsec;
 #else
     return (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+#endif
+}
+
+static int64_t stat_ctime_ns(const struct stat *st) {
+#ifdef __APPLE__
+    return (int64_t)st->st_ctimespec.tv_sec * 1000000000LL + st->st_ctimespec.tv_nsec;
+#else
+    return (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
 #endif
 }
 
@@ -3226,7 +3236,8 @@ static void *wcheck(void *arg) {
             default:
                 e->changed = !ok ? 2
                                  : ((int64_t)st.st_size != e->size ||
-                                    stat_mtime_ns(&st) != e->mtime || (int64_t)st.st_ino != e->ino);
+                                    stat_mtime_ns(&st) != e->mtime || (int64_t)st.st_ino != e->ino ||
+                                    !e->has_ctime || stat_ctime_ns(&st) != e->ctime);
         }
     }
     return NULL;
@@ -3249,6 +3260,8 @@ static int wload(sqlite3 *db, const char *sql, char kind, vec_t *out, buf_t *are
             e->mtime = sqlite3_column_int64(st, 2);
             e->ino = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
             e->id = sqlite3_column_int64(st, 4);
+            e->has_ctime = sqlite3_column_type(st, 5) != SQLITE_NULL;
+            e->ctime = sqlite3_column_int64(st, 5);
         } else {
             const char *k = (const char *)sqlite3_column_text(st, 1);
             e->kind = k ? k[0] : '?';
@@ -3277,7 +3290,7 @@ static PyObject *warm_check(PyObject *mod, PyObject *arg) {
         failed = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
                  wload(db, "SELECT path, kind, mtime_ns, size FROM watch", 'w', &watch, &arena) < 0 ||
                  wload(db,
-                       "SELECT path, size, mtime_ns, inode, id FROM files "
+                       "SELECT path, size, mtime_ns, inode, id, ctime_ns FROM files "
                        "WHERE missing_since IS NULL",
                        't', &files, &arena) < 0;
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

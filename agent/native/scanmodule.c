@@ -19,6 +19,11 @@
 #include <Python.h>
 
 #include <errno.h>
+#ifndef _WIN32
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
 #include <math.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -926,10 +931,26 @@ static PyObject *openclaw_index(PyObject *mod, PyObject *arg) {
     int err = 0;
     yyjson_doc *doc = NULL;
     Py_BEGIN_ALLOW_THREADS
-    FILE *fh = fopen(path, "rb");
-    if (!fh) {
+    /* Only a regular file, and never waiting on one: a FIFO named sessions.json would block
+     * an open for reading until a writer came (fileio.open_regular). */
+    FILE *fh = NULL;
+#ifdef _WIN32
+    if (!(fh = fopen(path, "rb"))) {
         err = errno;
     } else {
+#else
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        err = errno;
+    } else if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        err = EINVAL;
+        close(fd);
+    } else if (!(fh = fdopen(fd, "rb"))) {
+        err = errno;
+        close(fd);
+    } else {
+#endif
         size_t cap = 1 << 16;
         buf = malloc(cap + YYJSON_PADDING_SIZE);
         while (buf) {

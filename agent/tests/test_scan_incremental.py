@@ -358,10 +358,11 @@ def test_a_store_left_with_replays_by_an_older_version_loses_them_at_upgrade(tmp
         patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
         run_scan(conn, tmp_path / "claude", workers=1)
     assert _replays_held(conn) == 1
+    # The store as the version before that migration left it.
+    step = store.MIGRATIONS.index(store._replays_settle_all)
     with conn:
-        conn.execute(f"PRAGMA user_version={len(store.MIGRATIONS) - 1}")
-    conn.close()
-    conn = store.connect(tmp_path / "store.db")
+        conn.execute(f"PRAGMA user_version={step}")
+    store.migrate(conn, store.MIGRATIONS[: step + 1])
     assert _replays_held(conn) == 0
     assert conn.execute("SELECT COUNT(*) FROM turns").fetchone()[0] == 80
     store.rollups_refresh(conn)

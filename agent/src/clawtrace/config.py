@@ -35,6 +35,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from clawtrace.fileio import read_regular_text
+
+# A config file is a few hundred bytes; anything near this is not one.
+CONFIG_MAX_BYTES = 1 << 20
+
 COST_MODES = ("auto", "calculate", "display")
 _PRICE_FIELDS = (
     "input",
@@ -117,11 +122,10 @@ def config_load(path: Path | None = None) -> Config:
     if not path.exists():
         return Config(path=path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, max_bytes=CONFIG_MAX_BYTES)
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path}: cannot read the config file ({exc.__class__.__name__})"
-        ) from None
+        reason = getattr(exc, "strerror", None) or exc.__class__.__name__
+        raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -303,7 +307,9 @@ def config_set(path: Path, dotted_key: str, value: Any) -> None:
     data: dict[str, Any] = {}
     if path.exists():
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(read_regular_text(path, max_bytes=CONFIG_MAX_BYTES))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     parts = dotted_key.split(".")

@@ -11,6 +11,7 @@ import orjson
 
 from clawtrace import reports, store
 from clawtrace.config import Config
+from clawtrace.fileio import read_regular
 from clawtrace.paths import db_path
 
 CLAUDE_DEFAULT_CLEANUP_DAYS = 30
@@ -25,7 +26,7 @@ def claude_cleanup_setting(roots: list[Path]) -> dict[str, Any]:
     candidates.append(Path.home() / ".claude" / "settings.json")
     for path in candidates:
         try:
-            data = orjson.loads(path.read_bytes())
+            data = orjson.loads(read_regular(path, max_bytes=1 << 20))
         except (OSError, orjson.JSONDecodeError):
             continue
         if isinstance(data, dict) and isinstance(data.get("cleanupPeriodDays"), int):

@@ -38,12 +38,14 @@ import orjson
 
 from clawtrace import store
 from clawtrace.config import Config
+from clawtrace.fileio import open_regular
 from clawtrace.paths import claude_roots, openclaw_roots
 from clawtrace.sources import SOURCES, base
 from clawtrace.sources.base import Discovery, FileEntry
 
 HEAD_BYTES = 4096
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+TAIL_BYTES = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
 CHUNK_BYTES = 4 * 1024 * 1024  # per read: bounds a worker's memory on huge transcripts
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 IN_FLIGHT_PER_WORKER = 2
@@ -89,21 +91,34 @@ def source_roots(
     }
 
 
-def _head_of(data: bytes) -> str:
+def _block_hash(data: bytes | bytearray | memoryview) -> str:
     return f"{len(data)}:{hashlib.blake2b(data, digest_size=12).hexdigest()}"
 
 
-def _head_matches(path: str, stored: str | None) -> bool:
-    if not stored:
+def _known_bytes_match(path: str, head: str | None, tail: str | None, offset: int) -> bool:
+    """Whether the file still starts with the bytes read first (`head`) and still holds, just
+    before `offset`, the last block read (`tail`): only then is what lies past `offset` what
+    was appended. A rewritten tail, or a rewrite that kept size and times, fails it, and the
+    file is read again from the start (its known turns meet their keys: nothing counts
+    twice). A `tail` of None (a row from before it was kept) checks the head alone."""
+    if not head:
         return False
-    n_text, _, digest = stored.partition(":")
     try:
-        n = int(n_text)
-        with open(path, "rb") as fh:
-            data = fh.read(n)
+        blocks = [(0, head)]
+        if tail:
+            n = int(tail.partition(":")[0])
+            blocks.append((offset - n, tail))
+        fd = open_regular(path)
+        try:
+            for start, stored in blocks:
+                n = int(stored.partition(":")[0])
+                if start < 0 or _block_hash(os.pread(fd, n, start)) != stored:
+                    return False
+        finally:
+            os.close(fd)
     except (OSError, ValueError):
         return False
-    return len(data) == n and hashlib.blake2b(data, digest_size=12).hexdigest() == digest
+    return True
 
 
 # --- the writer (in a worker process, or in-process) ----------------------------------------
@@ -302,23 +317,30 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
         "rows": 0,
         "error": None,
         "head": None,
+        "tail": task.get("tail"),
     }
     end = task["size"]
     chunk = CHUNK_BYTES
     try:
         # (os-level reads: a file object costs more than reading a typical transcript.)
-        fd = os.open(task["path"], _READ_FLAGS)
+        fd = open_regular(task["path"])
         try:
             if offset:
-                out["head"] = _head_of(os.read(fd, HEAD_BYTES))
+                out["head"] = _block_hash(os.read(fd, HEAD_BYTES))
+            start = -1  # where the buffer's bytes begin in the file
             while offset < end:
                 want = min(chunk, end - offset)
                 if len(_buf) < want:
                     _buf = bytearray(max(want, 2 * len(_buf)))
                 os.lseek(fd, offset, os.SEEK_SET)
                 n = _read_into(fd, memoryview(_buf)[:want])
+                start = offset
                 if out["head"] is None:
-                    out["head"] = _head_of(_buf[: min(n, HEAD_BYTES)])
+                    out["head"] = _block_hash(_buf[: min(n, HEAD_BYTES)])
+                    if _buf[:3] == UTF8_BOM:
+                        # A byte order mark before the first line is not part of it.
+                        offset += 3
+                        continue
                 if not n:
                     break  # shorter than it was: the next scan sees it reset
                 res = parse(task, _buf, n, state)
@@ -333,6 +355,13 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
                 out["malformed"] += res.malformed
                 out["turn_lines"] += res.turn_lines
                 out["rows"] += res.records
+            if offset and start >= 0:
+                # The last block read, for the next scan to know that it is still there.
+                lo = max(offset - TAIL_BYTES, 0)
+                if lo >= start:
+                    out["tail"] = _block_hash(_buf[lo - start : offset - start])
+                else:
+                    out["tail"] = _block_hash(os.pread(fd, offset - lo, lo))
         finally:
             os.close(fd)
     except OSError as exc:
@@ -358,8 +387,8 @@ _read_into = _read_into_directly if hasattr(os, "readv") else _read_into_by_copy
 # A new file's row, whole: it goes in with the batch that read it (scan.files_outcome).
 FILES_NEW_SQL = (
     "INSERT INTO files (id, path, source, first_seen, ctx_json, size, mtime_ns, inode, "
-    "head_hash, offset, lines, malformed, turn_lines, state_json, last_scan) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "ctime_ns, head_hash, tail_hash, offset, lines, malformed, turn_lines, state_json, "
+    "last_scan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -374,7 +403,7 @@ def files_outcome(
         update = _file_update(t, o, now)
         if t.get("new"):
             new_rows.append((t["file_id"], t["path"], t["source"], now, _ctx_json(t["ctx"])))
-            new_rows[-1] += update[1:11]  # size ... state_json, last_scan
+            new_rows[-1] += update[1:13]  # size ... state_json, last_scan
         else:
             updates.append(update)
     return new_rows, updates
@@ -386,7 +415,9 @@ def _file_update(t: dict[str, Any], out: dict[str, Any], now: int) -> tuple[Any,
         t["size"] if out["error"] is None else 0,
         t["mtime_ns"],
         t["inode"],
+        t["ctime_ns"],
         out["head"],
+        out["tail"],
         out["offset"],
         out["lines"],
         out["malformed"],
@@ -444,7 +475,10 @@ class _NativeIngest:
 def files_done(conn: sqlite3.Connection, updates: list[tuple[Any, ...]]) -> None:
     """Each known file's new size, offset, counts and parser state (`_file_update`; inside the
     caller's transaction: offsets move exactly when their turns are stored)."""
-    head = "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, head_hash = ?, offset = ?, "
+    head = (
+        "UPDATE files SET size = ?, mtime_ns = ?, inode = ?, ctime_ns = ?, head_hash = ?, "
+        "tail_hash = ?, offset = ?, "
+    )
     tail = ", state_json = ?, last_scan = ?, missing_since = NULL WHERE id = ?"
     fresh = [u[1:] for u in updates if u[0]]
     grown = [u[1:] for u in updates if not u[0]]
@@ -613,8 +647,8 @@ def _files_table(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
 
 
 _FILE_COLUMNS = (
-    "id, path, source, size, mtime_ns, inode, head_hash, offset, state_json, missing_since, "
-    "ctx_json"
+    "id, path, source, size, mtime_ns, inode, ctime_ns, head_hash, tail_hash, offset, "
+    "state_json, missing_since, ctx_json"
 )
 
 
@@ -659,15 +693,20 @@ def _warm_check_py(conn: sqlite3.Connection) -> tuple[int, list[int]] | None:
             return None
     changed: list[int] = []
     checked = 0
-    for fid, path, size, mtime, ino in conn.execute(
-        "SELECT id, path, size, mtime_ns, inode FROM files WHERE missing_since IS NULL"
+    for fid, path, size, mtime, ino, ctime in conn.execute(
+        "SELECT id, path, size, mtime_ns, inode, ctime_ns FROM files WHERE missing_since IS NULL"
     ):
         try:
             st = os.stat(path)
         except OSError:
             return None
         checked += 1
-        if st.st_size != size or st.st_mtime_ns != mtime or st.st_ino != ino:
+        if (
+            st.st_size != size
+            or st.st_mtime_ns != mtime
+            or st.st_ino != ino
+            or st.st_ctime_ns != ctime
+        ):
             changed.append(fid)
     return checked, changed
 
@@ -1010,13 +1049,23 @@ def _task_for(
     except OSError:
         pending_files.append(("unreadable", 0))  # found but not there: list again next time
         return None
+    if not stat.S_ISREG(st.st_mode):
+        # A FIFO, a device, a directory named *.jsonl: nothing to read (opening a FIFO would
+        # wait for a writer for ever); listed again next time.
+        pending_files.append(("unreadable", 0))
+        return None
     row = known.get(key)
     reset = False
+    tail = None
     if row is None:
         offset, state = 0, None
     else:
-        unchanged = st.st_size == row["size"] and st.st_mtime_ns == row["mtime_ns"]
-        if unchanged and st.st_ino == row["inode"]:
+        if (
+            st.st_size == row["size"]
+            and st.st_mtime_ns == row["mtime_ns"]
+            and st.st_ino == row["inode"]
+            and st.st_ctime_ns == row["ctime_ns"]
+        ):
             result.files_unchanged += 1
             if row["missing_since"] is not None:
                 pending_files.append(("present", row["id"]))
@@ -1024,13 +1073,14 @@ def _task_for(
         if (
             st.st_ino != row["inode"]
             or st.st_size < row["offset"]
-            or not _head_matches(key, row["head_hash"])
+            or not _known_bytes_match(key, row["head_hash"], row["tail_hash"], row["offset"])
         ):
             reset = True
             offset, state = 0, None
             result.files_reset += 1
         else:
             offset = row["offset"]
+            tail = row["tail_hash"]
             state = orjson.loads(row["state_json"]) if row["state_json"] else None
     return {
         "source": source,
@@ -1041,6 +1091,8 @@ def _task_for(
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "inode": st.st_ino,
+        "ctime_ns": st.st_ctime_ns,
+        "tail": tail,
         "reset": reset,
         "file_id": row["id"] if row else None,
     }

@@ -509,6 +509,16 @@ def _replays_settle_all(conn: sqlite3.Connection) -> None:
 # 8: the replays an interrupted scan could leave (see _replays_settle_all).
 MIGRATIONS.append(_replays_settle_all)
 
+# 9: what tells a file rewritten in place from one that only grew: its status-change time
+# (no program can set it back, unlike the modification time) and a hash of the last block read
+# before `offset` (scan._known_bytes_match).
+MIGRATIONS.append(
+    """
+    ALTER TABLE files ADD COLUMN ctime_ns INTEGER;
+    ALTER TABLE files ADD COLUMN tail_hash TEXT;
+    """
+)
+
 # The derived sums (`derived_refresh`) live beside the store in `<store>-sums`, attached to every
 # connection as `sums`: they are a cache of the rollups, so a file that is missing or damaged is
 # made again and refilled, and a scan's derive writes them on a connection of its own while the

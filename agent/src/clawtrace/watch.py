@@ -24,6 +24,9 @@ log = logging.getLogger("clawtrace.watch")
 DEBOUNCE_SECONDS = 0.25
 MAX_DEBOUNCE_SECONDS = 1.0
 FALLBACK_SECONDS = 30.0
+# A scan that reports no progress for this long is stalled (a file system that stopped
+# answering): /api/health and the page say so, and the log says it once.
+STALL_SECONDS = 120.0
 
 
 def _interesting(path: str) -> bool:
@@ -61,6 +64,9 @@ class LiveScanner:
         self._watched: set[str] = set()
         self.scans = 0
         self.scanning = False
+        self.stall_seconds = STALL_SECONDS
+        self._progress_at = 0.0  # (monotonic) the scan's start or its last progress
+        self.stalled = False
         self.last_error: str | None = None
         self.last_result: dict[str, Any] | None = None
         self.scanned = threading.Condition()
@@ -120,7 +126,11 @@ class LiveScanner:
         conn = store.connect(self.db_path)
         try:
             result = scan(
-                conn, self.config, claude_dirs=self.claude_dirs, openclaw_dirs=self.openclaw_dirs
+                conn,
+                self.config,
+                claude_dirs=self.claude_dirs,
+                openclaw_dirs=self.openclaw_dirs,
+                progress=self._progress,
             )
         finally:
             conn.close()
@@ -147,8 +157,41 @@ class LiveScanner:
         self._thread = threading.Thread(target=self._loop, name="clawtrace-watch", daemon=True)
         self._thread.start()
 
+    def _progress(self, *_args: Any, **_kw: Any) -> Callable[..., None]:
+        """The scan's progress (scan.ProgressFactory): each tick says it is not stalled."""
+        self._seen_progress()
+
+        def tick(*_a: Any, **_k: Any) -> None:
+            self._seen_progress()
+
+        return tick
+
+    def _seen_progress(self) -> None:
+        self._progress_at = time.monotonic()
+        if self.stalled:
+            self.stalled = False
+            log.info("the scan is moving again")
+
+    def _stall_watch(self, done: threading.Event) -> None:
+        """While a scan runs: flag it, and log once, when it shows no progress for too long."""
+        while not done.wait(min(5.0, self.stall_seconds / 4)):
+            quiet = time.monotonic() - self._progress_at
+            if quiet > self.stall_seconds and not self.stalled:
+                self.stalled = True
+                log.warning(
+                    "the scan has made no progress for %d s: a log directory or file that does "
+                    "not answer (a network mount?) holds it; the store keeps what it has",
+                    int(quiet),
+                )
+
     def _safe_scan(self) -> None:
         self.scanning = True
+        self._progress_at = time.monotonic()
+        done = threading.Event()
+        watcher = threading.Thread(
+            target=self._stall_watch, args=(done,), name="clawtrace-stall", daemon=True
+        )
+        watcher.start()
         try:
             self.scan_once()
         except Exception as exc:
@@ -157,6 +200,8 @@ class LiveScanner:
             log.exception("scan failed")
         finally:
             self.scanning = False
+            self.stalled = False
+            done.set()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -188,6 +233,9 @@ class LiveScanner:
             "watched_roots": sorted(self._watched),
             "scans": self.scans,
             "scanning": self.scanning,
+            "stalled_seconds": round(time.monotonic() - self._progress_at)
+            if self.scanning and self.stalled
+            else None,
             "last_error": self.last_error,
         }
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clawtrace.config import Config, ConfigError, _line_of
+from clawtrace.config import CONFIG_MAX_BYTES, Config, ConfigError, _line_of
+from clawtrace.fileio import read_regular_text
 
 DEFAULTS: dict[str, float] = {
     "daily_budget_usd": 10.0,
@@ -91,7 +92,7 @@ class _Checker:
         self.text = ""
         if path is not None and path.exists():
             try:
-                self.text = path.read_text(encoding="utf-8")
+                self.text = read_regular_text(path, max_bytes=CONFIG_MAX_BYTES)
             except (OSError, UnicodeDecodeError):
                 self.text = ""
 

@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from clawtrace import __version__, reports, store
 from clawtrace.alerts.engine import alerts_fired_list
 from clawtrace.alerts.settings import AlertSettings
+from clawtrace.scan import scan_unfinished
 from clawtrace.server import queries
 from clawtrace.server.params import (
     FILTER_PARAMS,
@@ -204,6 +205,8 @@ def health(request: Request, state: ServerState, conn: sqlite3.Connection) -> di
         "watching": bool(status.get("watching", False)),
         "scanning": bool(status.get("scanning", False)),
         "scan_error": status.get("last_error"),
+        "scan_stalled_seconds": status.get("stalled_seconds"),
+        "last_scan_unfinished": scan_unfinished(conn) if not status.get("scanning") else False,
         "uptime_seconds": round((state.now() - state.started_at).total_seconds(), 1)
         if state.started_at
         else 0.0,

@@ -270,7 +270,8 @@ def _walk(top: str, found: Discovery, skip: frozenset[str] = frozenset()) -> Any
                 for entry in it:
                     if entry.is_dir(follow_symlinks=False):
                         dirs.append(entry.path)
-                    elif entry.name.endswith(".jsonl"):
+                    elif entry.name.endswith(".jsonl") and entry.is_file():
+                        # (is_file: a FIFO or socket so named is nothing to read.)
                         files.append(entry.name)
         except OSError:
             continue

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from clawtrace.fileio import read_regular
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     Discovery,
@@ -71,7 +72,7 @@ def _read_index(
     try:
         # In C where built: a gateway's main agent can name tens of thousands of sessions, and
         # the whole index as Python dicts takes several times the file's size (65 MB for 15).
-        members = native.openclaw_index(str(path)) if native else _index_members(path.read_bytes())
+        members = native.openclaw_index(str(path)) if native else _index_members(read_regular(path))
     except OSError:
         return [], {}
     members = members or []

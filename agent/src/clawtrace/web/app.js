@@ -256,9 +256,16 @@ async function poll() {
     const h = await api("/api/health");
     const seen = `${h.turns}|${h.last_scan_at}`;
     const mode = h.scanning ? "importing logs…" : h.watching ? "live" : "not watching";
-    const problem = h.scan_error ? ` · scan error: ${h.scan_error}` : "";
+    const problem = h.scan_error
+      ? ` · scan error: ${h.scan_error}`
+      : h.scan_stalled_seconds
+        ? ` · the scan has made no progress for ${fmtInt(h.scan_stalled_seconds)} s (a log directory that does not answer?)`
+        : h.last_scan_unfinished
+          ? " · the last scan stopped before its end: figures may lag until the next one"
+          : "";
     setText("status-text", `${fmtInt(h.turns)} turns · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}`);
-    document.getElementById("status-dot").className = h.scan_error ? "dot bad" : "dot ok";
+    document.getElementById("status-dot").className =
+      h.scan_error || h.scan_stalled_seconds ? "dot bad" : h.last_scan_unfinished ? "dot warn" : "dot ok";
     if (seen !== state.lastSeen) {
       state.lastSeen = seen;
       await refreshAll();
