@@ -297,7 +297,7 @@ typedef struct {
 
 typedef struct {
     int64_t bucket, ctx, model;
-    int64_t m[18];
+    __int128 m[18]; /* (wider than a column: split into rows that fit when written) */
     int64_t first_ts, last_ts;
     int has_ts;
 } agg_t;
@@ -1414,16 +1414,6 @@ static int tagg_eq(void *ctx, int32_t idx) {
     return a->bucket == p->b && a->ctx == p->c && a->model == p->m && a->tool == p->t;
 }
 
-static int add_i64(int64_t *slot, __int128 v) {
-    __int128 s = (__int128)*slot + v;
-    if (s > INT64_MAX || s < INT64_MIN) {
-        PyErr_SetString(PyExc_OverflowError, "a rollup sum does not fit in 64 bits");
-        return -1;
-    }
-    *slot = (int64_t)s;
-    return 0;
-}
-
 static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
     int64_t bucket = floor_div(r->ts, BUCKET_MS);
     agg_probe p = {self, bucket, r->ctx, r->model, 0};
@@ -1443,28 +1433,11 @@ static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
     } else {
         a = vec_at(&self->aggs, (size_t)i);
     }
-    int64_t total = row_total(r);
     int calc_ok = r->has_cost && r->src != self->reported_id;
-    int bad = add_i64(&a->m[0], sign);
-    for (int k = 0; k < 6; k++) bad = bad || add_i64(&a->m[1 + k], (__int128)sign * r->tok[k]);
-    if (!r->has_cost) {
-        bad = bad || add_i64(&a->m[8], (__int128)sign * total) || add_i64(&a->m[9], sign);
-    } else {
-        bad = bad || add_i64(&a->m[7], (__int128)sign * r->cost);
-    }
-    if (calc_ok) {
-        bad = bad || add_i64(&a->m[10], (__int128)sign * r->cost);
-    } else {
-        bad = bad || add_i64(&a->m[11], (__int128)sign * total) || add_i64(&a->m[12], sign);
-    }
-    if (!r->has_rep) {
-        bad = bad || add_i64(&a->m[14], (__int128)sign * total) || add_i64(&a->m[15], sign);
-    } else {
-        bad = bad || add_i64(&a->m[13], (__int128)sign * r->rep);
-    }
-    bad = bad || add_i64(&a->m[16], (__int128)sign * r->sav) ||
-          add_i64(&a->m[17], (__int128)sign * r->wc);
-    if (bad) return -1;
+    __int128 d[18];
+    ct_rollup_deltas(r->tok, r->has_cost, r->cost, r->src == self->reported_id, r->has_rep, r->rep,
+                     r->sav, r->wc, sign, d);
+    for (int k = 0; k < 18; k++) a->m[k] += d[k];
     if (sign > 0) {
         if (!a->has_ts || r->ts < a->first_ts) a->first_ts = r->ts;
         if (!a->has_ts || r->ts > a->last_ts) a->last_ts = r->ts;
@@ -1743,18 +1716,22 @@ static int rollups_flush(Ingest *self) {
             continue;
         }
         sqlite3_stmt *st = self->ins_rollup;
-        sqlite3_bind_int64(st, 1, a->bucket);
-        sqlite3_bind_int64(st, 2, a->ctx);
-        sqlite3_bind_int64(st, 3, a->model);
-        for (int k = 0; k < 18; k++) sqlite3_bind_int64(st, 4 + k, a->m[k]);
-        if (a->has_ts) {
-            sqlite3_bind_int64(st, 22, a->first_ts);
-            sqlite3_bind_int64(st, 23, a->last_ts);
-        } else {
-            sqlite3_bind_null(st, 22);
-            sqlite3_bind_null(st, 23);
+        int64_t parts = ct_rollup_parts(a->m, 18);
+        for (int64_t part = 0; part < parts; part++) {
+            sqlite3_bind_int64(st, 1, a->bucket);
+            sqlite3_bind_int64(st, 2, a->ctx);
+            sqlite3_bind_int64(st, 3, a->model);
+            for (int k = 0; k < 18; k++)
+                sqlite3_bind_int64(st, 4 + k, ct_rollup_share(a->m[k], parts, part));
+            if (a->has_ts) {
+                sqlite3_bind_int64(st, 22, a->first_ts);
+                sqlite3_bind_int64(st, 23, a->last_ts);
+            } else {
+                sqlite3_bind_null(st, 22);
+                sqlite3_bind_null(st, 23);
+            }
+            if (step_done(self, st) < 0) return -1;
         }
-        if (step_done(self, st) < 0) return -1;
     }
     for (size_t i = 0; i < self->taggs.len; i++) {
         tagg_t *t = vec_at(&self->taggs, i);
@@ -3393,11 +3370,20 @@ static int gsum_eq(void *ctx, int32_t idx) {
 
 static PyObject *gval_py(const gval_t *v) {
     if (v->is_float) return PyFloat_FromDouble(v->d);
-    if (v->i > INT64_MAX || v->i < INT64_MIN) {
-        PyErr_SetString(PyExc_OverflowError, "a sum does not fit in 64 bits");
-        return NULL;
-    }
-    return PyLong_FromLongLong((long long)v->i);
+    if (v->i <= INT64_MAX && v->i >= INT64_MIN) return PyLong_FromLongLong((long long)v->i);
+    /* A sum past 64 bits (rows that rules.rollup_split cut, summed again): Python's ints are
+     * as wide as it takes. high * 2^64 + low. */
+    __int128 high = v->i >> 64;
+    PyObject *hi = PyLong_FromLongLong((long long)high);
+    PyObject *lo = PyLong_FromUnsignedLongLong((unsigned long long)(v->i & 0xFFFFFFFFFFFFFFFFULL));
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *scaled = hi && shift ? PyNumber_Lshift(hi, shift) : NULL;
+    PyObject *out = scaled && lo ? PyNumber_Add(scaled, lo) : NULL;
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(shift);
+    Py_XDECREF(scaled);
+    return out;
 }
 
 static int bind_params(sqlite3_stmt *st, PyObject *params) {

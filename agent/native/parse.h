@@ -15,10 +15,11 @@
 #include <string.h>
 
 #include "blake2b.h"
+#include "rules.h"
 #include "yyjson.h"
 
-#define MAX_TOKENS 1000000000000LL
-#define MAX_USD 1000000.0
+#define MAX_TOKENS CT_MAX_TURN_TOKENS
+#define MAX_USD CT_MAX_LOGGED_USD
 /* orjson refuses documents nested deeper than 1024 levels; a document with fewer values than
  * that cannot be that deep, and anything bigger is left to the Python parser. */
 #define MAX_VALUES 1024
@@ -160,11 +161,11 @@ static int money(yyjson_val *v, double *out) {
     if (!v || !yyjson_is_num(v)) return 0;
     if (yyjson_is_uint(v)) {
         uint64_t u = yyjson_get_uint(v);
-        if (u >= 1000000ULL) return 0;
+        if (u >= (uint64_t)MAX_USD) return 0;
         *out = (double)u;
     } else if (yyjson_is_sint(v)) {
         int64_t s = yyjson_get_sint(v);
-        if (s < 0 || s >= 1000000LL) return 0;
+        if (s < 0 || s >= (int64_t)MAX_USD) return 0;
         *out = (double)s;
     } else {
         double d = yyjson_get_real(v);
@@ -244,7 +245,7 @@ static int iso_to_ms(yyjson_val *v, int64_t *out) {
         return TS_DEFER;
     int64_t secs = days_from_civil(Y, M, D) * 86400 + h * 3600 + mi * 60 + sec - off_min * 60;
     *out = secs * 1000 + frac_us / 1000;
-    return TS_OK;
+    return ct_ts_sane(*out) ? TS_OK : TS_NONE; /* (base.iso_to_ms: outside the window is None) */
 }
 
 /* `^\d+\.\d+\.\d+` on ASCII; other strings are left to Python's Unicode-aware regex. */
@@ -470,6 +471,10 @@ static void claude_turn(yyjson_val **f, int subagent_file, vec_t *tools, cline_t
         }
         if (rw == TOK_BAD) web = 0;
     }
+    if (!ct_turn_tokens_sane(tok4[0] + tok4[1] + tok4[2] + w5 + w1, web)) {
+        c->outcome = O_MALFORMED;
+        return;
+    }
     if (tok4[0] + tok4[1] + tok4[2] + w5 + w1 == 0 && web == 0) {
         c->outcome = O_SKIPPED;
         return;
@@ -633,6 +638,10 @@ static void oc_turn(yyjson_val **f, yyjson_val **mf, int state_model_ok, vec_t *
             return;
         }
     }
+    if (!ct_turn_tokens_sane(o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3], 0)) {
+        o->outcome = O_MALFORMED;
+        return;
+    }
     if (o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3] == 0) {
         o->outcome = O_SKIPPED;
         return;
@@ -648,12 +657,11 @@ static void oc_turn(yyjson_val **f, yyjson_val **mf, int state_model_ok, vec_t *
             o->outcome = O_DEFER;
             return;
         }
-        if (mts && yyjson_is_uint(mts) && yyjson_get_uint(mts) > 0 &&
-            yyjson_get_uint(mts) < 100000000000000ULL) {
+        if (mts && yyjson_is_uint(mts) && yyjson_get_uint(mts) < (uint64_t)CT_MAX_TS_MS &&
+            ct_ts_sane((int64_t)yyjson_get_uint(mts))) {
             o->ts = (int64_t)yyjson_get_uint(mts);
             tsr = TS_OK;
-        } else if (mts && yyjson_is_sint(mts) && yyjson_get_sint(mts) > 0 &&
-                   yyjson_get_sint(mts) < 100000000000000LL) {
+        } else if (mts && yyjson_is_sint(mts) && ct_ts_sane(yyjson_get_sint(mts))) {
             o->ts = yyjson_get_sint(mts);
             tsr = TS_OK;
         }

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "parse.h"
+#include "rules.h"
 
 
 /* Interned strings the records share, created once in PyInit__native. */
@@ -468,11 +469,6 @@ static int list_add(PyObject *m, Py_ssize_t i, long long v) {
     return PyList_SetItem(m, i, sum);
 }
 
-static int list_add_obj(PyObject *m, Py_ssize_t i, PyObject *v) {
-    PyObject *sum = PyNumber_Add(PyList_GET_ITEM(m, i), v);
-    if (!sum) return -1;
-    return PyList_SetItem(m, i, sum);
-}
 
 static int list_add_f(PyObject *m, Py_ssize_t i, double v) {
     double cur = PyFloat_AsDouble(PyList_GET_ITEM(m, i));
@@ -524,27 +520,22 @@ static int rollup_add(fin_ctx *fx, long long ts, PyObject *cid, PyObject *mid, c
         }
         Py_DECREF(m);
     }
-    long long total = tok[0] + tok[1] + tok[2] + tok[3] + tok[4];
     int calc_ok = cost != Py_None && src_id != fx->reported_id;
-    if (list_add(m, 0, 1) < 0) goto fail;
-    for (int i = 0; i < 6; i++)
-        if (list_add(m, 1 + i, tok[i]) < 0) goto fail;
-    if (cost == Py_None) {
-        if (list_add(m, 8, total) < 0 || list_add(m, 9, 1) < 0) goto fail;
-    } else if (list_add_obj(m, 7, cost) < 0) {
-        goto fail;
+    {
+        /* (A row's values are 64-bit integers: a store column each.) */
+        int64_t tok64[6], c = 0, rp = 0, sv, w;
+        for (int i = 0; i < 6; i++) tok64[i] = tok[i];
+        if (cost != Py_None) c = PyLong_AsLongLong(cost);
+        if (rep != Py_None) rp = PyLong_AsLongLong(rep);
+        sv = PyLong_AsLongLong(sav);
+        w = PyLong_AsLongLong(wc);
+        if (PyErr_Occurred()) goto fail;
+        __int128 d[18];
+        ct_rollup_deltas(tok64, cost != Py_None, c, src_id == fx->reported_id, rep != Py_None, rp,
+                         sv, w, 1, d);
+        for (int k = 0; k < 18; k++)
+            if (list_add(m, k, (long long)d[k]) < 0) goto fail;
     }
-    if (calc_ok) {
-        if (list_add_obj(m, 10, cost) < 0) goto fail;
-    } else if (list_add(m, 11, total) < 0 || list_add(m, 12, 1) < 0) {
-        goto fail;
-    }
-    if (rep == Py_None) {
-        if (list_add(m, 14, total) < 0 || list_add(m, 15, 1) < 0) goto fail;
-    } else if (list_add_obj(m, 13, rep) < 0) {
-        goto fail;
-    }
-    if (list_add_obj(m, 16, sav) < 0 || list_add_obj(m, 17, wc) < 0) goto fail;
     PyObject *lo = PyList_GET_ITEM(m, 18), *hi = PyList_GET_ITEM(m, 19);
     if (lo == Py_None || ts < PyLong_AsLongLong(lo)) {
         if (PyList_SetItem(m, 18, PyLong_FromLongLong(ts)) < 0) goto fail;

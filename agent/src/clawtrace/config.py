@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from clawtrace import rules
 from clawtrace.fileio import read_regular_text
 
 # A config file is a few hundred bytes; anything near this is not one.
@@ -194,8 +196,14 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
             raise _err(path, text, "providers", pid, "must be a table")
         if "multiplier" in entry:
             m = entry["multiplier"]
-            if isinstance(m, bool) or not isinstance(m, int | float) or m < 0:
-                raise _err(path, text, section, "multiplier", "must be a non-negative number")
+            if not _number(m, rules.MAX_MULTIPLIER):
+                raise _err(
+                    path,
+                    text,
+                    section,
+                    "multiplier",
+                    f"must be a number from 0 to {rules.MAX_MULTIPLIER} (1 is the list price)",
+                )
             cfg.provider_multipliers[pid] = float(m)
         if "free" in entry:
             if not isinstance(entry["free"], bool):
@@ -205,8 +213,20 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
     return cfg
 
 
-def _number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value >= 0
+def _number(value: Any, ceiling: float = rules.MAX_PRICE_PER_MILLION) -> bool:
+    """A finite number from 0 to `ceiling` (not a bool: TOML's true is not a price)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and 0 <= value <= ceiling
+    )
+
+
+_PRICE_PROBLEM = (
+    f"must be a number from 0 to {rules.MAX_PRICE_PER_MILLION:,} "
+    "(USD per million tokens; web_search_per_1k: per thousand searches)"
+)
 
 
 def _override_parse(name: str, entry: Any, path: Path | None, text: str) -> PriceOverride:
@@ -226,13 +246,7 @@ def _override_parse(name: str, entry: Any, path: Path | None, text: str) -> Pric
     for key in _PRICE_FIELDS:
         if key in entry:
             if not _number(entry[key]):
-                raise _err(
-                    path,
-                    text,
-                    section,
-                    key,
-                    "must be a non-negative number (USD per million tokens)",
-                )
+                raise _err(path, text, section, key, _PRICE_PROBLEM)
             prices[key] = float(entry[key])
     unknown = set(entry) - {
         *_PRICE_FIELDS,
@@ -264,16 +278,22 @@ def _override_parse(name: str, entry: Any, path: Path | None, text: str) -> Pric
             path, text, section, "tiers", "must be a list of {above = N, input = ...} tables"
         )
     for tier in raw_tiers:
-        if not isinstance(tier, dict) or not isinstance(tier.get("above"), int):
+        above = tier.get("above") if isinstance(tier, dict) else None
+        if type(above) is not int or not 0 <= above < rules.MAX_TURN_TOKENS:
             raise _err(
                 path,
                 text,
                 section,
                 "tiers",
-                "each tier needs an integer 'above' (total input tokens)",
+                "each tier needs an integer 'above' (total input tokens, "
+                f"below {rules.MAX_TURN_TOKENS:,})",
             )
-        tp = {k: float(v) for k, v in tier.items() if k in _PRICE_FIELDS and _number(v)}
-        tiers.append(PriceTier(above=tier["above"], prices=tp))
+        for key, value in tier.items():
+            if key != "above" and (key not in _PRICE_FIELDS or not _number(value)):
+                problem = _PRICE_PROBLEM if key in _PRICE_FIELDS else "is not a price field"
+                raise _err(path, text, section, "tiers", f"{key}: {problem}")
+        tp = {k: float(v) for k, v in tier.items() if k in _PRICE_FIELDS}
+        tiers.append(PriceTier(above=above, prices=tp))
     valid: dict[str, date | None] = {}
     for key in ("valid_from", "valid_to"):
         value = entry.get(key)

@@ -446,7 +446,14 @@ class Pricer:
                 return reported_pico, "reported", 0, 0
             return None, "none", 0, 0
         total, savings, writes = card.cost(counts)
+        if max(abs(total), abs(savings), abs(writes)) > _INT64_MAX:
+            # Out of reach within the bounds of rules.py (turn tokens, config prices); should a
+            # library price ever pass them, the turn is unpriced rather than unstorable.
+            return None, "none", 0, 0
         return total, card.source, savings, writes
+
+
+_INT64_MAX = 2**63 - 1
 
 
 def calc_price_reference(

@@ -214,6 +214,8 @@ def range_parse(text: str | None, tz: tzinfo, now: datetime) -> tuple[int | None
         return local_midnight_ms(start, tz), local_midnight_ms(today + timedelta(days=1), tz)
     if t.endswith("h") and t[:-1].isdigit():
         hours = int(t[:-1])
+        if hours < 1 or hours > 36600 * 24:
+            raise ReportError(f"range: {text!r} must be between 1h and {36600 * 24}h")
         end = int(now.timestamp() * 1000)
         return end - hours * 3_600_000, end + 1
     first, sep, last = t.partition("..")
@@ -226,7 +228,16 @@ def range_parse(text: str | None, tz: tzinfo, now: datetime) -> tuple[int | None
         ) from None
     if d2 < d1:
         raise ReportError(f"range: {text!r} ends before it starts")
+    if d1 < FIRST_DAY or d2 > LAST_DAY:
+        # (No turn is stored outside these days: rules.MIN_TS_MS, MAX_TS_MS.)
+        raise ReportError(
+            f"range: {text!r} must lie between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}"
+        )
     return local_midnight_ms(d1, tz), local_midnight_ms(d2 + timedelta(days=1), tz)
+
+
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(2099, 12, 31)
 
 
 # --- query building --------------------------------------------------------------------------
@@ -418,15 +429,16 @@ def _sum_by(
         return native.group_sum(db, f"SELECT {cols} FROM {src} AS r {join}", params, len(keys))  # noqa: S608
     sums = ", ".join(f"COALESCE(SUM({v}), 0)" for v in values)
     group = ", ".join(str(i + 1) for i in range(len(keys)))
-    return conn.execute(
+    return store.sums_fetch(
+        conn,
         f"SELECT {', '.join(keys)}, {sums} FROM {src} AS r {join} GROUP BY {group}",  # noqa: S608
         params,
-    ).fetchall()
+    )
 
 
 def totals(conn: sqlite3.Connection, filters: Filters | None = None, mode: str = "auto") -> Totals:
     src, params = _rows(conn, filters, "time")
-    row = conn.execute(f"SELECT {_metrics(mode)} FROM {src} AS r", params).fetchone()  # noqa: S608
+    (row,) = store.sums_fetch(conn, f"SELECT {_metrics(mode)} FROM {src} AS r", params)  # noqa: S608
     out = Totals()
     out.add(row)
     return out
@@ -446,10 +458,11 @@ def _bucket_rows(
     conn: sqlite3.Connection, filters: Filters | None, mode: str
 ) -> list[tuple[int, tuple[int, ...]]]:
     src, params = _rows(conn, filters, "time")
-    rows = conn.execute(
+    rows = store.sums_fetch(
+        conn,
         f"SELECT bucket, {_metrics(mode)} FROM {src} AS r GROUP BY bucket ORDER BY bucket",  # noqa: S608
         params,
-    ).fetchall()
+    )
     return [(r[0], r[1:]) for r in rows]
 
 
@@ -766,12 +779,13 @@ def tools_report(
         raise ReportError(f"mode: {mode!r} is not one of {', '.join(COST_MODES)}")
     f = filters or Filters()
     src, params = _rows(conn, replace(f, session=None), "tools")
-    rows = conn.execute(
+    rows = store.sums_fetch(
+        conn,
         f"SELECT tool, SUM(calls), SUM(turns), SUM({p}_pico) FROM {src} AS r "  # noqa: S608
         f"GROUP BY tool HAVING SUM(turns) > 0 "
         f"ORDER BY SUM({p}_pico) DESC, SUM(calls) DESC, tool",
         params,
-    ).fetchall()
+    )
     all_cost = totals(conn, f, mode).cost_pico
     tool_cost = sum(r[3] for r in rows)
     return {
@@ -789,12 +803,13 @@ def cache_report(
 ) -> dict[str, Any]:
     """Per model: what cache reads saved against the full input price, and what writes cost."""
     src, params = _rows(conn, filters, "time")
-    per_id = conn.execute(
+    per_id = store.sums_fetch(
+        conn,
         f"SELECT model_id, SUM(cache_read_tokens), SUM(cache_write_5m_tokens), "  # noqa: S608
         f"SUM(cache_write_1h_tokens), SUM(input_tokens), SUM(cache_savings_pico), "
         f"SUM(cache_write_pico) FROM {src} AS r GROUP BY model_id",
         params,
-    ).fetchall()
+    )
     models = _models(conn)
     by_model: dict[str, list[int]] = {}
     for mid, *sums in per_id:
@@ -920,7 +935,8 @@ def unpriced_models(
     src, params = _rows(conn, filters, "context")
     return [
         {"source": r[0], "provider": r[1], "model": r[2], "turns": r[3], "tokens": r[4]}
-        for r in conn.execute(
+        for r in store.sums_fetch(
+            conn,
             "SELECT c.source, m.provider, m.model, SUM(r.calc_unpriced_turns), "  # noqa: S608
             f"SUM(r.calc_unpriced_tokens) FROM {src} AS r "
             "JOIN contexts AS c ON c.id = r.context_id JOIN models AS m ON m.id = r.model_id"

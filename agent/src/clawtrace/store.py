@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import itertools
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -518,6 +519,30 @@ MIGRATIONS.append(
     ALTER TABLE files ADD COLUMN tail_hash TEXT;
     """
 )
+
+
+def _turns_out_of_bounds_remove(conn: sqlite3.Connection) -> None:
+    """Take out the turns older versions accepted that the parser's bounds now refuse (rules.py:
+    far-off dates, token counts near a trillion): they were corrupt lines, and they made reports
+    raise or sums overflow."""
+    total = "input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens + " + (
+        "cache_write_1h_tokens"
+    )
+    ids = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT id FROM turns WHERE ts < ? OR ts >= ? OR {total} >= ? "  # noqa: S608
+            "OR web_search_requests >= ?",
+            (rules.MIN_TS_MS, rules.MAX_TS_MS, rules.MAX_TURN_TOKENS, rules.MAX_WEB_SEARCHES),
+        )
+    ]
+    if ids:
+        TurnWriter(Dims(), rollup_rowid_max(conn)).delete(conn, ids)
+        rollups_refresh(conn)
+
+
+# 10: see _turns_out_of_bounds_remove.
+MIGRATIONS.append(_turns_out_of_bounds_remove)
 
 # The derived sums (`derived_refresh`) live beside the store in `<store>-sums`, attached to every
 # connection as `sums`: they are a cache of the rollups, so a file that is missing or damaged is
@@ -1152,7 +1177,7 @@ def rollups_rebuild(
             "INSERT INTO meta (key, value) VALUES ('rollups_generation', '1') "
             "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
         )
-        conn.execute(f"INSERT INTO rollup {_ROLLUP_SELECT} GROUP BY 1, 2, 3")
+        _rollup_insert(conn, "", ())
         conn.execute(
             f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.toolset_id <> 0 GROUP BY 1, 2, 3, 4"
         )
@@ -1165,15 +1190,45 @@ def rollups_rebuild(
         )
         conn.execute("DELETE FROM rollup WHERE bucket BETWEEN ? AND ?", (first, last))
         conn.execute("DELETE FROM tool_rollup WHERE bucket BETWEEN ? AND ?", (first, last))
-        conn.execute(
-            f"INSERT INTO rollup {_ROLLUP_SELECT} WHERE ts >= ? AND ts < ? GROUP BY 1, 2, 3",
-            (lo, hi),
-        )
+        _rollup_insert(conn, " WHERE ts >= ? AND ts < ?", (lo, hi))
         conn.execute(
             f"INSERT INTO tool_rollup {_TOOL_SELECT} WHERE t.ts >= ? AND t.ts < ? "
             "AND t.toolset_id <> 0 GROUP BY 1, 2, 3, 4",
             (lo, hi),
         )
+
+
+def _rollup_insert(conn: sqlite3.Connection, where: str, params: tuple[int, ...]) -> None:
+    """The rollups of the turns `where` selects, in SQL; where a sum leaves 64 bits (only
+    hostile logs get there: many turns at the bounds in one bucket), summed here instead and
+    written in rows that fit (rules.rollup_split)."""
+    try:
+        conn.execute(f"INSERT INTO rollup {_ROLLUP_SELECT}{where} GROUP BY 1, 2, 3", params)
+    except sqlite3.OperationalError as exc:
+        if "integer overflow" not in str(exc):
+            raise
+        acc = Rollups()
+        cols = ", ".join(TURN_COLUMNS)
+        for row in conn.execute(f"SELECT {cols} FROM turns{where}", params):  # noqa: S608
+            acc.add(row, (), REPORTED_SOURCE_ID)
+        acc.flush(conn, frozenset())
+
+
+def sums_fetch(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+) -> list[Any]:
+    """The rows of a query that sums rollups. Where a sum leaves 64 bits (SQLite's SUM raises;
+    only hostile logs get there), the query runs again with TOTAL, which sums in floating point:
+    the figures are then right to 15 digits instead of to the picodollar, and no report fails."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "integer overflow" not in str(exc):
+            raise
+        return conn.execute(_SUM_CALL.sub("TOTAL(", sql), params).fetchall()
+
+
+_SUM_CALL = re.compile(r"\bSUM\(", re.IGNORECASE)
 
 
 # --- derived sums ----------------------------------------------------------------------------
@@ -1358,34 +1413,19 @@ class Rollups:
         m = self.agg.get(key)
         if m is None:
             m = self.agg[key] = [0] * N_METRICS + [None, None]
-        i, o, cr, w5, w1 = row[R_IN], row[R_OUT], row[R_CREAD], row[R_W5], row[R_W1]
-        total = i + o + cr + w5 + w1
         cost, rep = row[R_COST], row[R_REP]
-        m[0] += sign
-        m[1] += sign * i
-        m[2] += sign * o
-        m[3] += sign * cr
-        m[4] += sign * w5
-        m[5] += sign * w1
-        m[6] += sign * row[R_WEB]
+        deltas = rules.rollup_deltas(
+            row[R_IN : R_WEB + 1],
+            cost,
+            row[R_SRC] == reported_id,
+            rep,
+            row[R_SAV],
+            row[R_WC],
+            sign,
+        )
+        for k, d in enumerate(deltas):
+            m[k] += d
         calc_ok = cost is not None and row[R_SRC] != reported_id
-        if cost is None:
-            m[8] += sign * total
-            m[9] += sign
-        else:
-            m[7] += sign * cost
-        if calc_ok:
-            m[10] += sign * cost
-        else:
-            m[11] += sign * total
-            m[12] += sign
-        if rep is None:
-            m[14] += sign * total
-            m[15] += sign
-        else:
-            m[13] += sign * rep
-        m[16] += sign * row[R_SAV]
-        m[17] += sign * row[R_WC]
         if sign > 0:
             if m[18] is None or ts < m[18]:
                 m[18] = ts
@@ -1414,7 +1454,12 @@ class Rollups:
         if self.agg:
             conn.executemany(
                 f"INSERT INTO rollup VALUES ({', '.join('?' * (N_METRICS + 5))})",  # noqa: S608
-                [(*k, *v) for k, v in self.agg.items() if k[0] not in skip_buckets],
+                [
+                    (*k, *part, *v[N_METRICS:])
+                    for k, v in self.agg.items()
+                    if k[0] not in skip_buckets
+                    for part in rules.rollup_split(v[:N_METRICS])
+                ],
             )
         if self.tools:
             conn.executemany(

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from datetime import datetime, tzinfo
 
-from clawtrace import reports
+from clawtrace import reports, store
 from clawtrace.store import PICO, in_chunks
 
 HOUR_MS = 3_600_000
@@ -91,12 +91,13 @@ def session_costs(
     """(session_id, project, agent, total USD over its whole life) of sessions active in the
     window, for the session-spike rule."""
     prefix = {"auto": "auto", "calculate": "calc", "display": "display"}[mode]
-    rows = conn.execute(
+    rows = store.sums_fetch(
+        conn,
         f"SELECT session_id, MIN(project), MIN(agent), SUM({prefix}_pico) FROM rollup_wide "  # noqa: S608
         "WHERE session_id IN (SELECT DISTINCT session_id FROM rollup_wide WHERE bucket >= ? "
         "AND bucket < ?) GROUP BY session_id",
         (since_ms // 900_000, -(-until_ms // 900_000)),
-    ).fetchall()
+    )
     return [(sid, project, agent, (pico or 0) / PICO) for sid, project, agent, pico in rows]
 
 

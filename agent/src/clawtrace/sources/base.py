@@ -29,6 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from clawtrace import rules
+
 # A raw turn, before pricing. Positions (a tuple: a big scan makes millions of them):
 # 0 key_hash, 1 msg_hash (the key_hash again for sources without message ids), 2 dedup_key,
 # 3 agent, 4 project, 5 session_id, 6 subagent, 7 is_sidechain, 8 model, 9 provider,
@@ -36,9 +38,9 @@ from typing import Any, Protocol
 # 16 web_search, 17 speed, 18 reported_usd, 19 git_branch, 20 tools (tuple of names)
 RawTurn = tuple[Any, ...]
 
-# Anything larger is corrupt, and would overflow SQLite's 64-bit integers once summed.
-MAX_TOKENS = 10**12
-MAX_USD = 10**6
+# Anything larger is corrupt (clawtrace.rules: the bounds, and why).
+MAX_TOKENS = rules.MAX_TURN_TOKENS
+MAX_USD = rules.MAX_LOGGED_USD
 
 
 @dataclass
@@ -209,7 +211,11 @@ def iso_to_ms(value: Any) -> int | None:
         return None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // _MS
+    try:
+        ms = (dt - _EPOCH) // _MS
+    except OverflowError:  # (an offset that pushes year 1 or 9999 over the edge)
+        return None
+    return ms if rules.ts_sane(ms) else None
 
 
 def key_hash(key: str) -> int:

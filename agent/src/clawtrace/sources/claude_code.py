@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from clawtrace import rules
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     MAX_TOKENS,
@@ -361,6 +362,9 @@ def _turn(
     stu = get("server_tool_use")
     if type(stu) is dict:
         web = token_count(stu.get("web_search_requests", 0)) or 0
+    if not rules.turn_tokens_sane(inp + out + cread + w5 + w1, web):
+        result.malformed += 1
+        return None
     if inp + out + cread + w5 + w1 == 0 and web == 0:
         result.skipped += 1
         return None

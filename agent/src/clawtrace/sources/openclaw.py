@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from clawtrace import rules
 from clawtrace.fileio import read_regular
 from clawtrace.sources import base
 from clawtrace.sources.base import (
@@ -379,6 +380,9 @@ def _turn(
             result.malformed += 1
             return None
         out = total
+    if not rules.turn_tokens_sane(inp + out + cread + cwrite):
+        result.malformed += 1
+        return None
     if inp + out + cread + cwrite == 0:
         # Delivery mirrors and error/aborted replies with zero usage were never billed.
         result.skipped += 1
@@ -386,7 +390,7 @@ def _turn(
     ts = iso_to_ms(obj.get("timestamp"))
     if ts is None:
         mts = msg.get("timestamp")
-        if type(mts) in (int, float) and 0 < mts < 10**14:
+        if type(mts) in (int, float) and rules.MIN_TS_MS <= mts < rules.MAX_TS_MS:
             ts = int(mts)
     if ts is None:
         result.malformed += 1
