@@ -1757,6 +1757,9 @@ static int rollups_flush(Ingest *self) {
 
 static int bind_py(sqlite3_stmt *st, int i, PyObject *v) {
     if (v == Py_None) return sqlite3_bind_null(st, i);
+    if (PyBytes_Check(v)) /* a path that is not UTF-8 (paths.path_to_store) */
+        return sqlite3_bind_blob(st, i, PyBytes_AS_STRING(v), (int)PyBytes_GET_SIZE(v),
+                                 SQLITE_TRANSIENT);
     if (PyLong_Check(v)) {
         long long x = PyLong_AsLongLong(v);
         if (x == -1 && PyErr_Occurred()) return -1;

@@ -12,7 +12,7 @@ import orjson
 from clawtrace import reports, store
 from clawtrace.config import Config
 from clawtrace.fileio import read_regular
-from clawtrace.paths import db_path
+from clawtrace.paths import db_path, label
 
 CLAUDE_DEFAULT_CLEANUP_DAYS = 30
 
@@ -48,7 +48,7 @@ def doctor_report(
     per_source: dict[str, dict[str, Any]] = {}
     for name, rlist in roots.items():
         per_source[name] = {
-            "roots": [{"path": str(r), "exists": r.is_dir()} for r in rlist],
+            "roots": [{"path": label(str(r)), "exists": r.is_dir()} for r in rlist],
             "files": 0,
             "files_gone": 0,
             "lines": 0,
@@ -58,7 +58,8 @@ def doctor_report(
     malformed_files = []
     gone_files = []
     pending = []
-    for source, path, lines, malformed, _turn_lines, missing, size, offset in files:
+    for source, stored, lines, malformed, _turn_lines, missing, size, offset in files:
+        path = label(stored)  # (shown and written as JSON: not-UTF-8 bytes replaced)
         s = per_source.setdefault(
             source,
             {"roots": [], "files": 0, "files_gone": 0, "lines": 0, "malformed": 0, "turns": 0},

@@ -39,7 +39,13 @@ import orjson
 from clawtrace import store
 from clawtrace.config import Config
 from clawtrace.fileio import open_regular
-from clawtrace.paths import claude_roots, openclaw_roots
+from clawtrace.paths import (
+    claude_roots,
+    label,
+    openclaw_roots,
+    path_from_store,
+    path_to_store,
+)
 from clawtrace.sources import SOURCES, base
 from clawtrace.sources.base import Discovery, FileEntry
 
@@ -402,7 +408,9 @@ def files_outcome(
     for t, o in zip(tasks, outs, strict=True):
         update = _file_update(t, o, now)
         if t.get("new"):
-            new_rows.append((t["file_id"], t["path"], t["source"], now, _ctx_json(t["ctx"])))
+            new_rows.append(
+                (t["file_id"], path_to_store(t["path"]), t["source"], now, _ctx_json(t["ctx"]))
+            )
             new_rows[-1] += update[1:13]  # size ... state_json, last_scan
         else:
             updates.append(update)
@@ -643,7 +651,7 @@ def _files_table(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
     cur.execute(
         f"SELECT {_FILE_COLUMNS} FROM files"  # noqa: S608
     )
-    return {row[1]: row for row in cur}
+    return {path_from_store(row[1]): row for row in cur}
 
 
 _FILE_COLUMNS = (
@@ -653,7 +661,13 @@ _FILE_COLUMNS = (
 
 
 def _roots_signature(roots: dict[str, list[Path]]) -> str:
-    return orjson.dumps({name: [str(p) for p in paths] for name, paths in roots.items()}).decode()
+    # (backslashreplace: roots that are not UTF-8 still sign apart, and JSON can hold them)
+    return orjson.dumps(
+        {
+            name: [os.fsencode(p).decode("utf-8", "backslashreplace") for p in paths]
+            for name, paths in roots.items()
+        }
+    ).decode()
 
 
 def _tree_unchanged(conn: sqlite3.Connection, roots_sig: str) -> tuple[int, list[int]] | None:
@@ -726,8 +740,9 @@ def _tasks_for_ids(
         for row in rows:
             if row["ctx_json"] is None:
                 return None
-            entry = FileEntry(path=row["path"], ctx=orjson.loads(row["ctx_json"]))
-            task = _task_for(row["source"], entry, {row["path"]: row}, result, pending)
+            path = path_from_store(row["path"])
+            entry = FileEntry(path=path, ctx=orjson.loads(row["ctx_json"]))
+            task = _task_for(row["source"], entry, {path: row}, result, pending)
             if task is not None:
                 tasks.append(task)
     return tasks
@@ -832,8 +847,8 @@ def _scan_locked(
                 if task is not None:
                     yield task
             result.roots[name] = {
-                "found": [str(p) for p in found.roots_found],
-                "missing": [str(p) for p in found.roots_missing],
+                "found": [label(str(p)) for p in found.roots_found],
+                "missing": [label(str(p)) for p in found.roots_missing],
             }
 
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])
@@ -1232,7 +1247,7 @@ def _listing_flush(
         if found.watch:
             conn.executemany(
                 "INSERT OR REPLACE INTO watch (path, kind, mtime_ns, size) VALUES (?, ?, ?, ?)",
-                found.watch,
+                [(path_to_store(path), *rest) for path, *rest in found.watch],
             )
             found.watch = []
         if not found.index:

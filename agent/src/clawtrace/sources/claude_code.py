@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from clawtrace import rules
+from clawtrace.paths import label
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     MAX_TOKENS,
@@ -89,9 +90,11 @@ class ClaudeCode:
                     yield FileEntry(
                         path=key,
                         ctx={
-                            "project_dir": project_dir or root.name,
+                            "project_dir": label(project_dir or root.name),
                             "subagent_file": subagent_file,
-                            "session_hint": parts[1] if len(parts) > 1 else fn[: -len(".jsonl")],
+                            "session_hint": label(
+                                parts[1] if len(parts) > 1 else fn[: -len(".jsonl")]
+                            ),
                         },
                     )
 

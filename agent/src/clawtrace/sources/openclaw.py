@@ -20,6 +20,7 @@ import orjson
 
 from clawtrace import rules
 from clawtrace.fileio import read_regular
+from clawtrace.paths import label
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     Discovery,
@@ -181,7 +182,7 @@ class OpenClaw:
                         listing = {e.name: e.path for e in it if e.is_file()}
                 except OSError:
                     continue
-                agent = agent_dir.name
+                agent = label(agent_dir.name)
                 index, by_file = _read_index(sessions_dir, agent, set(listing))
                 found.index.extend(index)
                 for name in sorted(listing):
@@ -190,7 +191,7 @@ class OpenClaw:
                     m = _ARCHIVE.match(name)
                     stem = m.group("stem") if m else name
                     session_key, subagent = by_file.get(f"{stem}.jsonl", (None, False))
-                    session_hint = stem.split("-topic-", 1)[0]
+                    session_hint = label(stem.split("-topic-", 1)[0])
                     yield FileEntry(
                         path=listing[name],
                         ctx={
