@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from clawtrace import rules
+from clawtrace.paths import label
 
 PICO = 10**12
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
@@ -610,7 +611,11 @@ def connect(
         _sums_attach(conn, path)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(turns)")}
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot open the store at {path}: {exc}") from exc
+        from clawtrace.failures import explain
+
+        raise StoreError(
+            explain(exc) or f"cannot open the store at {label(str(path))}: {exc}"
+        ) from exc
     if "key_hash" not in columns:
         conn.close()
         # Only stores written by pre-release development builds lack it; the logs are still
@@ -649,7 +654,8 @@ def _sums_attach(conn: sqlite3.Connection, path: Path | None) -> None:
                 )
                 with conn:
                     conn.execute(
-                        "INSERT INTO sums_meta (key, value) VALUES ('layout', ?)", (SUMS_LAYOUT,)
+                        "INSERT OR REPLACE INTO sums_meta (key, value) VALUES ('layout', ?)",
+                        (SUMS_LAYOUT,),
                     )
             return
         except sqlite3.DatabaseError:
@@ -715,24 +721,36 @@ def bulk_load(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("PRAGMA main.synchronous=OFF")
     conn.execute("PRAGMA sums.synchronous=OFF")
     meta_set(conn, BULK_UNFINISHED, "1")
+    finished = False
     try:
         yield
         with conn:
             conn.execute("DELETE FROM meta WHERE key = ?", (BULK_UNFINISHED,))
+        finished = True
     finally:
-        # Both files' logs are emptied while nothing syncs: closing the connection then has
-        # nothing left to checkpoint, which would sync the whole new store.
-        conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA sums.wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA main.synchronous=NORMAL")
-        conn.execute("PRAGMA sums.synchronous=NORMAL")
-        boot = _boot_id()
-        if marker is not None and boot:
-            marker.write_text(f"settled {boot}\n")
-        elif marker is not None:
-            for file in _bulk_files(db):
-                _fsync_path(file)
-            marker.unlink(missing_ok=True)
+        try:
+            _bulk_load_end(conn, db, marker)
+        except (sqlite3.Error, OSError):
+            # What stopped the load (a full disk, most likely) stops its end too: the marker
+            # stays, and the next connect checks the store. The first error is the one to tell.
+            if finished:
+                raise
+
+
+def _bulk_load_end(conn: sqlite3.Connection, db: str, marker: Path | None) -> None:
+    # Both files' logs are emptied while nothing syncs: closing the connection then has
+    # nothing left to checkpoint, which would sync the whole new store.
+    conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA sums.wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA main.synchronous=NORMAL")
+    conn.execute("PRAGMA sums.synchronous=NORMAL")
+    boot = _boot_id()
+    if marker is not None and boot:
+        marker.write_text(f"settled {boot}\n")
+    elif marker is not None:
+        for file in _bulk_files(db):
+            _fsync_path(file)
+        marker.unlink(missing_ok=True)
 
 
 def bulk_load_unfinished(conn: sqlite3.Connection) -> bool:
@@ -811,7 +829,8 @@ def _bulk_load_recover(path: Path) -> None:
 def _bulk_load_settle(path: Path, marker: Path) -> None:
     with contextlib.suppress(OSError):
         boot = _boot_id()
-        if boot and marker.read_text().split() == ["settled", boot]:
+        # (bytes: a power cut can leave any garbage in it, which then means "check the store")
+        if boot and marker.read_bytes().split() == [b"settled", boot.encode()]:
             for file in _bulk_files(str(path)):
                 _fsync_path(file)
             marker.unlink(missing_ok=True)
@@ -881,16 +900,50 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] | None = N
             f"the store has schema version {current}, newer than this ClawTrace knows "
             f"({len(steps)}); upgrade ClawTrace"
         )
-    for number, step in enumerate(steps[current:], start=current + 1):
-        if callable(step):
-            with conn:
-                step(conn)
-                conn.execute(f"PRAGMA user_version={number}")
-        else:
-            with conn:
-                conn.executescript(f"BEGIN;\n{step}\nPRAGMA user_version={number};\nCOMMIT;")
-        meta_set(conn, "schema_version", str(number))
+    if current == len(steps):
+        return current
+    # Several commands may open a new store at once (a first `scan` beside `serve`): each
+    # step runs in a write transaction that reads the version again once it holds the lock,
+    # so the second one waits, then finds the step done ("table meta already exists" else).
+    isolation = conn.isolation_level
+    conn.isolation_level = None
+    try:
+        for number, step in enumerate(steps, start=1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if schema_version(conn) < number:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for statement in _statements(step):
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={number}")
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (str(number),),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    finally:
+        conn.isolation_level = isolation
     return schema_version(conn)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (so that they run inside a transaction
+    the caller holds; `executescript` would commit it first). Triggers' bodies stay whole."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                yield pending
+            pending = ""
+    if pending.strip() and not pending.strip().startswith("--"):
+        yield pending
 
 
 def meta_get(conn: sqlite3.Connection, key: str, default: str | None = None) -> str | None:

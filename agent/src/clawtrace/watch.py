@@ -196,8 +196,14 @@ class LiveScanner:
             self.scan_once()
         except Exception as exc:
             # A locked or broken store must not kill the server; say so in /api/health.
-            self.last_error = f"{exc.__class__.__name__}: {exc}"
-            log.exception("scan failed")
+            from clawtrace.failures import explain
+
+            known = explain(exc)
+            self.last_error = known or f"{exc.__class__.__name__}: {exc}"
+            if known:
+                log.error("scan failed: %s", known)
+            else:
+                log.exception("scan failed")
         finally:
             self.scanning = False
             self.stalled = False
