@@ -38,6 +38,8 @@ from typing import Any
 
 from clawtrace import rules
 from clawtrace.fileio import read_regular_text
+from clawtrace.paths import expand_dir
+from clawtrace.zones import UnknownZone, zone_resolve
 
 # A config file is a few hundred bytes; anything near this is not one.
 CONFIG_MAX_BYTES = 1 << 20
@@ -87,6 +89,69 @@ class Config:
     provider_multipliers: dict[str, float] = field(default_factory=dict)
     free_providers: set[str] = field(default_factory=set)
     raw: dict[str, Any] = field(default_factory=dict)
+    # Settings nobody reads (a misspelt key, a key in the wrong table): each names its line and
+    # what was meant, and is printed once by the command that loaded the file.
+    warnings: list[str] = field(default_factory=list)
+
+
+# The settings each table holds (`prices` and `alerts` check their own keys, and refuse others).
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "general": frozenset({"cost_mode", "timezone", "workers"}),
+    "sources": frozenset({"claude_dirs", "openclaw_dirs"}),
+    "providers.*": frozenset({"multiplier", "free"}),
+    "server": frozenset({"token"}),
+}
+_OWN_CHECKS = frozenset({"prices", "alerts"})  # (tables validated where they are read)
+
+
+def _known_dotted() -> list[str]:
+    return [f"{t}.{k}" for t, keys in KNOWN_KEYS.items() for k in sorted(keys)]
+
+
+def _suggest(dotted: str) -> str:
+    """`did you mean ...` for an unknown key, from the known ones (by the key's last part
+    first: `cost_mode` at the top means `general.cost_mode`)."""
+    import difflib
+
+    known = _known_dotted()
+    leaf = dotted.rsplit(".", 1)[-1]
+    same_leaf = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+    close = same_leaf or difflib.get_close_matches(dotted, known, n=1, cutoff=0.6)
+    if not close:
+        close = [
+            k for k in known if difflib.get_close_matches(leaf, [k.rsplit(".", 1)[-1]], cutoff=0.7)
+        ]
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _unknown_keys(data: dict[str, Any]) -> list[tuple[str | None, str]]:
+    """(table, key) of every setting nobody reads."""
+    found: list[tuple[str | None, str]] = []
+    for key, value in data.items():
+        if key in _OWN_CHECKS:
+            continue
+        if key == "providers" and isinstance(value, dict):
+            for pid, entry in value.items():
+                if isinstance(entry, dict):
+                    table = f"providers.{pid}"
+                    found += [(table, k) for k in entry if k not in KNOWN_KEYS["providers.*"]]
+            continue
+        if key not in KNOWN_KEYS:
+            found.append((None, key))
+        elif isinstance(value, dict):
+            found += [(key, k) for k in value if k not in KNOWN_KEYS[key]]
+    return found
+
+
+def _warnings(data: dict[str, Any], text: str, path: Path | None) -> list[str]:
+    out = []
+    for table, key in _unknown_keys(data):
+        dotted = f"{table}.{key}" if table else key
+        line = _line_of(text, table, key)
+        where = f"{path}" if path else "config"
+        at = f" line {line}" if line else ""
+        out.append(f"{where}:{at} key '{dotted}': unknown setting, ignored{_suggest(dotted)}")
+    return out
 
 
 def _line_of(text: str, section: str | None, key: str | None) -> int | None:
@@ -128,12 +193,19 @@ def config_load(path: Path | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or exc.__class__.__name__
         raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
+    return config_parse(_toml(text, path), text=text, path=path)
+
+
+def _toml(text: str, path: Path | None) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # The decoder's message already says "(at line N, column M)".
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_parse(data, text=text, path=path)
+    except RecursionError:
+        raise ConfigError(
+            f"{path}: invalid TOML: arrays or tables nested too deeply to be a config"
+        ) from None
 
 
 def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = None) -> Config:
@@ -155,12 +227,10 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
     if tz is not None:
         if not isinstance(tz, str):
             raise _err(path, text, "general", "timezone", 'must be a string such as "Europe/Paris"')
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise _err(path, text, "general", "timezone", f"unknown time zone {tz!r}") from None
+            zone_resolve(tz)  # (the zones --timezone takes: IANA names and +05:30 alike)
+        except UnknownZone as exc:
+            raise _err(path, text, "general", "timezone", str(exc)) from None
         cfg.timezone = tz
     workers = general.get("workers")
     if workers is not None:
@@ -179,6 +249,11 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise _err(path, text, "sources", key, "must be a list of directory paths")
+        for item in value:
+            try:
+                expand_dir(item)
+            except ValueError as exc:
+                raise _err(path, text, "sources", key, str(exc)) from None
         setattr(cfg, key, value)
 
     prices = data.get("prices", {})
@@ -210,6 +285,7 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
                 raise _err(path, text, section, "free", "must be true or false")
             if entry["free"]:
                 cfg.free_providers.add(pid)
+    cfg.warnings = _warnings(data, text, path)
     return cfg
 
 
@@ -320,6 +396,14 @@ def _override_parse(name: str, entry: Any, path: Path | None, text: str) -> Pric
     )
 
 
+def _nested(parts: list[str], value: Any) -> dict[str, Any]:
+    """{'a': {'b': value}} for ['a', 'b']."""
+    node: Any = value
+    for part in reversed(parts):
+        node = {part: node}
+    return node
+
+
 def config_set(path: Path, dotted_key: str, value: Any) -> None:
     """Set one key (e.g. `general.cost_mode`), keeping every other section; validated first."""
     import tomli_w
@@ -327,12 +411,13 @@ def config_set(path: Path, dotted_key: str, value: Any) -> None:
     data: dict[str, Any] = {}
     if path.exists():
         try:
-            data = tomllib.loads(read_regular_text(path, max_bytes=CONFIG_MAX_BYTES))
+            data = _toml(read_regular_text(path, max_bytes=CONFIG_MAX_BYTES), path)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     parts = dotted_key.split(".")
+    unknown = {f"{t}.{k}" if t else k for t, k in _unknown_keys(_nested(parts, value))}
+    if dotted_key in unknown:
+        raise ConfigError(f"key '{dotted_key}': no such setting{_suggest(dotted_key)}")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
@@ -340,6 +425,10 @@ def config_set(path: Path, dotted_key: str, value: Any) -> None:
             raise ConfigError(f"{path}: key '{dotted_key}': '{part}' is not a table")
         node = child
     node[parts[-1]] = value
-    config_parse(data, text=tomli_w.dumps(data), path=path)
+    checked = config_parse(data, text=tomli_w.dumps(data), path=path)
+    if parts[0] == "alerts":
+        from clawtrace.alerts.settings import alert_settings_load
+
+        alert_settings_load(checked)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(tomli_w.dumps(data), encoding="utf-8")

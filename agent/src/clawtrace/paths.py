@@ -40,11 +40,28 @@ def label(name: str | bytes) -> str:
     return name
 
 
+def expand_dir(path: str) -> Path:
+    """`~` and `~user` expanded; ValueError naming the path when there is no such home."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{path!r}: no such user, so no home directory to expand") from None
+
+
+def _expanded(path: str) -> Path:
+    """A root from the command line or the environment: expanded where it can be, else taken
+    as it is (it then does not exist, and `doctor` lists it as missing)."""
+    try:
+        return expand_dir(path)
+    except ValueError:
+        return Path(path)
+
+
 def home_dir() -> Path:
     """ClawTrace's data directory: `$CLAWTRACE_HOME`, else `~/.clawtrace`."""
     env = os.environ.get("CLAWTRACE_HOME")
     if env:
-        return Path(env).expanduser()
+        return _expanded(env)
     return Path.home() / ".clawtrace"
 
 
@@ -74,12 +91,12 @@ def claude_roots(explicit: list[str] | None = None) -> list[Path]:
     chosen = bool(explicit)
     if explicit:
         for item in explicit:
-            candidates.append(Path(item).expanduser())
+            candidates.append(_expanded(item))
     else:
         env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
         if env:
             chosen = True
-            candidates.extend(Path(p.strip()).expanduser() for p in env.split(",") if p.strip())
+            candidates.extend(_expanded(p.strip()) for p in env.split(",") if p.strip())
         else:
             xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
             candidates.append(Path(xdg) / "claude")
@@ -104,15 +121,13 @@ def claude_roots(explicit: list[str] | None = None) -> list[Path]:
 def openclaw_roots(explicit: list[str] | None = None) -> list[Path]:
     """OpenClaw state dirs (formats.md 2.1); each holds `agents/<id>/sessions/`."""
     if explicit:
-        return [Path(p).expanduser() for p in explicit]
+        return [_expanded(p) for p in explicit]
     for var in ("OPENCLAW_STATE_DIR", "CLAWDBOT_STATE_DIR"):
         value = os.environ.get(var, "").strip()
         if value:
-            return [Path(value).expanduser()]
+            return [_expanded(value)]
     base = (
-        Path(os.environ["OPENCLAW_HOME"]).expanduser()
-        if os.environ.get("OPENCLAW_HOME")
-        else Path.home()
+        _expanded(os.environ["OPENCLAW_HOME"]) if os.environ.get("OPENCLAW_HOME") else Path.home()
     )
     primary = base / ".openclaw"
     if primary.is_dir():

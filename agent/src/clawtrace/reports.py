@@ -11,16 +11,13 @@ Nothing here imports the price library: reports must start fast.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from clawtrace import store
+from clawtrace import store, zones
 from clawtrace.store import BUCKET_MS, DAY_BUCKETS, PICO, ROLLUP_METRICS
 
 COST_MODES = ("auto", "calculate", "display")
@@ -121,58 +118,14 @@ def usd(pico: int | float) -> float:
 
 
 def zone_resolve(name: str | tzinfo | None) -> tzinfo:
-    """A timezone from an IANA name (or UTC offset like +05:30); None means the system zone."""
-    if isinstance(name, tzinfo):
-        return name
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            offset = _parse_offset(name)
-            if offset is None:
-                raise ReportError(f"timezone: unknown zone {name!r}") from None
-            return timezone(offset)
-    return system_zone()
-
-
-def _parse_offset(text: str) -> timedelta | None:
-    t = text.strip().upper().removeprefix("UTC")
-    if not t or t[0] not in "+-":
-        return None
-    sign = -1 if t[0] == "-" else 1
-    parts = t[1:].split(":")
+    """zones.zone_resolve, its error a ReportError naming the parameter."""
     try:
-        hours = int(parts[0])
-        minutes = int(parts[1]) if len(parts) > 1 else 0
-    except ValueError:
-        return None
-    if hours > 14 or minutes >= 60:
-        return None
-    return sign * timedelta(hours=hours, minutes=minutes)
+        return zones.zone_resolve(name)
+    except zones.UnknownZone as exc:
+        raise ReportError(f"timezone: {exc}") from None
 
 
-def system_zone() -> tzinfo:
-    """The machine's IANA zone (DST-aware), from $TZ or /etc/localtime; UTC when unknown."""
-    env = os.environ.get("TZ", "").lstrip(":")
-    if env:
-        try:
-            return ZoneInfo(env)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    try:
-        target = os.path.realpath("/etc/localtime")
-        if "zoneinfo/" in target:
-            return ZoneInfo(target.split("zoneinfo/", 1)[1])
-    except (OSError, ZoneInfoNotFoundError, ValueError):
-        pass
-    try:
-        name = Path("/etc/timezone").read_text().strip()
-        if name:
-            return ZoneInfo(name)
-    except (OSError, ZoneInfoNotFoundError, ValueError):
-        pass
-    local = datetime.now().astimezone().tzinfo
-    return local if local is not None else UTC
+system_zone = zones.system_zone
 
 
 def zone_name(tz: tzinfo) -> str:
