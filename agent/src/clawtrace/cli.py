@@ -77,12 +77,33 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _output(json_out: bool, csv_out: bool) -> str:
+    if json_out and csv_out:
+        raise _fail("--json and --csv cannot be used together: pick one")
+    return "json" if json_out else "csv" if csv_out else "table"
+
+
+def _filter_value(option: str, value: str | None) -> str | None:
+    """A filter as the store labels it: bytes of the command line that are not UTF-8 (a
+    directory so named) become U+FFFD, as they were when the label was stored."""
+    if value is None:
+        return None
+    from clawtrace.paths import label
+
+    shown = label(value)
+    if "\x00" in shown:
+        raise _fail(f"{option} holds a NUL character")
+    return shown
+
+
 class _Ctx:
-    """What every report command needs: config, store connection, zone, mode, filters."""
+    """What every report command needs: config, store connection, zone, mode, filters, and
+    the output chosen (`table`, `json` or `csv`)."""
 
     def __init__(
         self,
         *,
+        output: str,
         tz: str | None,
         mode: str | None,
         range_: str | None,
@@ -93,13 +114,13 @@ class _Ctx:
         claude_dir: list[str] | None,
         openclaw_dir: list[str] | None,
         no_scan: bool,
-        quiet: bool,
     ) -> None:
         from clawtrace import reports, store
-        from clawtrace.config import ConfigError, config_load
+        from clawtrace.config import ConfigError, config_load_warned
 
+        self.output = output
         try:
-            self.config = config_load()
+            self.config = config_load_warned()
         except ConfigError as exc:
             raise _fail(str(exc)) from None
         try:
@@ -110,6 +131,7 @@ class _Ctx:
         if self.mode not in reports.COST_MODES:
             raise _fail(f"--mode must be one of {', '.join(reports.COST_MODES)}")
         self.now = datetime.now(UTC)
+        self.range = range_
         try:
             since, until = reports.range_parse(range_, self.tz, self.now)
         except reports.ReportError as exc:
@@ -117,14 +139,97 @@ class _Ctx:
         if source is not None and source not in ("claude-code", "openclaw"):
             raise _fail("--source must be claude-code or openclaw")
         self.filters = reports.Filters(
-            since_ms=since, until_ms=until, project=project, model=model, agent=agent, source=source
+            since_ms=since,
+            until_ms=until,
+            project=_filter_value("--project", project),
+            model=_filter_value("--model", model),
+            agent=_filter_value("--agent", agent),
+            source=source,
         )
         try:
             self.conn = store.connect()
         except store.StoreError as exc:
             raise _fail(str(exc)) from None
-        if not no_scan:
-            _scan_quietly(self.conn, self.config, claude_dir, openclaw_dir, show_progress=not quiet)
+        if no_scan:
+            _note_if_unfinished(self.conn)
+        else:
+            _scan_quietly(
+                self.conn,
+                self.config,
+                claude_dir,
+                openclaw_dir,
+                show_progress=output == "table",
+            )
+
+
+def _note_if_unfinished(conn: Any) -> None:
+    """`--no-scan` shows the store as it is; say so when the last scan did not finish."""
+    from clawtrace.scan import scan_unfinished
+
+    if scan_unfinished(conn):
+        typer.echo(
+            "Note: the last scan stopped before its end, so these figures may miss turns; "
+            "run without --no-scan (or `clawtrace scan`) to finish it.",
+            err=True,
+        )
+
+
+# The options every report shares, in the order `--help` lists them after the command's own.
+_SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("json_out", JsonOpt, False),
+    ("csv_out", CsvOpt, False),
+    ("timezone", TzOpt, None),
+    ("mode", ModeOpt, None),
+    ("project", ProjectOpt, None),
+    ("model", ModelOpt, None),
+    ("agent", AgentOpt, None),
+    ("source", SourceOpt, None),
+    ("claude_dir", ClaudeDir, None),
+    ("openclaw_dir", OpenclawDir, None),
+    ("no_scan", NoScanOpt, False),
+]
+
+
+def report_command(
+    name: str | None = None,
+    *,
+    range_default: str | None = None,
+    ranged: bool = True,
+    costed: bool = True,
+) -> Any:
+    """Register `fn(ctx, **own_options)` as a report command taking the shared options (and
+    `--range` when `ranged`, `--mode` when `costed`): typer reads the signature built here, so
+    each command declares only what is its own."""
+    import functools
+    import inspect
+
+    def register(fn: Any) -> Any:
+        own = list(inspect.signature(fn, eval_str=True).parameters.values())[1:]
+        shared = [("range_", RangeOpt, range_default)] if ranged else []
+        shared += [o for o in _SHARED_OPTIONS if costed or o[0] != "mode"]
+        params = own + [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=a, default=d)
+            for n, a, d in shared
+        ]
+
+        @functools.wraps(fn)
+        def command(**options: Any) -> None:
+            common = {n: options.pop(n) for n, _, _ in shared}
+            ctx = _Ctx(
+                output=_output(common.pop("json_out"), common.pop("csv_out")),
+                tz=common.pop("timezone"),
+                mode=common.pop("mode", None),
+                range_=common.pop("range_", None),
+                **common,
+            )
+            fn(ctx, **options)
+
+        command.__signature__ = inspect.Signature(params, return_annotation=None)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        del command.__wrapped__  # typer must read the signature above, not fn's
+        return app.command(name)(command)
+
+    return register
 
 
 def _scan_quietly(
@@ -158,6 +263,18 @@ def _money(value: float) -> str:
     if value >= 1:
         return f"{sign}${value:,.2f}"
     return f"{sign}${value:,.4f}"
+
+
+def _all_tokens(row: dict[str, Any]) -> int:
+    """Every token of a report row (its cache writes are one figure there)."""
+    return sum(
+        row[k] for k in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 malformed line`, `2 malformed lines`."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def _tokens(n: int) -> str:
@@ -254,42 +371,17 @@ def scan(
         raise typer.Exit(code)
 
 
-@app.command()
-def status(
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
-) -> None:
+@report_command(ranged=False)
+def status(ctx: _Ctx) -> None:
     """Today, this week, this month, and the burn rate."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=None,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     data = reports.status(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json(data)
         return
     rows = [{"period": p, **data[p]} for p in ("today", "week", "month")]
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(rows, ["period", *reports.TOTAL_KEYS, "sessions"])
         return
     from rich.table import Table
@@ -302,12 +394,7 @@ def status(
             style="green" if head == "Cost" else None,
         )
     for r in rows:
-        tokens = (
-            r["input_tokens"]
-            + r["output_tokens"]
-            + r["cache_read_tokens"]
-            + r["cache_write_tokens"]
-        )
+        tokens = _all_tokens(r)
         table.add_row(
             {"today": "Today", "week": "This week", "month": "This month"}[r["period"]],
             _tokens(r["sessions"]),
@@ -327,9 +414,9 @@ def status(
         console.print(f"Last turn: {data['last_turn_at']}")
 
 
-@app.command("cost-report")
+@report_command("cost-report", range_default="30d")
 def cost_report(
-    range_: RangeOpt = "30d",
+    ctx: _Ctx,
     by: Annotated[
         str,
         typer.Option(
@@ -338,55 +425,31 @@ def cost_report(
             "source.",
         ),
     ] = "day",
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
 ) -> None:
     """Spend over a range, grouped by time or by model/project/agent/session/branch."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=range_,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     try:
         data = reports.cost_report(ctx.conn, ctx.filters, ctx.tz, ctx.now, by=by, mode=ctx.mode)
     except reports.ReportError as exc:
         raise _fail(str(exc)) from None
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json(
             {
                 "rows": data["rows"],
                 "totals": data["totals"],
                 "by": by,
-                "range": range_,
+                "range": ctx.range,
                 "mode": ctx.mode,
                 "timezone": data["timezone"],
             }
         )
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(data["rows"], [by, *reports.TOTAL_KEYS])
         return
     table = _totals_table(
-        f"Cost by {by} ({range_ or 'all'})", data["rows"], by, data["totals"], by.capitalize()
+        f"Cost by {by} ({ctx.range or 'all'})", data["rows"], by, data["totals"], by.capitalize()
     )
     table.caption = _caption(ctx)
     console = _console()
@@ -396,43 +459,19 @@ def cost_report(
         console.print(f"Totals are incomplete: {_money(data['totals']['cost_usd'])}{note}.")
 
 
-@app.command()
+@report_command()
 def sessions(
+    ctx: _Ctx,
     top: Annotated[int, typer.Option("--top", "-n", min=1, help="How many sessions.")] = 10,
-    range_: RangeOpt = None,
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
 ) -> None:
     """The most expensive sessions."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=range_,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     rows = reports.sessions_top(ctx.conn, ctx.filters, ctx.tz, ctx.now, n=top, mode=ctx.mode)
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json({"rows": rows})
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(
             rows,
             [
@@ -461,12 +500,7 @@ def sessions(
         started = (
             datetime.fromisoformat(r["started_at"]).astimezone(ctx.tz).strftime("%Y-%m-%d %H:%M")
         )
-        tokens = (
-            r["input_tokens"]
-            + r["output_tokens"]
-            + r["cache_read_tokens"]
-            + r["cache_write_tokens"]
-        )
+        tokens = _all_tokens(r)
         table.add_row(
             r["session"][:8],
             r["agent"],
@@ -481,44 +515,21 @@ def sessions(
     _console().print(table)
 
 
-@app.command()
+@report_command(ranged=False)
 def blocks(
+    ctx: _Ctx,
     active: Annotated[bool, typer.Option("--active", help="Only the active block.")] = False,
     recent: Annotated[int, typer.Option("--recent", min=1, help="How many recent blocks.")] = 10,
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
 ) -> None:
     """5-hour billing windows, with the active block's burn rate and projection."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=None,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     rows = reports.blocks(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
     rows = [b for b in rows if b["active"]] if active else rows[-recent:]
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json({"rows": rows})
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(rows, ["start", "end", "active", *reports.TOTAL_KEYS])
         return
     from rich.table import Table
@@ -528,12 +539,7 @@ def blocks(
         table.add_column(head, justify="left" if head in ("Start", "End") else "right")
     for b in rows:
         fmt = "%Y-%m-%d %H:%M"
-        tokens = (
-            b["input_tokens"]
-            + b["output_tokens"]
-            + b["cache_read_tokens"]
-            + b["cache_write_tokens"]
-        )
+        tokens = _all_tokens(b)
         table.add_row(
             datetime.fromisoformat(b["start"]).astimezone(ctx.tz).strftime(fmt)
             + (" (active)" if b["active"] else ""),
@@ -550,48 +556,22 @@ def blocks(
         console.print("No active block: no turns in the last 5 hours.")
 
 
-@app.command()
-def tools(
-    range_: RangeOpt = "30d",
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
-) -> None:
+@report_command(range_default="30d")
+def tools(ctx: _Ctx) -> None:
     """Cost per tool: each turn's cost split evenly over the tools it called."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=range_,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     data = reports.tools_report(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json(data)
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(data["rows"], ["tool", "calls", "turns", "cost_usd"])
         return
     from rich.table import Table
 
     table = Table(
-        title=f"Cost per tool ({range_ or 'all'})", caption=_caption(ctx), header_style="bold"
+        title=f"Cost per tool ({ctx.range or 'all'})", caption=_caption(ctx), header_style="bold"
     )
     for head in ("Tool", "Calls", "Turns", "Cost"):
         table.add_column(head, justify="left" if head == "Tool" else "right")
@@ -601,48 +581,23 @@ def tools(
     _console().print(table)
 
 
-@app.command()
-def cache(
-    range_: RangeOpt = "30d",
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
-) -> None:
+@report_command(range_default="30d", costed=False)
+def cache(ctx: _Ctx) -> None:
     """What prompt caching saved (reads vs full input price) and what cache writes cost."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=None,
-        range_=range_,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     data = reports.cache_report(ctx.conn, ctx.filters, ctx.tz, ctx.now)
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json(data)
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv(data["rows"])
         return
     from rich.table import Table
 
     t = data["totals"]
     table = Table(
-        title=f"Prompt cache ({range_ or 'all'})",
+        title=f"Prompt cache ({ctx.range or 'all'})",
         show_footer=True,
         header_style="bold",
         footer_style="bold",
@@ -669,41 +624,16 @@ def cache(
     _console().print(table)
 
 
-@app.command()
-def forecast(
-    json_out: JsonOpt = False,
-    csv_out: CsvOpt = False,
-    timezone: TzOpt = None,
-    mode: ModeOpt = None,
-    project: ProjectOpt = None,
-    model: ModelOpt = None,
-    agent: AgentOpt = None,
-    source: SourceOpt = None,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
-    no_scan: NoScanOpt = False,
-) -> None:
+@report_command(ranged=False)
+def forecast(ctx: _Ctx) -> None:
     """Month-end spend forecast from this month's daily spend, as a range."""
     from clawtrace import reports
 
-    ctx = _Ctx(
-        tz=timezone,
-        mode=mode,
-        range_=None,
-        project=project,
-        model=model,
-        agent=agent,
-        source=source,
-        claude_dir=claude_dir,
-        openclaw_dir=openclaw_dir,
-        no_scan=no_scan,
-        quiet=json_out or csv_out,
-    )
     data = reports.forecast(ctx.conn, ctx.filters, ctx.tz, ctx.now, ctx.mode)
-    if json_out:
+    if ctx.output == "json":
         cli_scan.print_json(data)
         return
-    if csv_out:
+    if ctx.output == "csv":
         _print_csv([data])
         return
     console = _console()
@@ -725,19 +655,43 @@ def doctor(
     claude_dir: ClaudeDir = None,
     openclaw_dir: OpenclawDir = None,
     no_scan: NoScanOpt = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Move the store aside (kept, renamed) and read the logs still on disk into a "
+            "new one.",
+        ),
+    ] = False,
 ) -> None:
-    """Paths found, unreadable lines, unpriced models, deleted logs, cleanup settings."""
+    """Paths found, unreadable lines, unpriced models, deleted logs, cleanup settings, and
+    whether the store is sound."""
     from clawtrace import store
-    from clawtrace.config import Config, ConfigError, config_load
+    from clawtrace.config import Config, ConfigError, config_load_warned
     from clawtrace.doctor import doctor_report
+    from clawtrace.paths import db_path
+    from clawtrace.repair import store_check
     from clawtrace.scan import source_roots
 
     config_problem = None
     try:
-        config = config_load()
+        config = config_load_warned()
     except ConfigError as exc:
         config_problem = str(exc)
         config = Config()
+    if rebuild:
+        _store_rebuild(config, claude_dir, openclaw_dir, json_out)
+        return
+    try:
+        db_path().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from clawtrace.failures import explain
+
+        raise _fail(explain(exc) or str(exc)) from None
+    health = store_check(db_path())
+    if health.damaged:
+        _store_damaged_report(health, json_out)
+        raise typer.Exit(2)
     try:
         conn = store.connect()
     except store.StoreError as exc:
@@ -747,6 +701,8 @@ def doctor(
     roots = source_roots(config, claude_dir, openclaw_dir)
     data = doctor_report(conn, config, roots)
     data["config"]["problem"] = config_problem
+    data["config"]["warnings"] = config.warnings
+    data["store"].update(damaged=False, problems=[])
     if json_out:
         cli_scan.print_json(data)
         return
@@ -769,14 +725,19 @@ def doctor(
     )
     for name, s in data["sources"].items():
         console.print(
-            f"[bold]{name}[/bold]: {s['files']} files, {s['lines']:,} lines, {s['turns']:,} turns, "
-            f"{s['malformed']:,} malformed lines"
+            f"[bold]{name}[/bold]: {_count(s['files'], 'file')}, {_count(s['lines'], 'line')}, "
+            f"{_count(s['turns'], 'turn')}, {_count(s['malformed'], 'malformed line')}"
         )
         for r in s["roots"]:
             console.print(f"  {'found  ' if r['exists'] else 'missing'} {r['path']}")
+        for u in s.get("unreadable", []):
+            console.print(f"  [red]cannot read[/red] {u}", highlight=False)
         for f in data["malformed_files"]:
             if f["source"] == name:
-                console.print(f"  malformed: {f['malformed']} of {f['lines']} lines in {f['path']}")
+                console.print(
+                    f"  malformed: {f['malformed']:,} of {_count(f['lines'], 'line')} "
+                    f"in {f['path']}"
+                )
     for p in data["pending_partial_lines"]:
         console.print(
             f"  waiting for the rest of a half-written line ({p['bytes']} bytes) in {p['path']}"
@@ -813,6 +774,82 @@ def doctor(
         console.print("[bold]Unpriced models[/bold]: none")
 
 
+def _store_damaged_report(health: Any, json_out: bool) -> None:
+    where = label_of(health.path)
+    if json_out:
+        cli_scan.print_json({"store": health.as_dict()})
+        return
+    console = _console(soft_wrap=True)
+    console.print(f"[bold]Store[/bold]: {where} is [red]damaged[/red]:", highlight=False)
+    for problem in health.problems:
+        console.print(f"  {problem}", markup=False, highlight=False)
+    held = f"{health.turns:,} turns" if health.turns is not None else "turns"
+    console.print(
+        f"It may hold {held} whose logs are gone from disk, so keep it: copy "
+        f"{label_of(health.path.parent)} somewhere safe first. Then `clawtrace doctor "
+        "--rebuild` renames the damaged store (it stays beside the new one) and reads every log "
+        "still on disk into a new store.",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _store_rebuild(config: Any, claude_dir: Any, openclaw_dir: Any, json_out: bool) -> None:
+    from clawtrace import store
+    from clawtrace.paths import db_path
+    from clawtrace.repair import store_check, store_set_aside
+
+    path = db_path()
+    before = store_check(path)
+    aside = None
+    if path.exists() or before.damaged:
+        lock_held = True
+        try:
+            with store.scan_lock(str(path), wait=False) as lock_held:
+                if lock_held:
+                    aside = store_set_aside(path)
+        except OSError:
+            # The lock itself is what is damaged (a directory in its place): nothing can be
+            # scanning through it.
+            aside = store_set_aside(path)
+        if not lock_held:
+            raise _fail(
+                "a scan is running on this store (is `clawtrace serve` up?): stop it, then run "
+                "`clawtrace doctor --rebuild` again"
+            )
+    try:
+        conn = store.connect()
+    except store.StoreError as exc:
+        raise _fail(str(exc)) from None
+    result = _scan_quietly(conn, config, claude_dir, openclaw_dir, show_progress=not json_out)
+    turns = conn.execute("SELECT count(*) FROM turns").fetchone()[0]
+    conn.close()
+    data = {
+        "old_store": label_of(aside) if aside else None,
+        "old_turns": before.turns,
+        "old_problems": before.problems,
+        "new_store": label_of(path),
+        "turns": turns,
+        "files_read": result.files_read,
+    }
+    if json_out:
+        cli_scan.print_json(data)
+        return
+    typer.echo(f"Read {turns:,} turns from {result.files_read:,} log files into a new store.")
+    if aside is not None:
+        held = f" ({before.turns:,} turns)" if before.turns is not None else ""
+        typer.echo(
+            f"The old store{held} is kept as {label_of(aside)}: turns whose logs are gone "
+            f"are only there (`sqlite3 {label_of(aside)} .recover` can salvage a damaged one)."
+        )
+
+
+def label_of(path: Any) -> str:
+    from clawtrace.paths import label
+
+    return label(str(path))
+
+
 @config_app.command("path")
 def config_path_cmd() -> None:
     """Print the config file's path."""
@@ -824,11 +861,11 @@ def config_path_cmd() -> None:
 @config_app.command("show")
 def config_show(json_out: JsonOpt = False) -> None:
     """Show the effective settings."""
-    from clawtrace.config import ConfigError, config_load
+    from clawtrace.config import ConfigError, config_load_warned
     from clawtrace.paths import config_path, db_path
 
     try:
-        cfg = config_load()
+        cfg = config_load_warned()
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     data = {
@@ -889,11 +926,11 @@ def prices_show(
     """Show the per-million-token rates ClawTrace uses for one model."""
     from datetime import date
 
-    from clawtrace.config import ConfigError, config_load
+    from clawtrace.config import ConfigError, config_load_warned
     from clawtrace.pricing import COMPONENTS, Pricer
 
     try:
-        cfg = config_load()
+        cfg = config_load_warned()
         day = date.fromisoformat(on) if on else datetime.now(UTC).date()
     except (ConfigError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -917,12 +954,12 @@ def prices_show(
 def prices_reprice_cmd() -> None:
     """Recompute every stored turn's cost with the current prices and overrides."""
     from clawtrace import store
-    from clawtrace.config import ConfigError, config_load
+    from clawtrace.config import ConfigError, config_load_warned
     from clawtrace.pricing import pricing_fingerprint
     from clawtrace.scan import prices_reprice
 
     try:
-        cfg = config_load()
+        cfg = config_load_warned()
         conn = store.connect()
     except (ConfigError, store.StoreError) as exc:
         raise _fail(str(exc)) from None

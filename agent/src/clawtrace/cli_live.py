@@ -26,10 +26,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _load() -> tuple[Any, Any]:
     """Config and alert settings, or a clear error naming the line and key."""
     from clawtrace.alerts.settings import alert_settings_load
-    from clawtrace.config import ConfigError, config_load
+    from clawtrace.config import ConfigError, config_load_warned
 
     try:
-        config = config_load()
+        config = config_load_warned()
         return config, alert_settings_load(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from None

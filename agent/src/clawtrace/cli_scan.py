@@ -58,11 +58,11 @@ def run(
 ) -> int:
     """Read new lines from every log and update the store; returns the exit status."""
     from clawtrace import store
-    from clawtrace.config import ConfigError, config_load
+    from clawtrace.config import ConfigError, config_load_warned
     from clawtrace.scan import scan
 
     try:
-        config = config_load()
+        config = config_load_warned()
         conn = store.connect()
     except (ConfigError, store.StoreError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -93,8 +93,30 @@ def run(
     )
     if result.repriced:
         print(f"Prices changed: re-priced {result.repriced:,} turns.")
+    unreadable_report(result.roots)
     print(f"Store holds {result.turns_total:,} turns.")
     return 0
+
+
+def unreadable_report(roots: dict[str, dict[str, list[str]]]) -> None:
+    """Directories the listing could not enter: their logs are not counted, so say which (on
+    stderr, so that `--json` output stays one document)."""
+    unreadable = [u for found in roots.values() for u in found.get("unreadable", [])]
+    if not unreadable:
+        return
+    print(
+        f"Warning: {len(unreadable):,} director{'y' if len(unreadable) == 1 else 'ies'} could not "
+        "be read, so the logs below them are not counted (fix the permission, or move a tree "
+        "that is nested too deep to a shorter path):",
+        file=sys.stderr,
+    )
+    for line in unreadable[:10]:
+        print(f"  {line}", file=sys.stderr)
+    if len(unreadable) > 10:
+        print(
+            f"  ... and {len(unreadable) - 10:,} more (`clawtrace doctor --json` lists all)",
+            file=sys.stderr,
+        )
 
 
 def progress_factory(total_bytes: int, files: int, growing: bool = False) -> Any:

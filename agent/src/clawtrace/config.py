@@ -430,5 +430,38 @@ def config_set(path: Path, dotted_key: str, value: Any) -> None:
         from clawtrace.alerts.settings import alert_settings_load
 
         alert_settings_load(checked)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    _write_atomically(path, tomli_w.dumps(data))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader never sees half a config, and a home that cannot be written is a ConfigError
+    that says so (not a traceback)."""
+    import os
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.", suffix=".toml")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise ConfigError(
+            f"cannot write {path}: {reason}. Check that this user can write {path.parent}."
+        ) from None
+
+
+def config_load_warned(path: Path | None = None) -> Config:
+    """`config_load` for a command line: each unknown key is one `Warning:` line on stderr (a
+    misspelt key must not be ignored in silence, nor stop the command)."""
+    import sys
+
+    config = config_load(path)
+    for warning in config.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    return config

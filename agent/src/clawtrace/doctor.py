@@ -13,6 +13,7 @@ from clawtrace import reports, store
 from clawtrace.config import Config
 from clawtrace.fileio import read_regular
 from clawtrace.paths import db_path, label
+from clawtrace.sources import SOURCES
 
 CLAUDE_DEFAULT_CLEANUP_DAYS = 30
 
@@ -55,6 +56,11 @@ def doctor_report(
             "malformed": 0,
             "turns": 0,
         }
+    for name, source in SOURCES.items():
+        if name in per_source:
+            # A listing of its own: a warm scan does not list again, and doctor must still
+            # name a directory that nothing below could be read from.
+            per_source[name]["unreadable"] = source.discover(roots[name]).unreadable
     malformed_files = []
     gone_files = []
     pending = []

@@ -849,6 +849,7 @@ def _scan_locked(
             result.roots[name] = {
                 "found": [label(str(p)) for p in found.roots_found],
                 "missing": [label(str(p)) for p in found.roots_missing],
+                "unreadable": found.unreadable,
             }
 
     next_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM files").fetchone()[0])

@@ -616,6 +616,11 @@ def connect(
         raise StoreError(
             explain(exc) or f"cannot open the store at {label(str(path))}: {exc}"
         ) from exc
+    if not columns:
+        conn.close()
+        from clawtrace.failures import StoreDamaged, explain
+
+        raise StoreError(explain(StoreDamaged("its table of turns is missing")))
     if "key_hash" not in columns:
         conn.close()
         # Only stores written by pre-release development builds lack it; the logs are still
@@ -683,6 +688,12 @@ def _configure(conn: sqlite3.Connection, cache_kib: int = 32_000) -> None:
     # Sorts (index builds, GROUP BY) in helper threads: without them SQLite spills a big sort
     # to temporary files, an order of magnitude slower on a million rows.
     conn.execute("PRAGMA threads=2")
+    sql_functions_register(conn)
+
+
+def sql_functions_register(conn: sqlite3.Connection) -> None:
+    """The functions the store's own SQL calls (any connection that reads its schema needs
+    them, a read-only check included)."""
     conn.create_function("ct_dim_id", -1, _sql_dim_id, deterministic=True)
 
 

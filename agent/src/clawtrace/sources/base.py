@@ -18,6 +18,7 @@ about and hands the others back to the Python code here (see native/scanmodule.c
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -78,6 +79,25 @@ class Discovery:
     # contexts cannot have changed either, and a rescan only needs to stat the known files
     # (see scan._tree_unchanged).
     watch: list[tuple[str, str, int, int]] = field(default_factory=list)
+    # "path: reason" of each directory that is there but could not be listed (no permission,
+    # a path longer than the system allows): what is below it is not counted, and must be said.
+    unreadable: list[str] = field(default_factory=list)
+
+    def cannot_list(self, path: str, exc: OSError) -> None:
+        """Note `path` as unreadable, unless it simply went away while being listed."""
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return
+        from clawtrace.paths import label
+
+        reason = (
+            "the path is longer than this system allows"
+            if exc.errno == errno.ENAMETOOLONG
+            else exc.strerror or exc.__class__.__name__
+        )
+        shown = label(path)
+        if len(shown) > 160:
+            shown = f"{shown[:80]}...({len(shown):,} characters)...{shown[-60:]}"
+        self.unreadable.append(f"{shown}: {reason}")
 
     def watch_path(self, path: str, kind: str) -> bool:
         """Record `path` (call it before reading it); False when it is not there to read.
@@ -87,7 +107,8 @@ class Discovery:
         """
         try:
             st = os.stat(path)
-        except OSError:
+        except OSError as exc:
+            self.cannot_list(path, exc)
             self.watch.append((path, "m", 0, 0))
             return False
         if kind == "d" and not stat.S_ISDIR(st.st_mode):

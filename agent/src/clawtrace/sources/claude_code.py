@@ -277,7 +277,8 @@ def _walk(top: str, found: Discovery, skip: frozenset[str] = frozenset()) -> Any
                     elif entry.name.endswith(".jsonl") and entry.is_file():
                         # (is_file: a FIFO or socket so named is nothing to read.)
                         files.append(entry.name)
-        except OSError:
+        except OSError as exc:
+            found.cannot_list(current, exc)
             continue
         files.sort()
         yield current, files

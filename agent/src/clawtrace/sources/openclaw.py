@@ -180,7 +180,8 @@ class OpenClaw:
                 try:
                     with os.scandir(sessions_dir) as it:
                         listing = {e.name: e.path for e in it if e.is_file()}
-                except OSError:
+                except OSError as exc:
+                    found.cannot_list(str(sessions_dir), exc)
                     continue
                 agent = label(agent_dir.name)
                 index, by_file = _read_index(sessions_dir, agent, set(listing))
