@@ -148,3 +148,58 @@ def test_the_shared_lock_is_held_against_forked_processes_and_leaves_no_file(tmp
         assert probe() == 0
     finally:
         lock.close()
+
+
+def _big_tree(root):
+    from tests.conftest import claude_assistant, write_lines
+
+    for s in range(6):
+        write_lines(
+            root / "projects" / f"-p{s}" / f"sess-{s}.jsonl",
+            [claude_assistant(msg_id=f"m{s}-{i}", req_id=f"r{s}-{i}") for i in range(200)],
+        )
+
+
+def test_serve_scans_in_its_own_process_and_a_plain_scan_forks(tmp_path, monkeypatch):
+    """`serve` has threads (the HTTP server's, the stall watch) when it scans: a child forked
+    from it could inherit a lock one of them holds and never start. Its scans run in one
+    process; `clawtrace scan`, single-threaded, still forks its workers."""
+    from clawtrace import reports, store, watch
+    from clawtrace import scan as scan_module
+
+    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    _big_tree(tmp_path / "claude")
+    forks = []
+    real_fork = os.fork
+
+    def counted_fork():
+        forks.append(1)
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", counted_fork)
+    live = watch.LiveScanner(
+        tmp_path / "live.db",
+        watch.Config(),
+        claude_dirs=[str(tmp_path / "claude")],
+        openclaw_dirs=[str(tmp_path / "none")],
+        use_events=False,
+    )
+    live.start(background=True)
+    try:
+        assert live.wait_for_scans(1, timeout=60)
+    finally:
+        live.stop()
+    assert live.last_error is None and forks == []
+    conn = store.connect(tmp_path / "live.db")
+    assert reports.totals(conn).turns == 1200
+    conn.close()
+
+    plain = store.connect(tmp_path / "plain.db")
+    scan_module.scan(
+        plain,
+        watch.Config(),
+        claude_dirs=[str(tmp_path / "claude")],
+        openclaw_dirs=[str(tmp_path / "none")],
+        workers=2,
+    )
+    assert forks and reports.totals(plain).turns == 1200

@@ -131,6 +131,11 @@ class LiveScanner:
                 claude_dirs=self.claude_dirs,
                 openclaw_dirs=self.openclaw_dirs,
                 progress=self._progress,
+                # In one process: this one has threads (the server's, the stall watch), and a
+                # child forked from it could inherit a lock one of them held (logging's, the
+                # import lock, malloc's) and wait for ever. `clawtrace scan` forks its workers
+                # from a process with no other thread.
+                workers=1,
             )
         finally:
             conn.close()
