@@ -972,6 +972,10 @@ from clawtrace import cli_live  # noqa: E402  (commands of the live agent: serve
 
 cli_live.register(app)
 
+from clawtrace import cli_sync  # noqa: E402  (the opt-in sender: login, logout, sync)
+
+cli_sync.register(app)
+
 
 def _app_for(argv: list[str]) -> typer.Typer:
     """The app with only the command being run (and `version`): typer reads every command's

@@ -100,7 +100,10 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
     "sources": frozenset({"claude_dirs", "openclaw_dirs"}),
     "providers.*": frozenset({"multiplier", "free"}),
     "server": frozenset({"token"}),
+    "privacy": frozenset({"project_names", "git_branches", "salt"}),
+    "sync": frozenset({"auto"}),
 }
+PRIVACY_CHOICES = ("name", "hash", "omit", "path")
 _OWN_CHECKS = frozenset({"prices", "alerts"})  # (tables validated where they are read)
 
 
@@ -285,8 +288,26 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
                 raise _err(path, text, section, "free", "must be true or false")
             if entry["free"]:
                 cfg.free_providers.add(pid)
+    _sync_tables_check(data, text, path)
     cfg.warnings = _warnings(data, text, path)
     return cfg
+
+
+def _sync_tables_check(data: dict[str, Any], text: str, path: Path | None) -> None:
+    """`[privacy]` and `[sync]`: what the sender may send, checked before anything is sent."""
+    for table in ("privacy", "sync"):
+        if not isinstance(data.get(table, {}), dict):
+            raise _err(path, text, None, table, "must be a table")
+    privacy = data.get("privacy", {})
+    for key in ("project_names", "git_branches"):
+        value = privacy.get(key, "name")
+        choices = PRIVACY_CHOICES if key == "project_names" else ("name", "hash", "omit")
+        if value not in choices:
+            raise _err(path, text, "privacy", key, f"must be one of {', '.join(choices)}")
+    if not isinstance(privacy.get("salt", ""), str):
+        raise _err(path, text, "privacy", "salt", "must be a string")
+    if not isinstance(data.get("sync", {}).get("auto", True), bool):
+        raise _err(path, text, "sync", "auto", "must be true or false")
 
 
 def _number(value: Any, ceiling: float = rules.MAX_PRICE_PER_MILLION) -> bool:

@@ -1,0 +1,209 @@
+"""The sender (`clawtrace login`, `sync`, `logout`) against a stand-in of the ingest API over
+real HTTP: metadata only, every turn exactly once, nothing lost to an error or a change made
+after a turn was sent."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from clawtrace import store
+from clawtrace.sync import outbox
+from clawtrace.sync.client import Client, SyncError, server_url
+
+from tests.conftest import claude_assistant, claude_user, write_lines
+from tests.sync_fake import fake_server_start
+
+CANARY = "CANARY-7f3a9c"
+
+
+@pytest.fixture
+def fake():
+    server, httpd = fake_server_start()
+    yield server
+    httpd.shutdown()
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "claude"
+    lines = []
+    for i in range(2500):
+        lines.append(claude_user(f"please {CANARY} {i}"))
+        lines.append(claude_assistant(msg_id=f"m{i}", req_id=f"r{i}", out=20 + i % 7))
+    write_lines(root / "projects" / "-home-u-secret-proj" / "sess-1.jsonl", lines)
+    return root
+
+
+def run(*args: str, tree: Path | None = None, env: dict[str, str] | None = None):
+    full = dict(os.environ, CLAWTRACE_NO_BROWSER="1", **(env or {}))
+    if tree is not None:
+        full["CLAUDE_CONFIG_DIR"] = str(tree)
+        full["OPENCLAW_STATE_DIR"] = str(tree / "no-openclaw")
+    done = subprocess.run(
+        [sys.executable, "-m", "clawtrace", *args], capture_output=True, env=full, timeout=120
+    )
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert "Traceback" not in out + err, out + err
+    return done.returncode, out, err
+
+
+def login(fake, tree) -> None:
+    code, out, err = run("login", "--server", fake.url, "--enroll-key", "cte_good", tree=tree)
+    assert code == 0, out + err
+
+
+def test_an_enrollment_key_links_the_machine_in_a_file_only_its_user_reads(
+    fake, tree, isolated_home
+):
+    login(fake, tree)
+    device_file = isolated_home / "device.json"
+    assert stat.S_IMODE(device_file.stat().st_mode) == 0o600
+    assert json.loads(device_file.read_text())["secret"] == fake.secret
+    code, _, err = run("login", "--server", fake.url, "--enroll-key", "cte_good", tree=tree)
+    assert code == 2 and "already linked" in err
+    device_file.chmod(0o644)
+    code, _, err = run("sync", tree=tree)
+    assert code == 2 and "chmod 600" in err
+
+
+def test_a_bad_enrollment_key_is_refused_with_the_servers_reason(fake, tree, isolated_home):
+    code, _, err = run("login", "--server", fake.url, "--enroll-key", "cte_bad", tree=tree)
+    assert code == 1 and "invalid_enroll_key" in err
+    assert not (isolated_home / "device.json").exists()
+
+
+def test_sync_sends_every_turn_once_and_metadata_only(fake, tree, isolated_home):
+    login(fake, tree)
+    code, out, err = run("sync", tree=tree)
+    assert code == 0, out + err
+    assert len(fake.events) == 2500 and "2,500 new" in out
+    assert all(CANARY.encode() not in body for body in fake.bodies)
+    assert all(b"/home/u" not in body for body in fake.bodies)  # (the folder's name only)
+    assert {e["project"] for e in fake.events.values()} == {"secret-proj"} or {
+        e["project"] for e in fake.events.values()
+    } == {"proj"}
+    egress = (isolated_home / "egress.log").read_text().splitlines()
+    assert len(egress) == 3  # 1,000 + 1,000 + 500
+    assert CANARY not in "".join(egress)
+    again = run("sync", tree=tree)
+    assert again[0] == 0 and "Sent 0 events" in again[1]
+    code, out, _ = run("sync", "--check", tree=tree)
+    assert code == 0 and "In agreement" in out
+
+
+def test_the_dry_run_prints_exactly_what_the_sync_then_sends(fake, tree, isolated_home):
+    login(fake, tree)
+    code, printed, _ = run("sync", "--dry-run", tree=tree)
+    assert code == 0 and not fake.ingested
+    assert run("sync", tree=tree)[0] == 0
+    assert printed.encode().splitlines() == fake.ingested
+    one = json.loads(printed.splitlines()[0])["events"][0]
+    assert set(one) == {
+        "event_id", "source", "agent", "project", "session_id", "model", "provider",
+        "timestamp", "input_tokens", "output_tokens", "cache_read_tokens",
+        "cache_write_5m_tokens", "cache_write_1h_tokens", "web_search_requests", "cost_usd",
+        "logged_cost_usd", "price_source", "is_sidechain", "tools", "git_branch",
+    }  # fmt: skip
+    code, log, _ = run("sync", "--log")
+    assert code == 0 and len(log.splitlines()) == 3
+
+
+def test_a_turn_that_grows_after_it_was_sent_is_sent_again(fake, tree, isolated_home):
+    login(fake, tree)
+    assert run("sync", tree=tree)[0] == 0
+    # The fuller copy of a streamed reply (same message and request id) arrives later.
+    session = tree / "projects" / "-home-u-secret-proj" / "sess-1.jsonl"
+    with open(session, "a") as fh:
+        fh.write(claude_assistant(msg_id="m7", req_id="r7", out=5000) + "\n")
+    code, out, err = run("sync", tree=tree)
+    assert code == 0, out + err
+    grown = [e for e in fake.events.values() if e["output_tokens"] == 5000]
+    assert len(grown) == 1 and len(fake.events) == 2500
+    assert run("sync", "--check", tree=tree)[0] == 0
+
+
+def test_server_errors_are_retried_and_a_refusal_keeps_the_batch(fake, tree, isolated_home):
+    login(fake, tree)
+    fake.fail_next = [503, 500]
+    code, out, err = run("sync", tree=tree)
+    assert code == 0, out + err
+    assert len(fake.events) == 2500
+    with open(tree / "projects" / "-home-u-secret-proj" / "sess-1.jsonl", "a") as fh:
+        fh.write(claude_assistant(msg_id="new", req_id="new") + "\n")
+    fake.fail_next = [400]
+    code, _, err = run("sync", tree=tree)
+    assert code == 1 and "400" in err and "1 turns wait" in err
+    assert run("sync", tree=tree)[0] == 0 and len(fake.events) == 2501
+
+
+def test_resync_sends_everything_and_the_server_counts_it_once(fake, tree, isolated_home):
+    login(fake, tree)
+    run("sync", tree=tree)
+    code, out, _ = run("sync", "--resync", tree=tree)
+    assert code == 0 and "2,500 already there" in out and len(fake.events) == 2500
+
+
+def test_a_replay_found_after_its_row_was_sent_is_retracted(fake, isolated_home, tmp_path):
+    conn = store.connect(isolated_home / "clawtrace.db")
+    outbox.outbox_enable(conn)
+    conn.execute("UPDATE meta SET value = '100' WHERE key = 'sync_high'")
+    conn.commit()
+    store.turns_write_named(
+        conn,
+        [
+            {
+                "key_hash": 77, "msg_hash": 78, "dedup_key": "k", "msg_id": "m",
+                "source": "claude-code", "agent": "claude", "project": "/p", "session_id": "s",
+                "model": "claude-haiku-4-5",
+                "provider": "anthropic", "ts": 1_770_000_000_000, "output_tokens": 5,
+            }
+        ],
+    )  # fmt: skip
+    conn.execute("DELETE FROM turns WHERE key_hash = 77")
+    conn.commit()
+    batch = outbox.next_batch(conn, outbox.Privacy())
+    assert batch.retract == [f"{78:016x}{77:016x}"]
+    outbox.acknowledge(conn, batch)
+    assert outbox.pending(conn)["retract"] == 0
+
+
+def test_logout_revokes_the_device_and_forgets_it(fake, tree, isolated_home):
+    login(fake, tree)
+    code, _, _ = run("logout")
+    assert code == 0 and fake.revoked and not (isolated_home / "device.json").exists()
+    code, _, err = run("sync", tree=tree)
+    assert code == 2 and "not linked" in err
+
+
+def test_the_device_flow_polls_at_the_interval_and_slows_down(fake, isolated_home, monkeypatch):
+    from clawtrace.sync.sender import link_interactively
+
+    waits, shown = [], []
+    device = link_interactively(
+        fake.url, "laptop", show=shown.append, sleep=waits.append, clock=lambda: 0.0
+    )
+    assert shown[0]["user_code"] == "WDJBMJHT" and device.organization == "acme"
+    assert waits == [5.0, 10.0]  # (slow_down adds five seconds)
+
+
+def test_plain_http_only_to_this_machine():
+    assert server_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000"
+    assert server_url("http://[::1]:8000") == "http://[::1]:8000"
+    assert server_url("https://clawtrace.example") == "https://clawtrace.example"
+    for url in ("http://clawtrace.example", "http://10.0.0.5:8000", "ftp://x", "nonsense"):
+        with pytest.raises(SyncError):
+            server_url(url)
+
+
+def test_a_connection_that_never_answers_is_retried_then_reported():
+    slept: list[float] = []
+    client = Client("http://127.0.0.1:9", "ctd_x", attempts=3, sleep=slept.append)
+    with pytest.raises(SyncError, match="cannot reach"):
+        client.stats()
+    assert len(slept) == 2
