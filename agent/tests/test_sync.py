@@ -207,3 +207,70 @@ def test_a_connection_that_never_answers_is_retried_then_reported():
     with pytest.raises(SyncError, match="cannot reach"):
         client.stats()
     assert len(slept) == 2
+
+
+def test_serve_syncs_on_its_own_when_linked_and_says_so(fake, tree, isolated_home):
+    import httpx
+    from clawtrace.alerts.settings import AlertSettings
+    from clawtrace.config import Config
+    from clawtrace.server.runner import ServerThread, live_stack_build
+
+    login(fake, tree)
+    stack = live_stack_build(
+        isolated_home / "clawtrace.db",
+        Config(),
+        AlertSettings(desktop=False),
+        claude_dirs=[str(tree)],
+        openclaw_dirs=[str(tree / "no-openclaw")],
+        fallback_seconds=600,
+    )
+    stack.syncer.min_gap_seconds = 0.05
+    with ServerThread(stack) as server:
+        assert stack.syncer.wait_for_rounds(1, timeout=60)
+        assert len(fake.events) == 2500
+        sync = httpx.get(server.url + "/api/health").json()["sync"]
+        assert sync["linked"] and sync["server"] == fake.url and sync["pending"] == 0
+        assert sync["last_sync_at"] and sync["last_error"] is None
+        # A new turn: the scan it triggers is followed by a round that sends it.
+        session = tree / "projects" / "-home-u-secret-proj" / "sess-1.jsonl"
+        with open(session, "a") as fh:
+            fh.write(claude_assistant(msg_id="m-new", req_id="r-new", out=9) + "\n")
+        stack.scanner.request()
+        assert _eventually(lambda: len(fake.events) == 2501, stack)
+        # The server goes away: the error is told, not raised, and nothing is lost.
+        fake.fail_next.extend([400])
+        with open(session, "a") as fh:
+            fh.write(claude_assistant(msg_id="m-late", req_id="r-late", out=9) + "\n")
+        stack.scanner.request()
+        assert _eventually(lambda: "400" in (stack.syncer.status().get("last_error") or ""), stack)
+        sync = httpx.get(server.url + "/api/health").json()["sync"]
+        assert sync["pending"] == 1 and len(fake.events) == 2501
+
+
+def _eventually(condition, stack, rounds: int = 20) -> bool:
+    """True once `condition` holds after one of the next sync rounds (a round may start
+    before the scan that a test waits for has committed)."""
+    for _ in range(rounds):
+        if condition():
+            return True
+        stack.syncer.wait_for_rounds(stack.syncer.rounds + 1, timeout=30)
+    return condition()
+
+
+def test_serve_does_not_sync_an_unlinked_machine(fake, tree, isolated_home):
+    from clawtrace.alerts.settings import AlertSettings
+    from clawtrace.config import Config
+    from clawtrace.server.runner import ServerThread, live_stack_build
+
+    stack = live_stack_build(
+        isolated_home / "clawtrace.db",
+        Config(),
+        AlertSettings(desktop=False),
+        claude_dirs=[str(tree)],
+        openclaw_dirs=[str(tree / "no-openclaw")],
+        fallback_seconds=600,
+    )
+    with ServerThread(stack):
+        assert stack.syncer.wait_for_rounds(1, timeout=60)
+        assert stack.syncer.status() == {"linked": False, "enabled": True}
+    assert fake.bodies == []

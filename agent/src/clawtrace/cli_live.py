@@ -91,6 +91,10 @@ def serve(
         typer.echo(
             f"ClawTrace is watching your agent logs. Open http://{shown}:{port}/  (Ctrl-C to stop)"
         )
+        from clawtrace.sync.auto import sync_announce
+
+        if line := sync_announce(config):
+            typer.echo(line)
         if not token and not server_cfg.get("token"):
             typer.echo(
                 f"Write endpoints (POST /api/rescan) take the token in {home_dir() / 'api-token'}"

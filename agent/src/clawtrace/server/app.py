@@ -207,6 +207,8 @@ def health(request: Request, state: ServerState, conn: sqlite3.Connection) -> di
         "scan_error": status.get("last_error"),
         "scan_stalled_seconds": status.get("stalled_seconds"),
         "last_scan_unfinished": scan_unfinished(conn) if not status.get("scanning") else False,
+        # Linked to a server: where to, when it last went through, what waits, what failed.
+        "sync": status.get("sync") or {"linked": False},
         "uptime_seconds": round((state.now() - state.started_at).total_seconds(), 1)
         if state.started_at
         else 0.0,

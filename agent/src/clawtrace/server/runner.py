@@ -23,6 +23,7 @@ from clawtrace.config import Config
 from clawtrace.server.app import ServerState, app_create
 from clawtrace.server.params import utc_now
 from clawtrace.server.security import is_loopback, token_hash
+from clawtrace.sync.auto import AutoSync
 from clawtrace.watch import LiveScanner
 
 log = logging.getLogger("clawtrace.serve")
@@ -53,10 +54,19 @@ class LiveStack:
     state: ServerState
     scanner: LiveScanner | None
     dispatcher: AlertDispatcher | None
+    syncer: AutoSync | None = None
+
+    def start(self, *, background: bool) -> None:
+        if self.scanner is not None:
+            self.scanner.start(initial_scan=True, background=background)
+        if self.syncer is not None:
+            self.syncer.start()
 
     def stop(self) -> None:
         if self.scanner is not None:
             self.scanner.stop()
+        if self.syncer is not None:
+            self.syncer.stop()
         if self.dispatcher is not None:
             self.dispatcher.close(wait=True)
 
@@ -73,6 +83,7 @@ def live_stack_build(
     watch: bool = True,
     fallback_seconds: float = 30.0,
     dispatcher: AlertDispatcher | None = None,
+    sync: bool = True,
 ) -> LiveStack:
     zone = tz or reports.zone_resolve(config.timezone)
     state = ServerState(
@@ -86,10 +97,15 @@ def live_stack_build(
         dispatcher = AlertDispatcher(db_path, alert_settings)
     engine = AlertEngine(alert_settings, zone, config.cost_mode)
     lock = threading.Lock()
+    # Linked or not: each round reads device.json again, so a `clawtrace login` made while
+    # serve runs takes effect without a restart.
+    syncer = AutoSync(db_path, config) if sync and watch else None
 
     def after_scan(_result: Any) -> None:
         from clawtrace import store
 
+        if syncer is not None:
+            syncer.request()
         with lock:
             conn = store.connect(db_path)
             try:
@@ -108,9 +124,16 @@ def live_stack_build(
             on_scanned=after_scan,
             fallback_seconds=fallback_seconds,
         )
-        state.status = scanner.status
         state.rescan = scanner.request
-    return LiveStack(state=state, scanner=scanner, dispatcher=dispatcher)
+
+        def status() -> dict[str, Any]:
+            out = scanner.status()
+            if syncer is not None:
+                out["sync"] = syncer.status()
+            return out
+
+        state.status = status
+    return LiveStack(state=state, scanner=scanner, dispatcher=dispatcher, syncer=syncer)
 
 
 def _uvicorn_server(app: Any, host: str, port: int) -> Any:
@@ -160,10 +183,9 @@ def serve_forever(
     if announce is not None:
         announce()
     app = app_create(stack.state, port, require_token_for_reads=not is_loopback(host))
-    if stack.scanner is not None:
-        # Listen at once; the first import (seconds on a big history) runs in the background
-        # and /api/health says `scanning` meanwhile.
-        stack.scanner.start(initial_scan=True, background=True)
+    # Listen at once; the first import (seconds on a big history) runs in the background
+    # and /api/health says `scanning` meanwhile.
+    stack.start(background=True)
     server = _uvicorn_server(app, host, port)
     try:
         server.run(sockets=[sock])
@@ -191,8 +213,7 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     def __enter__(self) -> ServerThread:
-        if self.stack.scanner is not None:
-            self.stack.scanner.start(initial_scan=True)
+        self.stack.start(background=False)
         self.thread.start()
         started = threading.Event()
 
