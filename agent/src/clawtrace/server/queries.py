@@ -41,8 +41,13 @@ def hourly_history(
 
 
 def turns_extent(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
-    """(first, last) turn timestamp in ms, (None, None) for an empty store (the ts index)."""
-    first, last = conn.execute("SELECT MIN(ts), MAX(ts) FROM turns").fetchone()
+    """(first, last) turn timestamp in ms, (None, None) for an empty store.
+
+    Two subqueries: SQLite answers a lone MIN or MAX from the ts index in one step, but both in
+    one SELECT walk the whole index."""
+    first, last = conn.execute(
+        "SELECT (SELECT MIN(ts) FROM turns), (SELECT MAX(ts) FROM turns)"
+    ).fetchone()
     return first, last
 
 

@@ -212,7 +212,7 @@ async function loadBreakdowns() {
 
 async function loadSessions() {
   const s = await api("/api/sessions" + query({ n: 8, range: state.range }));
-  setText("sessions-range", rangeLabel(s.range));
+  setText("sessions-range", s.range === "all" ? "of all time" : rangeLabel(s.range));
   const body = document.querySelector("#sessions tbody");
   body.replaceChildren();
   if (!s.rows.length) body.append(el("tr", {}, el("td", { class: "empty", colspan: "7" }, "no sessions in this range")));
