@@ -158,9 +158,15 @@ async function loadCosts() {
     state.chart.update();
     return;
   }
+  // Colours from app.css, so that axis labels and grid lines read in the dark scheme too
+  // (Chart.js' default grey is faint on a dark panel).
+  const css = getComputedStyle(document.documentElement);
+  const cssVar = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  Chart.defaults.color = cssVar("--muted", "#6b7385");
+  Chart.defaults.borderColor = cssVar("--line", "#e3e6ec");
   state.chart = new Chart(canvas, {
     type: "bar",
-    data: { labels, datasets: [{ label: "Cost (USD)", data, backgroundColor: getComputedStyle(document.documentElement).getPropertyValue("--accent").trim() || "#c2410c", borderRadius: 3 }] },
+    data: { labels, datasets: [{ label: "Cost (USD)", data, backgroundColor: cssVar("--accent", "#c2410c"), borderRadius: 3 }] },
     options: {
       maintainAspectRatio: false,
       animation: false,
