@@ -6,6 +6,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+# The local agent's page and API (`clawtrace serve --port`, started by the Procfile).
+AGENT_PORT ?= 19898
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # Production-like environment for `make check-deploy` (never used to serve anything).
 DEPLOY_ENV := DEBUG=False ALLOWED_HOSTS=clawtrace.example \
@@ -40,9 +42,10 @@ run: setup ## Set up and start web, Celery worker and beat (Ctrl-C stops all)
 	@echo "    site        http://127.0.0.1:$(PORT)/"
 	@echo "    admin       http://127.0.0.1:$(PORT)/admin/"
 	@echo "    health      http://127.0.0.1:$(PORT)/readyz"
+	@echo "    local page  http://127.0.0.1:$(AGENT_PORT)/  (clawtrace serve: your own usage)"
 	@echo "  Ctrl-C stops everything."
 	@echo ""
-	@CLAWTRACE_WEB_PORT=$(PORT) exec $(VENV)/bin/honcho -f Procfile start
+	@CLAWTRACE_WEB_PORT=$(PORT) CLAWTRACE_AGENT_PORT=$(AGENT_PORT) exec $(VENV)/bin/honcho -f Procfile start
 
 web: setup ## Start only the web server
 	$(PY) manage.py runserver 127.0.0.1:$(PORT)

@@ -1,7 +1,9 @@
+import sys
 from io import StringIO
 
 import pytest
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.core.management import call_command
 
 from accounts.models import Organization, User
@@ -44,3 +46,12 @@ def test_ensure_local_admin_leaves_an_existing_admin_alone():
     assert "changepassword admin@localhost" in output
     assert User.objects.get(email="admin@localhost").password == before
     assert User.objects.filter(is_superuser=True).count() == 1
+
+
+def test_the_password_hint_names_the_venvs_python_not_a_bare_one(monkeypatch):
+    _run()
+    monkeypatch.setattr(sys, "executable", str(settings.BASE_DIR / ".venv" / "bin" / "python"))
+    output = _run()
+    assert "with: .venv/bin/python manage.py changepassword admin@localhost" in output
+    monkeypatch.setattr(sys, "executable", "/opt/py 3/bin/python3")
+    assert "with: '/opt/py 3/bin/python3' manage.py changepassword admin@localhost" in _run()

@@ -1,8 +1,13 @@
 """`make run` calls this: a fresh clone gets an operator account without a known password."""
 
+import os
 import secrets
+import shlex
+import sys
+from pathlib import Path
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -10,6 +15,15 @@ from django.db import transaction
 from accounts.services import user_signup_finalize
 
 LOCAL_ADMIN_EMAIL = "admin@localhost"
+
+
+def _python_shown() -> str:
+    """The interpreter running us, as typed from the project root: `.venv/bin/python` under
+    `make run`. A bare `python` is often not the venv's and lacks Django."""
+    executable = Path(sys.executable)
+    if executable.is_relative_to(settings.BASE_DIR):
+        return shlex.quote(os.path.relpath(executable, settings.BASE_DIR))
+    return shlex.quote(str(executable))
 
 
 class Command(BaseCommand):
@@ -21,7 +35,7 @@ class Command(BaseCommand):
         if existing is not None:
             self.stdout.write(
                 f"An admin already exists ({existing.email}). Reset its password with: "
-                f"python manage.py changepassword {existing.email}"
+                f"{_python_shown()} manage.py changepassword {shlex.quote(existing.email)}"
             )
             return
         password = secrets.token_urlsafe(12)

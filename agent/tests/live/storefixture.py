@@ -26,6 +26,14 @@ MODELS = [
 ]
 TOOLS = ["Read", "Edit", "Bash", "Grep", "Glob", "Write", "TodoWrite"]
 LOOP_SESSION = "sess-loop-0001"
+# Names as long as real ones get: a Bedrock inference profile, a service deep in a monorepo.
+LONG_MODEL = (
+    "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "bedrock",
+    1.2,
+)
+LONG_PROJECT = "/home/ada/src/acme-customer-portal-monorepo/services/billing-reconciliation-worker"
+OLD_PROJECT = "/home/ada/src/legacy-shop"
 
 
 def _row(
@@ -129,10 +137,81 @@ def fixture_rows(now: datetime = NOW, days: int = 60, seed: int = 7) -> list[dic
     return rows
 
 
-def fixture_store_build(path: Path, now: datetime = NOW) -> Path:
+def _session_rows(
+    rng: random.Random, n: int, sid: str, start: datetime, turns: int, **fields: object
+) -> list[dict]:
+    model = fields.pop("model")
+    rows = []
+    t = start
+    for i in range(turns):
+        t += timedelta(seconds=rng.randint(20, 200))
+        cost = model[2] * rng.uniform(0.01, 0.05) * (1 + i / 10)
+        rows.append(
+            _row(n + i, session=sid, model=model, ts=t, cost_usd=cost, tools=["Edit"], **fields)
+        )
+    return rows
+
+
+def realistic_extra_rows(now: datetime = NOW, seed: int = 11) -> list[dict]:
+    """What a store that has been in use for a while also holds, beside fixture_rows: a session a
+    day of the last week under the long model and project names, and history from 100 to 480
+    days ago (a project given up since), which only `range=all` shows."""
+    rng = random.Random(seed)
+    rows: list[dict] = []
+    n = 1_000_000
+    for d in range(1, 6):
+        start = (now - timedelta(days=d)).replace(hour=10, minute=rng.randint(0, 59))
+        sid = f"sess-long-{d}"
+        rows += _session_rows(
+            rng,
+            n,
+            sid,
+            start,
+            12,
+            project=LONG_PROJECT,
+            agent="claude",
+            source="claude-code",
+            model=LONG_MODEL,
+        )
+        n += 100
+    for d in range(100, 481, 9):
+        start = (now - timedelta(days=d)).replace(hour=rng.randint(8, 17), minute=0)
+        rows += _session_rows(
+            rng,
+            n,
+            f"sess-old-{d:03d}",
+            start,
+            rng.randint(5, 20),
+            project=rng.choice([OLD_PROJECT, PROJECTS[1], LONG_PROJECT]),
+            agent="claude",
+            source="claude-code",
+            model=rng.choice(MODELS),
+        )
+        n += 100
+    return rows
+
+
+def old_only_rows(now: datetime = NOW, days_ago: int = 150, turns: int = 9) -> list[dict]:
+    """A store whose only turns are older than 90 days (logs of a machine left unused)."""
+    start = (now - timedelta(days=days_ago)).replace(hour=9, minute=0)
+    return _session_rows(
+        random.Random(3),
+        1,
+        "sess-old-only",
+        start,
+        turns,
+        project=OLD_PROJECT,
+        agent="claude",
+        source="claude-code",
+        model=MODELS[0],
+    )
+
+
+def fixture_store_build(path: Path, now: datetime = NOW, rows: list[dict] | None = None) -> Path:
+    """The store of fixture_rows, or of the rows given."""
     conn = store.connect(path)
     with conn:
-        store.turns_write_named(conn, fixture_rows(now))
+        store.turns_write_named(conn, fixture_rows(now) if rows is None else rows)
     store.meta_set(conn, "last_scan", str(int(now.timestamp() * 1000)))
     conn.close()
     return path

@@ -36,12 +36,14 @@ from clawtrace.scan import scan_unfinished
 from clawtrace.server import queries
 from clawtrace.server.params import (
     FILTER_PARAMS,
+    SERIES_GROUPINGS,
     ParamError,
     choice_parse,
     filters_parse,
     int_parse,
     range_bounds,
     report_error_to_param,
+    series_grouping,
     unknown_params_check,
     utc_now,
 )
@@ -223,11 +225,20 @@ def summary(request: Request, state: ServerState, conn: sqlite3.Connection) -> d
 
 @_endpoint(LIST_PARAMS | {"by"}, cached=True)
 def costs(request: Request, state: ServerState, conn: sqlite3.Connection) -> dict:
-    by = choice_parse(request.query_params, "by", ("hour", "day"), "day")
-    f = _filters(request, state, "7d", bounded=True)
-    if by == "hour" and f.until_ms - f.since_ms > 92 * 86_400_000:
-        raise ParamError("by", "by=hour is limited to ranges of 92 days or less")
-    points = reports.timeseries(conn, f, state.tz, state.now(), by=by, mode=state.mode)
+    asked = choice_parse(request.query_params, "by", SERIES_GROUPINGS, "day")
+    f = filters_parse(
+        request.query_params,
+        state.tz,
+        state.now(),
+        "7d",
+        bounded=True,
+        extent=lambda: queries.turns_extent(conn),
+    )
+    by = series_grouping(asked, f.since_ms, f.until_ms)
+    if by in ("hour", "day"):
+        points = reports.timeseries(conn, f, state.tz, state.now(), by=by, mode=state.mode)
+    else:
+        points = queries.timeseries_coarse(conn, f, state.tz, state.now(), by, state.mode)
     out = []
     for p in points:
         point = {"t": p[by]}

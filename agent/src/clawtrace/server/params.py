@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from starlette.datastructures import QueryParams
 
@@ -37,19 +38,91 @@ def _text(params: QueryParams, name: str) -> str | None:
     return value
 
 
+# Extent of the store for `range=all` where a bounded range is needed: (first, last) turn ms.
+Extent = Callable[[], tuple[int | None, int | None]]
+
+
+def _local_day(ms: int, tz: tzinfo) -> date:
+    return datetime.fromtimestamp(ms / 1000, tz).date()
+
+
+def all_bounds(
+    first_ms: int | None, last_ms: int | None, tz: tzinfo, now: datetime
+) -> tuple[int, int]:
+    """`range=all` as local days: from the day of the first stored turn to the end of today (or
+    of the last turn's day, should a clock have put one later). An empty store is today."""
+    today = now.astimezone(tz).date()
+    first = min(today, _local_day(first_ms, tz)) if first_ms is not None else today
+    last = max(today, _local_day(last_ms, tz)) if last_ms is not None else today
+    return (
+        reports.local_midnight_ms(first, tz),
+        reports.local_midnight_ms(last + timedelta(days=1), tz),
+    )
+
+
 def range_bounds(
-    value: str | None, tz: tzinfo, now: datetime, default: str, bounded: bool = False
+    value: str | None,
+    tz: tzinfo,
+    now: datetime,
+    default: str,
+    bounded: bool = False,
+    extent: Extent | None = None,
 ) -> tuple[int | None, int | None]:
+    """The range as [since, until) UTC ms; None for an open end.
+
+    `bounded` (a time series) needs both ends: `all` then spans the store's `extent`, and
+    every range must lie within the days a turn can have (reports.FIRST_DAY..LAST_DAY), so a
+    far-off one such as 36600d is a 400 rather than a century of empty points.
+    """
     text = value if value else default
     try:
         since, until = reports.range_parse(text, tz, now)
     except reports.ReportError as exc:
         raise report_error_to_param(exc) from None
-    if bounded and (since is None or until is None):
+    if not bounded:
+        return since, until
+    if since is None and until is None and extent is not None:
+        since, until = all_bounds(*extent(), tz, now)
+    if since is None or until is None:
         raise ParamError("range", "range must be bounded here: 7d, 30d, 90d, today, month or dates")
-    if since is not None and until is not None and (until - since) > 400 * 86_400_000 and bounded:
-        raise ParamError("range", "range may span at most 400 days here")
+    lo = reports.local_midnight_ms(reports.FIRST_DAY, tz)
+    hi = reports.local_midnight_ms(reports.LAST_DAY + timedelta(days=1), tz)
+    if since < lo or until > hi:
+        raise ParamError(
+            "range",
+            f"range {text!r} must lie between {reports.FIRST_DAY.isoformat()} and "
+            f"{reports.LAST_DAY.isoformat()}",
+        )
     return since, until
+
+
+SERIES_GROUPINGS = ("hour", "day", "week", "month", "auto")
+# The longest range each grouping may cover, in days, so that a chart stays a chart: hourly
+# points for three months at most, daily ones for 400 days, weekly ones for ten years (520
+# points); months are bounded by the range itself (2000..2099: 1200 points at most).
+SERIES_MAX_DAYS = {"hour": 92, "day": 400, "week": 3653}
+# What `by=auto` picks: days up to three months, weeks up to two years, months beyond.
+AUTO_DAY_MAX_DAYS = 92
+AUTO_WEEK_MAX_DAYS = 731
+
+
+def series_grouping(by: str, since_ms: int, until_ms: int) -> str:
+    """The grouping of a time series over [since, until): `auto` resolved, limits checked."""
+    days = (until_ms - since_ms) / 86_400_000
+    if by == "auto":
+        if days <= AUTO_DAY_MAX_DAYS:
+            return "day"
+        return "week" if days <= AUTO_WEEK_MAX_DAYS else "month"
+    limit = SERIES_MAX_DAYS.get(by)
+    if limit is not None and days > limit:
+        if by == "hour":
+            raise ParamError("by", f"by=hour is limited to ranges of {limit} days or less")
+        raise ParamError(
+            "range",
+            f"range may span at most {limit} days with by={by}; "
+            "use by=week, by=month or by=auto for longer ranges",
+        )
+    return by
 
 
 def filters_parse(
@@ -58,11 +131,12 @@ def filters_parse(
     now: datetime,
     default_range: str = "30d",
     bounded: bool = False,
+    extent: Extent | None = None,
 ) -> reports.Filters:
     source = _text(params, "source")
     if source is not None and source not in ("claude-code", "openclaw"):
         raise ParamError("source", "source must be claude-code or openclaw")
-    since, until = range_bounds(params.get("range"), tz, now, default_range, bounded)
+    since, until = range_bounds(params.get("range"), tz, now, default_range, bounded, extent)
     return reports.Filters(
         since_ms=since,
         until_ms=until,

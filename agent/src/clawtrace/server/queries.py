@@ -1,15 +1,15 @@
 """Read queries the live side needs that `clawtrace.reports` does not have (yet).
 
 Kept apart so the lead can fold them into reports later: the hour-of-week history for the
-anomaly baseline, the per-turn series of recent sessions for the runaway detector, and the
-sessions active in a window.
+anomaly baseline, the per-turn series of recent sessions for the runaway detector, the
+sessions active in a window, the store's extent (for `range=all`) and weekly or monthly series.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from clawtrace import reports, store
 from clawtrace.store import PICO, in_chunks
@@ -38,6 +38,48 @@ def hourly_history(
         conn, reports.Filters(since_ms=since_ms, until_ms=until_ms), tz, by="hour", mode=mode
     )
     return [(datetime.fromisoformat(p["hour"]), float(p["cost_usd"])) for p in points]
+
+
+def turns_extent(conn: sqlite3.Connection) -> tuple[int | None, int | None]:
+    """(first, last) turn timestamp in ms, (None, None) for an empty store.
+
+    Two subqueries: SQLite answers a lone MIN or MAX from the ts index in one step, but both in
+    one SELECT walk the whole index."""
+    first, last = conn.execute(
+        "SELECT (SELECT MIN(ts) FROM turns), (SELECT MAX(ts) FROM turns)"
+    ).fetchone()
+    return first, last
+
+
+def timeseries_coarse(
+    conn: sqlite3.Connection,
+    filters: reports.Filters,
+    tz: tzinfo,
+    now: datetime,
+    by: str,
+    mode: str = "auto",
+) -> list[dict]:
+    """Zero-filled weekly or monthly points over a bounded range, keyed like reports' rows:
+    a week by its Monday (YYYY-MM-DD), a month as YYYY-MM. The first and last may be partial.
+
+    reports.timeseries zero-fills hours and days only; stepping through local days (not 15-minute
+    buckets) keeps a range of decades cheap."""
+    if by not in ("week", "month"):
+        raise ValueError(by)
+    report = reports.cost_report(conn, filters, tz, now, by=by, mode=mode)
+    found = {row[by]: row for row in report["rows"]}
+    day = datetime.fromtimestamp(filters.since_ms / 1000, tz).date()
+    last = datetime.fromtimestamp((filters.until_ms - 1) / 1000, tz).date()
+    points: list[dict] = []
+    while day <= last:
+        if by == "week":
+            key = (day - timedelta(days=day.weekday())).isoformat()
+            day = day - timedelta(days=day.weekday()) + timedelta(days=7)
+        else:
+            key = day.strftime("%Y-%m")
+            day = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+        points.append(found.get(key, {by: key, **reports.Totals().as_dict()}))
+    return points
 
 
 def sessions_active(conn: sqlite3.Connection, since_ms: int, until_ms: int) -> list[str]:

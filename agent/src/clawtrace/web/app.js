@@ -2,7 +2,16 @@
 // Data from logs (project paths, model names) is always inserted with textContent, never as HTML.
 "use strict";
 
-const state = { range: "7d", by: "day", chart: null, lastSeen: null, loading: false, again: false, filters: {} };
+const state = {
+  range: "7d", by: "day", chart: null, lastSeen: null, loading: false, again: false, filters: {},
+  // What the header shows: the last health answer, and the turns of the range on screen.
+  health: null, rangeTurns: null, error: null,
+};
+
+// How the header and the panels name a range.
+const RANGE_LABELS = { "1d": "today", "7d": "in the last 7 days", "30d": "in the last 30 days", "90d": "in the last 90 days", all: "in all" };
+const rangeLabel = (r) => RANGE_LABELS[r] || `in ${r}`;
+const UNITS = { hour: "hours", day: "days", week: "weeks", month: "months" };
 
 // Query string of the active filters (project, model, agent), plus extra parameters.
 function query(extra) {
@@ -116,14 +125,32 @@ async function loadBlock() {
   );
 }
 
+// Chart labels: the hour, the day (with its year when the points cross one), the week's
+// Monday, the month.
+function pointLabels(c) {
+  const ts = c.points.map((p) => p.t);
+  if (c.by === "hour") return ts.map((t) => t.slice(11, 16));
+  if (c.by === "month") return ts;
+  const years = new Set(ts.map((t) => t.slice(0, 4)));
+  return years.size > 1 ? ts : ts.map((t) => t.slice(5));
+}
+
 async function loadCosts() {
   const c = await api("/api/costs" + query({ range: state.range, by: state.by }));
-  const labels = c.points.map((p) => (c.by === "hour" ? p.t.slice(11, 16) : p.t.slice(5)));
+  const labels = pointLabels(c);
   const data = c.points.map((p) => p.cost_usd);
-  setText("costs-total", `${fmtMoney(c.totals.cost_usd)} over ${c.points.length} ${c.by === "hour" ? "hours" : "days"} · ${fmtInt(c.totals.turns)} turns${unpricedNote(c.totals)}`);
+  const unit = c.points.length === 1 ? UNITS[c.by].slice(0, -1) : UNITS[c.by];
+  let total = `${fmtMoney(c.totals.cost_usd)} over ${c.points.length} ${unit} · ${fmtInt(c.totals.turns)} turns${unpricedNote(c.totals)}`;
+  if (c.by !== "hour" && c.by !== "day") total += ` · each bar is a ${c.by}`;
+  const stored = state.health ? state.health.turns : 0;
+  if (!c.totals.turns && stored && c.range !== "all") total += " · older turns are under All";
+  setText("costs-total", total);
+  state.rangeTurns = { range: c.range, turns: c.totals.turns };
+  renderStatus();
   const canvas = document.getElementById("cost-chart");
   canvas.dataset.points = String(c.points.length);
   canvas.dataset.range = c.range;
+  canvas.dataset.by = c.by;
   if (!window.Chart) return;
   if (state.chart) {
     state.chart.data.labels = labels;
@@ -131,32 +158,45 @@ async function loadCosts() {
     state.chart.update();
     return;
   }
+  // Colours from app.css, so that axis labels and grid lines read in the dark scheme too
+  // (Chart.js' default grey is faint on a dark panel).
+  const css = getComputedStyle(document.documentElement);
+  const cssVar = (name, fallback) => css.getPropertyValue(name).trim() || fallback;
+  Chart.defaults.color = cssVar("--muted", "#6b7385");
+  Chart.defaults.borderColor = cssVar("--line", "#e3e6ec");
   state.chart = new Chart(canvas, {
     type: "bar",
-    data: { labels, datasets: [{ label: "Cost (USD)", data, backgroundColor: "#d9480f", borderRadius: 3 }] },
+    data: { labels, datasets: [{ label: "Cost (USD)", data, backgroundColor: cssVar("--accent", "#c2410c"), borderRadius: 3 }] },
     options: {
       maintainAspectRatio: false,
       animation: false,
       plugins: { legend: { display: false }, tooltip: { callbacks: { label: (ctx) => fmtMoney(ctx.parsed.y) } } },
-      scales: { y: { beginAtZero: true, ticks: { callback: (v) => "$" + v } }, x: { grid: { display: false } } },
+      scales: {
+        y: { beginAtZero: true, ticks: { callback: (v) => "$" + v } },
+        // Level labels, thinned out by Chart.js: rotated ones were cut at the canvas' left edge.
+        x: { grid: { display: false }, ticks: { maxRotation: 0, autoSkipPadding: 12 } },
+      },
     },
   });
 }
 
-function fillRows(tableId, rows, nameOf, titleOf, filterKey) {
+// A breakdown table: the name with its bar under it, then the cost. The columns have fixed
+// widths (app.css), so a long name is cut with an ellipsis inside its card; its cell's title
+// holds it whole.
+function fillRows(tableId, rows, nameOf, fullName, detailOf, filterKey) {
   const table = document.getElementById(tableId);
-  table.replaceChildren();
+  table.replaceChildren(el("colgroup", {}, el("col", { class: "c-name" }), el("col", { class: "c-cost" })));
   if (!rows.length) {
-    table.append(el("tr", {}, el("td", { class: "empty" }, "nothing in this range")));
+    table.append(el("tr", {}, el("td", { class: "empty", colspan: "2" }, "nothing in this range")));
     return;
   }
   const max = Math.max(...rows.map((r) => r.cost_usd), 1e-9);
   for (const r of rows.slice(0, 8)) {
     const bar = el("div", { class: "bar" }, el("span", {}));
     bar.firstChild.style.width = `${Math.max(2, (100 * r.cost_usd) / max)}%`;
-    const row = el("tr", filterKey ? { class: "pick" } : {},
-        el("td", { class: "name", title: titleOf(r) }, nameOf(r)),
-        el("td", {}, bar),
+    const detail = detailOf(r) + (filterKey ? " · click to filter" : "");
+    const row = el("tr", filterKey ? { class: "pick", title: detail } : { title: detail },
+        el("td", { class: "name", title: String(fullName(r)) }, el("span", { class: "label" }, nameOf(r)), bar),
         el("td", { class: "num" }, fmtMoney(r.cost_usd))
     );
     if (filterKey) row.addEventListener("click", () => setFilter(filterKey, r[filterKey]));
@@ -169,28 +209,32 @@ async function loadBreakdowns() {
   const [models, projects, agents, tools] = await Promise.all([
     api("/api/models" + q), api("/api/projects" + q), api("/api/agents" + q), api("/api/tools" + q),
   ]);
-  fillRows("by-model", models.rows, (r) => r.model, (r) => `${r.model}: ${fmtInt(r.turns)} turns (click to filter)`, "model");
-  fillRows("by-project", projects.rows, (r) => shortPath(r.project), (r) => `${r.project} (click to filter)`, "project");
-  fillRows("by-agent", agents.rows, (r) => r.agent, (r) => `${r.agent}: ${fmtInt(r.turns)} turns (click to filter)`, "agent");
-  fillRows("by-tool", tools.rows, (r) => r.tool, (r) => `${r.tool}: ${fmtInt(r.calls)} calls`);
+  const turns = (r) => `${fmtInt(r.turns)} turns`;
+  fillRows("by-model", models.rows, (r) => r.model, (r) => r.model, turns, "model");
+  fillRows("by-project", projects.rows, (r) => shortPath(r.project), (r) => r.project, turns, "project");
+  fillRows("by-agent", agents.rows, (r) => r.agent, (r) => r.agent, turns, "agent");
+  fillRows("by-tool", tools.rows, (r) => r.tool, (r) => r.tool, (r) => `${fmtInt(r.calls)} calls`);
 }
 
 async function loadSessions() {
   const s = await api("/api/sessions" + query({ n: 8, range: state.range }));
-  setText("sessions-range", `(${s.range})`);
+  setText("sessions-range", s.range === "all" ? "of all time" : rangeLabel(s.range));
   const body = document.querySelector("#sessions tbody");
   body.replaceChildren();
   if (!s.rows.length) body.append(el("tr", {}, el("td", { class: "empty", colspan: "7" }, "no sessions in this range")));
+  // data-label names each cell where the table becomes a stack of cards (narrow screens).
+  const cell = (label, attrs, text) => el("td", { ...attrs, "data-label": label }, text);
   for (const r of s.rows) {
+    const models = r.models.join(", ");
     body.append(
       el("tr", {},
-        el("td", { class: "mono", title: r.session }, r.session.slice(0, 12)),
-        el("td", { title: r.project }, shortPath(r.project)),
-        el("td", {}, r.agent),
-        el("td", {}, r.models.join(", ")),
-        el("td", {}, fmtWhen(r.ended_at)),
-        el("td", { class: "num" }, fmtInt(r.turns)),
-        el("td", { class: "num" }, fmtMoney(r.cost_usd))
+        cell("Session", { class: "mono", title: r.session }, r.session.slice(0, 12)),
+        cell("Project", { title: r.project }, shortPath(r.project)),
+        cell("Agent", { title: r.agent }, r.agent),
+        cell("Models", { title: models }, models),
+        cell("Last turn", {}, fmtWhen(r.ended_at)),
+        cell("Turns", { class: "num" }, fmtInt(r.turns)),
+        cell("Cost", { class: "num" }, fmtMoney(r.cost_usd))
       )
     );
   }
@@ -202,13 +246,13 @@ async function loadEvents() {
   list.replaceChildren();
   for (const s of a.sessions) {
     list.append(el("li", {}, el("span", { class: "tag critical" }, s.kind === "repeat" ? "loop" : "runaway"),
-      `Session ${s.session_id.slice(0, 12)} (${shortPath(s.project)}): ${s.detail}`,
+      el("span", { class: "what" }, `Session ${s.session_id.slice(0, 12)} (${shortPath(s.project)}): ${s.detail}`),
       el("span", { class: "when" }, fmtWhen(s.detected_at))));
   }
   for (const h of a.hours.slice(0, 10)) {
     list.append(el("li", {}, el("span", { class: "tag" }, "unusual hour"),
-      `${fmtMoney(h.cost_usd)} spent; ` +
-        (h.expected_usd > 0.005 ? `you usually spend about ${fmtMoney(h.expected_usd)} at this hour` : "you usually spend nothing at this hour"),
+      el("span", { class: "what" }, `${fmtMoney(h.cost_usd)} spent; ` +
+        (h.expected_usd > 0.005 ? `you usually spend about ${fmtMoney(h.expected_usd)} at this hour` : "you usually spend nothing at this hour")),
       el("span", { class: "when" }, h.hour.replace("T", " "))));
   }
   if (!list.children.length) {
@@ -218,7 +262,7 @@ async function loadEvents() {
   alerts.replaceChildren();
   for (const item of al.items) {
     alerts.append(el("li", { title: item.message }, el("span", { class: `tag ${item.severity}` }, item.rule.replace(/_/g, " ")),
-      item.title, el("span", { class: "when" }, fmtWhen(item.fired_at))));
+      el("span", { class: "what" }, item.title), el("span", { class: "when" }, fmtWhen(item.fired_at))));
   }
   if (!al.items.length) {
     const r = al.rules;
@@ -227,8 +271,8 @@ async function loadEvents() {
   }
 }
 
-// One refresh at a time; a refresh asked for meanwhile (a filter set or removed, new data) runs
-// again when it ends, so the panels always end on the latest filters.
+// One refresh at a time; a refresh asked for meanwhile (a range chosen, a filter set or removed,
+// new data) runs again when it ends, so the panels always end on the latest range and filters.
 async function refreshAll() {
   if (state.loading) {
     state.again = true;
@@ -240,13 +284,42 @@ async function refreshAll() {
       state.again = false;
       await Promise.all([loadSummary(), loadForecast(), loadBlock(), loadCosts(), loadBreakdowns(), loadSessions(), loadEvents()]);
     } while (state.again);
+    state.error = null;
     document.body.dataset.loaded = "true";
   } catch (err) {
-    setText("status-text", "error: " + err.message);
-    document.getElementById("status-dot").className = "dot bad";
+    // Kept in the header (the health poll redraws it each second) until a refresh succeeds.
+    state.error = err.message;
+    renderStatus();
   } finally {
     state.loading = false;
   }
+}
+
+// The header: turns in the range on screen (under the filters, as the panels count them) out of
+// all the stored ones, then the watcher's state. A store whose turns are all older than the
+// range says "0 of 9 turns in the last 7 days", not "9 turns" above empty panels.
+function renderStatus() {
+  const h = state.health;
+  if (!h) {
+    if (state.error) setText("status-text", "error: " + state.error);
+    return;
+  }
+  const mode = h.scanning ? "importing logs…" : h.watching ? "live" : "not watching";
+  let problem = "";
+  if (state.error) problem = ` · error: ${state.error}`;
+  else if (h.scan_error) problem = ` · scan error: ${h.scan_error}`;
+  else if (h.scan_stalled_seconds)
+    problem = ` · the scan has made no progress for ${fmtInt(h.scan_stalled_seconds)} s (a log directory that does not answer?)`;
+  else if (h.last_scan_unfinished) problem = " · the last scan stopped before its end: figures may lag until the next one";
+  let turns = `${fmtInt(h.turns)} turns`;
+  const inRange = state.rangeTurns;
+  if (inRange) {
+    const shown = inRange.turns === h.turns ? turns : `${fmtInt(inRange.turns)} of ${turns}`;
+    turns = `${shown} ${rangeLabel(inRange.range)}`;
+  }
+  setText("status-text", `${turns} · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}`);
+  document.getElementById("status-dot").className =
+    state.error || h.scan_error || h.scan_stalled_seconds ? "dot bad" : h.last_scan_unfinished ? "dot warn" : "dot ok";
 }
 
 // A cheap health poll every second; the page reloads its data as soon as the store changes,
@@ -255,17 +328,8 @@ async function poll() {
   try {
     const h = await api("/api/health");
     const seen = `${h.turns}|${h.last_scan_at}`;
-    const mode = h.scanning ? "importing logs…" : h.watching ? "live" : "not watching";
-    const problem = h.scan_error
-      ? ` · scan error: ${h.scan_error}`
-      : h.scan_stalled_seconds
-        ? ` · the scan has made no progress for ${fmtInt(h.scan_stalled_seconds)} s (a log directory that does not answer?)`
-        : h.last_scan_unfinished
-          ? " · the last scan stopped before its end: figures may lag until the next one"
-          : "";
-    setText("status-text", `${fmtInt(h.turns)} turns · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}`);
-    document.getElementById("status-dot").className =
-      h.scan_error || h.scan_stalled_seconds ? "dot bad" : h.last_scan_unfinished ? "dot warn" : "dot ok";
+    state.health = h;
+    renderStatus();
     if (seen !== state.lastSeen) {
       state.lastSeen = seen;
       await refreshAll();
@@ -282,7 +346,10 @@ document.querySelectorAll("[data-range]").forEach((button) => {
     button.classList.add("active");
     state.range = button.dataset.range;
     state.by = button.dataset.by;
-    await Promise.all([loadCosts(), loadBreakdowns(), loadSessions()]);
+    // Through refreshAll, so that answers for a range clicked away from cannot land last; it
+    // sets data-loaded back to "true" once every panel shows the new range.
+    document.body.dataset.loaded = "false";
+    await refreshAll();
   });
 });
 
