@@ -87,7 +87,8 @@ def serve(
     )
 
     def announce() -> None:
-        shown = "localhost" if host in ("127.0.0.1", "::1") else host
+        # The address the README and `make run` print (the Host check accepts localhost too).
+        shown = f"[{host}]" if ":" in host else host
         typer.echo(
             f"ClawTrace is watching your agent logs. Open http://{shown}:{port}/  (Ctrl-C to stop)"
         )

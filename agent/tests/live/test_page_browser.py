@@ -159,3 +159,40 @@ def test_a_new_turn_written_to_a_log_appears_on_the_open_page(tmp_path, browser_
         # The page polls /api/health each second and reloads when the store changed.
         expect(page.locator("#today-sub")).to_contain_text("2 turns", timeout=30_000)
         expect(page.locator("#status-text")).to_contain_text("live")
+
+
+def test_the_header_says_where_the_machine_syncs_and_when_it_falls_behind(
+    fixture_db, tmp_path, browser_page
+):
+    from playwright.sync_api import expect
+
+    db = tmp_path / "clawtrace.db"
+    shutil.copy(fixture_db, db)
+    sync = {"linked": False}
+    state = ServerState(
+        db_path=db,
+        tz=ZoneInfo(storefixture.TZ_NAME),
+        now=lambda: storefixture.NOW,
+        status=lambda: {"watching": True, "sync": dict(sync)},
+    )
+    with ServerThread(LiveStack(state=state, scanner=None, dispatcher=None)) as server:
+        page = browser_page
+        page.goto(server.url + "/")
+        page.wait_for_selector("body[data-loaded='true']", timeout=30_000)
+        expect(page.locator("#status-text")).to_contain_text("live")
+        expect(page.locator("#status-text")).not_to_contain_text("sync")
+        sync.update(
+            linked=True,
+            enabled=True,
+            server="https://clawtrace.example",
+            last_sync_at="2026-03-14T11:00:00Z",
+            pending=0,
+            last_error=None,
+        )
+        expect(page.locator("#status-text")).to_contain_text("synced to clawtrace.example")
+        expect(page.locator("#status-dot")).to_have_class("dot ok")
+        sync.update(pending=1200, last_error="the server answered 503")
+        expect(page.locator("#status-text")).to_contain_text(
+            "sync to clawtrace.example failing: the server answered 503, 1,200 waiting"
+        )
+        expect(page.locator("#status-dot")).to_have_class("dot warn")

@@ -295,6 +295,22 @@ async function refreshAll() {
   }
 }
 
+// Linked to a server (clawtrace login): where serve syncs to, and whether it is behind. Nothing
+// when the machine is not linked: sync is opt-in and the page does not nag.
+function syncLabel(s) {
+  if (!s || !s.linked) return "";
+  if (s.enabled === false) return " · sync off (sync.auto = false)";
+  let host = s.server || "the server";
+  try {
+    host = new URL(s.server).host;
+  } catch (_) {}
+  const waiting = s.pending ? `, ${fmtInt(s.pending)} waiting` : "";
+  if (s.last_error) return ` · sync to ${host} failing: ${s.last_error}${waiting}`;
+  if (s.syncing) return ` · syncing to ${host}…`;
+  if (s.last_sync_at) return ` · synced to ${host} ${fmtWhen(s.last_sync_at)}${waiting}`;
+  return ` · sync to ${host} starting`;
+}
+
 // The header: turns in the range on screen (under the filters, as the panels count them) out of
 // all the stored ones, then the watcher's state. A store whose turns are all older than the
 // range says "0 of 9 turns in the last 7 days", not "9 turns" above empty panels.
@@ -317,9 +333,15 @@ function renderStatus() {
     const shown = inRange.turns === h.turns ? turns : `${fmtInt(inRange.turns)} of ${turns}`;
     turns = `${shown} ${rangeLabel(inRange.range)}`;
   }
-  setText("status-text", `${turns} · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}`);
+  const sync = syncLabel(h.sync);
+  setText("status-text", `${turns} · ${mode} · last scan ${fmtWhen(h.last_scan_at)}${problem}${sync}`);
+  const syncFailing = Boolean(h.sync && h.sync.linked && h.sync.last_error);
   document.getElementById("status-dot").className =
-    state.error || h.scan_error || h.scan_stalled_seconds ? "dot bad" : h.last_scan_unfinished ? "dot warn" : "dot ok";
+    state.error || h.scan_error || h.scan_stalled_seconds
+      ? "dot bad"
+      : h.last_scan_unfinished || syncFailing
+        ? "dot warn"
+        : "dot ok";
 }
 
 // A cheap health poll every second; the page reloads its data as soon as the store changes,
