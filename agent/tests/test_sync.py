@@ -274,3 +274,68 @@ def test_serve_does_not_sync_an_unlinked_machine(fake, tree, isolated_home):
         assert stack.syncer.wait_for_rounds(1, timeout=60)
         assert stack.syncer.status() == {"linked": False, "enabled": True}
     assert fake.bodies == []
+
+
+def test_event_times_are_iso_utc_to_the_millisecond(conn):
+    from datetime import UTC, datetime
+
+    moments = [946_684_800_000, 1_770_000_000_001, 1_770_000_000_999, 4_102_444_799_999]
+    store.turns_write_named(
+        conn,
+        [
+            {
+                "key_hash": 1000 + i, "msg_hash": 2000 + i, "dedup_key": f"k{i}",
+                "msg_id": f"m{i}", "source": "claude-code", "agent": "claude",
+                "project": "/home/u/src/shop/", "session_id": "s", "model": "claude-haiku-4-5",
+                "provider": "anthropic", "ts": ms, "output_tokens": 5,
+            }
+            for i, ms in enumerate(moments)
+        ],
+    )  # fmt: skip
+    conn.commit()
+    outbox.outbox_enable(conn)
+    batch = outbox.next_batch(conn, outbox.Privacy(), peek=True)
+    expected = [
+        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+        for ms in moments
+    ]
+    assert [e["timestamp"] for e in batch.events] == expected
+    assert {e["project"] for e in batch.events} == {"shop"}
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        ("/home/u/src/shop", "shop"),
+        ("/home/u/src/shop/", "shop"),
+        ("C:\\Users\\u\\shop", "shop"),
+        ("/home/u/src/shop/.", "shop"),
+        ("/", None),
+        ("", None),
+    ],
+)
+def test_a_project_label_is_the_last_component_of_its_path(path, label):
+    assert outbox.Privacy().project(path) == label
+    assert outbox.Privacy(project_names="omit").project(path) is None
+    hashed = outbox.Privacy(project_names="hash", salt="acme").project(path)
+    assert hashed is None if not path else hashed.startswith("h:") and "shop" not in hashed
+
+
+@pytest.mark.parametrize("pico", [0, 1, 999_999_999_999, 10**12, 123_456_789_012_345, -5, None])
+def test_costs_leave_as_exact_decimals(conn, pico):
+    store.turns_write_named(
+        conn,
+        [
+            {
+                "key_hash": 5, "msg_hash": 6, "dedup_key": "k", "msg_id": "m",
+                "source": "claude-code", "agent": "claude", "project": "p", "session_id": "s",
+                "model": "claude-haiku-4-5", "provider": "anthropic", "ts": 1_770_000_000_000,
+                "output_tokens": 5,
+            }
+        ],
+    )  # fmt: skip
+    conn.execute("UPDATE turns SET cost_pico = ?, reported_pico = ?", (pico, pico))
+    conn.commit()
+    outbox.outbox_enable(conn)
+    event = outbox.next_batch(conn, outbox.Privacy(), peek=True).events[0]
+    assert event["cost_usd"] == outbox.usd(pico) == event["logged_cost_usd"]

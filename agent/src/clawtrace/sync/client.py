@@ -214,7 +214,7 @@ class Client:
 
     def ingest(self, body: bytes, egress: Path | None = None) -> dict[str, Any]:
         egress_append(egress or home_dir() / EGRESS_LOG, self.server, body)
-        packed = gzip.compress(body, compresslevel=6, mtime=0)
+        packed = gzip.compress(body, compresslevel=3, mtime=0)
         headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
         return self.request("POST", "/api/v1/ingest", content=packed, headers=headers).json()
 

@@ -14,11 +14,10 @@ the change that was sent is taken off the queue.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import Any
 
 import orjson
@@ -69,11 +68,26 @@ DROP TABLE IF EXISTS sync_retract;
 DROP TABLE IF EXISTS sync_seq;
 """
 
+
+def _usd_sql(column: str) -> str:
+    """Picodollars as an exact decimal string, in SQL (see `usd`: the same text)."""
+    return (
+        f"CASE WHEN {column} IS NULL THEN NULL WHEN {column} >= 0 THEN "
+        f"printf('%d.%012d', {column} / 1000000000000, {column} % 1000000000000) ELSE "
+        f"printf('-%d.%012d', -{column} / 1000000000000, -{column} % 1000000000000) END"
+    )
+
+
 _EVENT_COLUMNS = (
     "id, printf('%016x%016x', COALESCE(msg_hash, 0), key_hash), source, agent, project, "
-    "session_id, model, provider, ts, input_tokens, output_tokens, cache_read_tokens, "
-    "cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, cost_pico, "
-    "price_source, reported_pico, is_sidechain, tools, git_branch"
+    "session_id, model, provider, "
+    # ISO 8601 in UTC from whole milliseconds, in integer arithmetic (exact, and done by SQLite's
+    # C rather than a datetime per row: a sync of a million turns formats a million of them)
+    "strftime('%Y-%m-%dT%H:%M:%S', ts / 1000, 'unixepoch') || printf('.%03dZ', ts % 1000), "
+    "input_tokens, output_tokens, cache_read_tokens, "
+    "cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, "
+    f"{_usd_sql('cost_pico')}, price_source, {_usd_sql('reported_pico')}, "
+    "is_sidechain, tools, git_branch"
 )
 
 
@@ -93,6 +107,7 @@ class Privacy:
         return _label(value, self.git_branches, self.salt, last_component=False)
 
 
+@functools.lru_cache(maxsize=65536)  # (a store has few projects and branches, read per turn)
 def _label(value: str, choice: str, salt: str, *, last_component: bool) -> str | None:
     if not value or choice == "omit":
         return None
@@ -100,8 +115,14 @@ def _label(value: str, choice: str, salt: str, *, last_component: bool) -> str |
         digest = hashlib.blake2b(value.encode(), key=salt.encode()[:64], digest_size=8)
         return f"h:{digest.hexdigest()}"
     if choice == "name" and last_component:
-        return PurePath(value.replace("\\", "/")).name[:200] or None
+        parts = [p for p in value.replace("\\", "/").split("/") if p not in ("", ".")]
+        return parts[-1][:200] if parts else None
     return value[:200]
+
+
+@functools.lru_cache(maxsize=4096)
+def _tool_names(stored: str | None) -> tuple[str, ...]:
+    return tuple(str(t)[:64] for t in orjson.loads(stored or "[]"))[:64]
 
 
 @dataclass
@@ -282,18 +303,18 @@ def event_from_row(row: tuple[Any, ...], privacy: Privacy) -> dict[str, Any]:
         "session_id": (session_id or "")[:200],
         "model": (model or "")[:200],
         "provider": (provider or "")[:64],
-        "timestamp": _iso(ts),
+        "timestamp": ts,
         "input_tokens": inp,
         "output_tokens": out,
         "cache_read_tokens": cread,
         "cache_write_5m_tokens": w5,
         "cache_write_1h_tokens": w1,
         "web_search_requests": web,
-        "cost_usd": usd(cost),
-        "logged_cost_usd": usd(reported),
+        "cost_usd": cost,
+        "logged_cost_usd": reported,
         "price_source": (price_source or "")[:32],
         "is_sidechain": bool(sidechain),
-        "tools": [str(t)[:64] for t in orjson.loads(tools or "[]")][:64],
+        "tools": list(_tool_names(tools)),
         "git_branch": privacy.branch(branch or ""),
     }
 
@@ -305,8 +326,3 @@ def usd(pico: int | None) -> str | None:
     sign = "-" if pico < 0 else ""
     whole, frac = divmod(abs(int(pico)), 10**12)
     return f"{sign}{whole}.{frac:012d}"
-
-
-def _iso(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
