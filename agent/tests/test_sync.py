@@ -209,21 +209,28 @@ def test_a_connection_that_never_answers_is_retried_then_reported():
     assert len(slept) == 2
 
 
-def test_serve_syncs_on_its_own_when_linked_and_says_so(fake, tree, isolated_home):
-    import httpx
+def _serve_stack(home: Path, tree: Path):
+    """What `clawtrace serve` runs, reading `tree`, rescanning only when asked."""
     from clawtrace.alerts.settings import AlertSettings
     from clawtrace.config import Config
-    from clawtrace.server.runner import ServerThread, live_stack_build
+    from clawtrace.server.runner import live_stack_build
 
-    login(fake, tree)
-    stack = live_stack_build(
-        isolated_home / "clawtrace.db",
+    return live_stack_build(
+        home / "clawtrace.db",
         Config(),
         AlertSettings(desktop=False),
         claude_dirs=[str(tree)],
         openclaw_dirs=[str(tree / "no-openclaw")],
         fallback_seconds=600,
     )
+
+
+def test_serve_syncs_on_its_own_when_linked_and_says_so(fake, tree, isolated_home):
+    import httpx
+    from clawtrace.server.runner import ServerThread
+
+    login(fake, tree)
+    stack = _serve_stack(isolated_home, tree)
     stack.syncer.min_gap_seconds = 0.05
     with ServerThread(stack) as server:
         assert stack.syncer.wait_for_rounds(1, timeout=60)
@@ -258,18 +265,9 @@ def _eventually(condition, stack, rounds: int = 20) -> bool:
 
 
 def test_serve_does_not_sync_an_unlinked_machine(fake, tree, isolated_home):
-    from clawtrace.alerts.settings import AlertSettings
-    from clawtrace.config import Config
-    from clawtrace.server.runner import ServerThread, live_stack_build
+    from clawtrace.server.runner import ServerThread
 
-    stack = live_stack_build(
-        isolated_home / "clawtrace.db",
-        Config(),
-        AlertSettings(desktop=False),
-        claude_dirs=[str(tree)],
-        openclaw_dirs=[str(tree / "no-openclaw")],
-        fallback_seconds=600,
-    )
+    stack = _serve_stack(isolated_home, tree)
     with ServerThread(stack):
         assert stack.syncer.wait_for_rounds(1, timeout=60)
         assert stack.syncer.status() == {"linked": False, "enabled": True}
