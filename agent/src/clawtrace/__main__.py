@@ -7,6 +7,7 @@ import sys
 
 
 def main() -> None:
+    _json_library_load()
     args = sys.argv[1:]
     try:
         if args[:1] == ["scan"]:
@@ -32,6 +33,28 @@ def main() -> None:
             raise
         print(f"Error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _json_library_load() -> None:
+    """Import orjson (every command needs it) with Ctrl-C held back until it is loaded: a
+    SIGINT while its extension initialises fails one of the imports it makes then, which it
+    does not expect, and the interpreter dies of a segmentation fault (ijl/orjson#310). The
+    Ctrl-C is delivered as soon as it is loaded, and ends the command as any other does."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):  # (Windows)
+        import orjson
+
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        import orjson  # noqa: F401
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        except KeyboardInterrupt:
+            print("\nAborted!", file=sys.stderr)  # (as typer says)
+            sys.exit(1)
 
 
 if __name__ == "__main__":
