@@ -7,23 +7,22 @@ import sys
 
 
 def main() -> None:
-    _json_library_load()
     args = sys.argv[1:]
     try:
+        _json_library_load()
         if args[:1] == ["scan"]:
             from clawtrace import cli_scan
 
             options = cli_scan.parse(args[1:])
             if options is not None:
-                try:
-                    code = cli_scan.run(**options)
-                except KeyboardInterrupt:
-                    print("\nAborted!", file=sys.stderr)  # (as typer says for the others)
-                    code = 1
-                sys.exit(code)
+                sys.exit(cli_scan.run(**options))
         from clawtrace.cli import main as cli_main
 
         cli_main()
+    except KeyboardInterrupt:
+        # Ctrl-C in a scan, or while a command still loads (typer's own once it runs).
+        print("\nAborted!", file=sys.stderr)  # (as typer says)
+        sys.exit(1)
     except Exception as exc:
         # A full disk, a damaged store, a home that cannot be written: one line, exit 2.
         from clawtrace.failures import explain
@@ -50,11 +49,7 @@ def _json_library_load() -> None:
     try:
         import orjson  # noqa: F401
     finally:
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
-        except KeyboardInterrupt:
-            print("\nAborted!", file=sys.stderr)  # (as typer says)
-            sys.exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)  # (a Ctrl-C held back raises here)
 
 
 if __name__ == "__main__":

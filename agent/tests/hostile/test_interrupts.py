@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-# Runs `clawtrace ARGS` and sends itself SIGINT from the first import orjson's extension makes
-# while it initialises (what a Ctrl-C at that moment does).
+# Runs `clawtrace ARGS` and sends itself SIGINT from the first import made while WHEN holds
+# (what a Ctrl-C at that moment does).
 _INTERRUPTED_START = """
 import os, runpy, signal, sys
 
@@ -25,7 +25,7 @@ class CtrlC:
     sent = False
 
     def find_spec(self, name, path=None, target=None):
-        if not CtrlC.sent and "orjson.orjson" in sys.modules:
+        if not CtrlC.sent and WHEN:
             CtrlC.sent = True
             print("sent SIGINT while importing", name, file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGINT)
@@ -37,26 +37,43 @@ runpy.run_module("clawtrace", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.parametrize(
-    "args", [("scan",), ("scan", "--json"), ("status",), ("doctor", "--no-scan")], ids=" ".join
-)
-def test_ctrl_c_while_the_json_library_loads_aborts_instead_of_crashing(tmp_path, args):
+def _interrupted(tmp_path: Path, when: str, args: tuple[str, ...]) -> tuple[int, str]:
     env = dict(os.environ, CLAWTRACE_HOME=str(tmp_path / "home"), HOME=str(tmp_path / "user"))
     empty = tmp_path / "none"
     extra = ("--claude-dir", str(empty), "--openclaw-dir", str(empty))
     done = subprocess.run(
-        [sys.executable, "-c", _INTERRUPTED_START, *args, *(extra if args[0] != "status" else ())],
+        [
+            sys.executable,
+            "-c",
+            _INTERRUPTED_START.replace("WHEN", when),
+            *args,
+            *(extra if args[0] != "status" else ()),
+        ],
         capture_output=True,
         env=env,
         timeout=60,
         cwd=Path(__file__).parent,
     )
     err = done.stderr.decode(errors="replace")
-    assert "sent SIGINT while importing" in err, "the hook never fired: orjson loaded earlier?"
-    assert done.returncode == 1, (done.returncode, err)
-    assert "Aborted!" in err
-    assert "Traceback" not in err
-    assert done.returncode != -signal.SIGSEGV
+    assert "sent SIGINT while importing" in err, f"the hook never fired ({when})"
+    return done.returncode, err
+
+
+COMMANDS = [("scan",), ("scan", "--json"), ("status",), ("doctor", "--no-scan")]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_ctrl_c_while_the_json_library_loads_aborts_instead_of_crashing(tmp_path, args):
+    code, err = _interrupted(tmp_path, '"orjson.orjson" in sys.modules', args)
+    assert code != -signal.SIGSEGV
+    assert (code, "Aborted!" in err, "Traceback" in err) == (1, True, False), (code, err)
+
+
+@pytest.mark.parametrize("args", COMMANDS[2:], ids=" ".join)
+def test_ctrl_c_while_the_cli_library_loads_aborts_without_a_traceback(tmp_path, args):
+    """(typer prints "Aborted!" for a Ctrl-C once a command runs; before, a traceback.)"""
+    code, err = _interrupted(tmp_path, 'name == "typer"', args)
+    assert (code, "Aborted!" in err, "Traceback" in err) == (1, True, False), (code, err)
 
 
 class _CtrlCAfterCommit:
