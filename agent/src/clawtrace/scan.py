@@ -331,8 +331,15 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
         # (os-level reads: a file object costs more than reading a typical transcript.)
         fd = open_regular(task["path"])
         try:
+            # Whether the last line read had no newline (a whole JSON object at the end:
+            # sources.base.lines_end). When it comes, the newline ends that line: it is no
+            # empty line of its own (a scan from scratch counts one line there).
+            after_tail = False
             if offset:
-                out["head"] = _block_hash(os.read(fd, HEAD_BYTES))
+                first = os.read(fd, HEAD_BYTES)
+                out["head"] = _block_hash(first)
+                bom_only = offset == len(UTF8_BOM) and first.startswith(UTF8_BOM)
+                after_tail = not bom_only and os.pread(fd, 1, offset - 1) != b"\n"
             start = -1  # where the buffer's bytes begin in the file
             while offset < end:
                 want = min(chunk, end - offset)
@@ -349,6 +356,11 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
                         continue
                 if not n:
                     break  # shorter than it was: the next scan sees it reset
+                if after_tail:
+                    after_tail = False
+                    if _buf[0] == 0x0A:  # (b"\n")
+                        offset += 1
+                        continue
                 res = parse(task, _buf, n, state)
                 if res.consumed == 0:
                     if offset + n >= end:
@@ -356,6 +368,7 @@ def _read_file(task: dict[str, Any], parse: Callable[..., Any]) -> dict[str, Any
                     chunk *= 2  # a line longer than the chunk
                     continue
                 offset += res.consumed
+                after_tail = _buf[res.consumed - 1] != 0x0A
                 state = res.state
                 out["lines"] += res.lines
                 out["malformed"] += res.malformed

@@ -936,7 +936,9 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] | None = N
                     )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # (Ctrl-C can land after the COMMIT: then there is nothing to roll back.)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
     finally:
         conn.isolation_level = isolation

@@ -52,3 +52,27 @@ def cli(isolated_home: Path):
 
 def no_traceback(run: Run) -> None:
     assert "Traceback" not in run.text, run.text
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How many kills the kill loop's scans survived, and how many examples the property
+    tests ran (a count that depends on the Hypothesis profile)."""
+    import sys
+
+    lines = []
+    kill_loop = sys.modules.get("tests.hostile.test_kill_loop")
+    for mode, outcomes in sorted(getattr(kill_loop, "SURVIVED", {}).items()):
+        kills = {kind: n for (kind, what), n in outcomes.items() if what == "killed"}
+        finished = sum(n for (_kind, what), n in outcomes.items() if what == "finished")
+        parts = ", ".join(f"{n} x {kind}" for kind, n in sorted(kills.items()))
+        lines.append(
+            f"kill loop ({mode}): survived {sum(kills.values())} kills ({parts}); "
+            f"{finished} scans ended before their kill"
+        )
+    properties = sys.modules.get("tests.hostile.test_properties")
+    for name, n in sorted(getattr(properties, "EXAMPLES", {}).items()):
+        lines.append(f"property {name}: {n} examples")
+    if lines:
+        terminalreporter.section("hostile inputs")
+        for line in lines:
+            terminalreporter.write_line(line)
