@@ -71,7 +71,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
         )
     properties = sys.modules.get("tests.hostile.test_properties")
     for name, n in sorted(getattr(properties, "EXAMPLES", {}).items()):
-        lines.append(f"property {name}: {n} examples")
+        lines.append(f"property tests: {n} {name}")
     if lines:
         terminalreporter.section("hostile inputs")
         for line in lines:

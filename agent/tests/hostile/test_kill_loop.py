@@ -326,6 +326,7 @@ def test_scans_killed_at_random_moments_lose_nothing_and_count_nothing_twice(
     data, truth = generated
     rng = random.Random(f"{SEED}-{native}")
     tree = GrowingTree(data, tmp_path / "tree", ROUNDS, rng)
+    assert tree.renames() > 0  # (archives that grew under their live name)
     scans = Scans(tree.target, tmp_path / "home", native, tmp_path / "user-home")
     reference = tmp_path / "reference-home"
     schedule = kill_schedule(rng, ROUNDS)

@@ -262,7 +262,7 @@ def bytes_line_is_malformed(line: bytes, source: str) -> bool:
 def test_lines_of_arbitrary_bytes_are_counted_malformed_and_the_valid_ones_exactly(
     mode, valid, hostile, data
 ):
-    EXAMPLES[f"arbitrary bytes ({mode})"] += 1
+    EXAMPLES[f"examples of lines of arbitrary bytes ({mode})"] += 1
     claude_valid = [dumps(claude_line(f"msg_v{i}", a, b)) for i, (a, b) in enumerate(valid)]
     oc_valid = [dumps(oc_line(f"e{i}", a, b)) for i, (a, b) in enumerate(valid)]
     # Valid lines first and last (a hostile first line could start with a byte order mark).
@@ -423,7 +423,7 @@ def claude_expected(field: str, value: Any) -> tuple[str, tuple[int, ...] | None
 def test_a_claude_assistant_line_with_a_field_set_to_any_json_value_follows_the_rules(
     mode, field, value
 ):
-    EXAMPLES[f"claude field replaced ({mode})"] += 1
+    EXAMPLES[f"examples of a Claude Code field set to any JSON ({mode})"] += 1
     assume(value not in ("msg_a", "msg_b", "req_msg_a", "req_msg_b"))
     mutated = claude_line("msg_m", 10, 20)
     put(mutated, field, value)
@@ -533,7 +533,7 @@ def oc_expected(field: str, value: Any) -> tuple[str, tuple[int, ...] | None]:
 def test_an_openclaw_assistant_entry_with_a_field_set_to_any_json_value_follows_the_rules(
     mode, field, value
 ):
-    EXAMPLES[f"openclaw field replaced ({mode})"] += 1
+    EXAMPLES[f"examples of an OpenClaw field set to any JSON ({mode})"] += 1
     assume(value not in ("ea", "eb"))
     mutated = oc_line("em", 10, 20)
     put(mutated, field, value)
@@ -661,13 +661,13 @@ class ScanHistory(RuleBasedStateMachine):
         self.mode_cm.__enter__()
         self.conn = store.connect(self.tmp / "home" / "clawtrace.db")
         self.scans = 0
-        EXAMPLES[f"scan history ({self.mode}): runs"] += 1
+        EXAMPLES[f"runs of the file-operations machine ({self.mode})"] += 1
 
     def teardown(self) -> None:
         self.conn.close()
         self.mode_cm.__exit__(None, None, None)
         shutil.rmtree(self.tmp, ignore_errors=True)
-        EXAMPLES[f"scan history ({self.mode}): scans in them"] += self.scans
+        EXAMPLES[f"incremental scans in those runs ({self.mode})"] += self.scans
 
     def path(self, slot: int) -> Path:
         name = self.names[slot]
