@@ -157,11 +157,21 @@ def test_bad_options_give_a_message_not_a_traceback(trees):
         ["cost-report", "--by", "colour"],
         ["status", "--tz", "Mars/Base"],
         ["status", "--mode", "guess"],
+        ["cost-report", "--source", "cursor"],
     ):
         result = runner.invoke(app, [*args, "--no-scan"])
         assert result.exit_code == 2, args
         assert "Traceback" not in result.output
         assert "Error" in result.output
+
+
+def test_the_sources_a_filter_takes_are_the_registered_ones(trees):
+    from clawtrace.sources import SOURCES
+
+    result = runner.invoke(app, ["cost-report", "--source", "cursor", "--no-scan"])
+    assert all(name in result.output for name in SOURCES)
+    for name in SOURCES:
+        assert runner.invoke(app, ["cost-report", "--source", name, "--no-scan"]).exit_code == 0
 
 
 def test_config_set_show_and_errors(isolated_home):

@@ -136,8 +136,10 @@ class _Ctx:
             since, until = reports.range_parse(range_, self.tz, self.now)
         except reports.ReportError as exc:
             raise _fail(str(exc)) from None
-        if source is not None and source not in ("claude-code", "openclaw"):
-            raise _fail("--source must be claude-code or openclaw")
+        from clawtrace.sources import SOURCES
+
+        if source is not None and source not in SOURCES:
+            raise _fail(f"--source must be one of {', '.join(SOURCES)}")
         self.filters = reports.Filters(
             since_ms=since,
             until_ms=until,

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from starlette.datastructures import QueryParams
 
 from clawtrace import reports
+from clawtrace.sources import SOURCES
 
 MAX_FILTER_LEN = 512
 FILTER_PARAMS = frozenset({"range", "project", "model", "agent", "source"})
@@ -134,8 +135,8 @@ def filters_parse(
     extent: Extent | None = None,
 ) -> reports.Filters:
     source = _text(params, "source")
-    if source is not None and source not in ("claude-code", "openclaw"):
-        raise ParamError("source", "source must be claude-code or openclaw")
+    if source is not None and source not in SOURCES:
+        raise ParamError("source", f"source must be one of {', '.join(SOURCES)}")
     since, until = range_bounds(params.get("range"), tz, now, default_range, bounded, extent)
     return reports.Filters(
         since_ms=since,
