@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.tenancy import organization_scope
+from clawtrace_site.tokens import hash_secret, secret_matches
 
 
 def organization_list_for_user(*, user: User) -> QuerySet[Organization]:
@@ -67,11 +65,10 @@ def invitation_get_by_token(*, token: str, for_update: bool = False) -> Invitati
     """
     if not isinstance(token, str) or not 20 <= len(token) <= 100:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
     invitations = Invitation.all_orgs.select_related("organization", "invited_by")
     if for_update:
         invitations = invitations.select_for_update(of=("self",))
-    invitation = invitations.filter(token_hash=digest).first()
-    if invitation is None or not hmac.compare_digest(invitation.token_hash, digest):
+    invitation = invitations.filter(token_hash=hash_secret(token)).first()
+    if invitation is None or not secret_matches(token, invitation.token_hash):
         return None
     return invitation

@@ -7,7 +7,6 @@ always keeps at least one owner. Errors are domain errors (`clawtrace_site.excep
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -27,10 +26,13 @@ from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.selectors import invitation_get_by_token
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, ConflictError, NotAllowedError
+from clawtrace_site.tokens import generate_secret, hash_secret
 
 logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
+# Recognisable in a leaked link or a paste (see clawtrace_site/tokens.py).
+INVITATION_TOKEN_PREFIX = "cti_"  # noqa: S105 (a prefix, not a secret)
 ORGANIZATION_NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
 
@@ -40,10 +42,6 @@ class InvitationInvalidError(ApplicationError):
 
     code = "invitation_invalid"
     status_code = 404
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 # --- Organizations ------------------------------------------------------------------------------
@@ -250,12 +248,12 @@ def invitation_create(
         Invitation.objects.filter(
             email=email, accepted_at__isnull=True, revoked_at__isnull=True
         ).update(revoked_at=now)
-        token = secrets.token_urlsafe(32)
+        token = generate_secret(INVITATION_TOKEN_PREFIX)
         invitation = Invitation(
             organization=organization,
             email=email,
             role=new_role,
-            token_hash=token_hash(token),
+            token_hash=hash_secret(token),
             invited_by=invited_by,
             created_at=now,
             expires_at=now + INVITATION_LIFETIME,
