@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.account.models import EmailAddress
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 
 from accounts.models import Invitation, Membership, Organization, Role, User
@@ -30,6 +31,21 @@ def membership_for_user_get(*, user: User, organization_slug: str) -> Membership
         return Membership.objects.select_related("organization", "user").get(user=user)
 
 
+def membership_get(*, organization: Organization, membership_id: int) -> Membership | None:
+    """A membership of the org by id, or None (also for another org's membership)."""
+    with organization_scope(organization):
+        return (
+            Membership.objects.select_related("user", "organization")
+            .filter(pk=membership_id)
+            .first()
+        )
+
+
+def membership_count(*, organization: Organization) -> int:
+    with organization_scope(organization):
+        return Membership.objects.count()
+
+
 def membership_list(*, organization: Organization) -> QuerySet[Membership]:
     """Members of the org, owners first, then admins, then members, each by email."""
     role_order = Case(
@@ -54,6 +70,29 @@ def invitation_list_pending(*, organization: Organization) -> list[Invitation]:
             .order_by("-created_at", "-id")
         )
     return invitations
+
+
+def invitation_count_pending(*, organization: Organization) -> int:
+    with organization_scope(organization):
+        return Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True).count()
+
+
+def invitation_get(*, organization: Organization, invitation_id: int) -> Invitation | None:
+    """An invitation of the org by id, or None (also for another org's invitation)."""
+    with organization_scope(organization):
+        return (
+            Invitation.objects.select_related("organization", "invited_by")
+            .filter(pk=invitation_id)
+            .first()
+        )
+
+
+def invitation_email_matches(*, invitation: Invitation, user: User) -> bool:
+    """Whether the invitation was sent to one of the user's addresses (verified or not: the
+    accept service checks verification itself)."""
+    if user.email.lower() == invitation.email:
+        return True
+    return EmailAddress.objects.filter(user=user, email__iexact=invitation.email).exists()
 
 
 def invitation_get_by_token(*, token: str, for_update: bool = False) -> Invitation | None:
