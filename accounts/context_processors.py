@@ -1,7 +1,7 @@
 from django.http import HttpRequest
 
+from accounts.resolvers import current_organization_resolve
 from accounts.selectors import organization_list_for_user
-from accounts.tenancy import current_organization_resolve
 
 
 def organizations(request: HttpRequest) -> dict:

@@ -8,7 +8,6 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.tenancy import OrgOwnedModel
-from billing.plans import FREE, PLAN_CHOICES
 
 
 class UserManager(BaseUserManager):
@@ -65,12 +64,23 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.email = self.__class__.objects.normalize_email(self.email).lower()
 
 
+class PlanCode(models.TextChoices):
+    """The tiers an organization can be on. What each one allows and costs is billing's
+    (`billing/plans.py`, one `Plan` per code, checked by billing's tests); accounts only stores
+    which tier applies, and the database refuses any other value. The codes live here because
+    accounts imports no app above it (style.md 1)."""
+
+    FREE = "free", "Free"
+    PRO = "pro", "Pro"
+    TEAM = "team", "Team"
+
+
 class Organization(models.Model):
     """The tenant: every org-owned row hangs off one of these."""
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=60, unique=True)
-    plan = models.CharField(max_length=20, choices=PLAN_CHOICES, default=FREE.code)
+    plan = models.CharField(max_length=20, choices=PlanCode.choices, default=PlanCode.FREE)
     is_personal = models.BooleanField(
         default=False, help_text="Created for its first member at signup."
     )
@@ -80,7 +90,7 @@ class Organization(models.Model):
         ordering = ["name", "id"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(plan__in=[code for code, _ in PLAN_CHOICES]),
+                condition=models.Q(plan__in=PlanCode.values),
                 name="accounts_organization_plan_known",
             ),
         ]

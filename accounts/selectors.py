@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
+from allauth.account.models import EmailAddress
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.tenancy import organization_scope
+from clawtrace_site.tokens import hash_secret, secret_matches
 
 
 def organization_list_for_user(*, user: User) -> QuerySet[Organization]:
@@ -30,6 +29,21 @@ def membership_for_user_get(*, user: User, organization_slug: str) -> Membership
         return None
     with organization_scope(organization):
         return Membership.objects.select_related("organization", "user").get(user=user)
+
+
+def membership_get(*, organization: Organization, membership_id: int) -> Membership | None:
+    """A membership of the org by id, or None (also for another org's membership)."""
+    with organization_scope(organization):
+        return (
+            Membership.objects.select_related("user", "organization")
+            .filter(pk=membership_id)
+            .first()
+        )
+
+
+def membership_count(*, organization: Organization) -> int:
+    with organization_scope(organization):
+        return Membership.objects.count()
 
 
 def membership_list(*, organization: Organization) -> QuerySet[Membership]:
@@ -58,6 +72,29 @@ def invitation_list_pending(*, organization: Organization) -> list[Invitation]:
     return invitations
 
 
+def invitation_count_pending(*, organization: Organization) -> int:
+    with organization_scope(organization):
+        return Invitation.objects.filter(accepted_at__isnull=True, revoked_at__isnull=True).count()
+
+
+def invitation_get(*, organization: Organization, invitation_id: int) -> Invitation | None:
+    """An invitation of the org by id, or None (also for another org's invitation)."""
+    with organization_scope(organization):
+        return (
+            Invitation.objects.select_related("organization", "invited_by")
+            .filter(pk=invitation_id)
+            .first()
+        )
+
+
+def invitation_email_matches(*, invitation: Invitation, user: User) -> bool:
+    """Whether the invitation was sent to one of the user's addresses (verified or not: the
+    accept service checks verification itself)."""
+    if user.email.lower() == invitation.email:
+        return True
+    return EmailAddress.objects.filter(user=user, email__iexact=invitation.email).exists()
+
+
 def invitation_get_by_token(*, token: str, for_update: bool = False) -> Invitation | None:
     """The invitation a link's token belongs to, or None.
 
@@ -67,11 +104,10 @@ def invitation_get_by_token(*, token: str, for_update: bool = False) -> Invitati
     """
     if not isinstance(token, str) or not 20 <= len(token) <= 100:
         return None
-    digest = hashlib.sha256(token.encode()).hexdigest()
     invitations = Invitation.all_orgs.select_related("organization", "invited_by")
     if for_update:
         invitations = invitations.select_for_update(of=("self",))
-    invitation = invitations.filter(token_hash=digest).first()
-    if invitation is None or not hmac.compare_digest(invitation.token_hash, digest):
+    invitation = invitations.filter(token_hash=hash_secret(token)).first()
+    if invitation is None or not secret_matches(token, invitation.token_hash):
         return None
     return invitation

@@ -7,7 +7,6 @@ always keeps at least one owner. Errors are domain errors (`clawtrace_site.excep
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -23,14 +22,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import Invitation, Membership, Organization, Role, User
-from accounts.selectors import invitation_get_by_token
+from accounts.models import Invitation, Membership, Organization, PlanCode, Role, User
+from accounts.selectors import invitation_email_matches, invitation_get_by_token
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, ConflictError, NotAllowedError
+from clawtrace_site.tokens import generate_secret, hash_secret
 
 logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
+# Recognisable in a leaked link or a paste (see clawtrace_site/tokens.py).
+INVITATION_TOKEN_PREFIX = "cti_"  # noqa: S105 (a prefix, not a secret)
 ORGANIZATION_NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
 
@@ -42,22 +44,18 @@ class InvitationInvalidError(ApplicationError):
     status_code = 404
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 # --- Organizations ------------------------------------------------------------------------------
 
 
 def _organization_name_clean(name: str) -> str:
     name = " ".join((name or "").split())
     if not name:
-        raise ApplicationError("Give the organization a name.", code="invalid_input")
-    if len(name) > ORGANIZATION_NAME_MAX_LENGTH:
-        raise ApplicationError(
-            f"Keep the name under {ORGANIZATION_NAME_MAX_LENGTH} characters.", code="invalid_input"
-        )
-    return name
+        message = "Give the organization a name."
+    elif len(name) > ORGANIZATION_NAME_MAX_LENGTH:
+        message = f"Keep the name under {ORGANIZATION_NAME_MAX_LENGTH} characters."
+    else:
+        return name
+    raise ApplicationError(message, code="invalid_input", extra={"fields": {"name": [message]}})
 
 
 def _organization_slug_unique(name: str) -> str:
@@ -71,7 +69,7 @@ def _organization_slug_unique(name: str) -> str:
 @transaction.atomic
 def organization_create(*, name: str, owner: User, is_personal: bool = False) -> Organization:
     organization = Organization(
-        name=_organization_name_clean(name), is_personal=is_personal, plan="free"
+        name=_organization_name_clean(name), is_personal=is_personal, plan=PlanCode.FREE
     )
     organization.slug = _organization_slug_unique(organization.name)
     organization.full_clean()
@@ -245,17 +243,20 @@ def invitation_create(
     now = timezone.now()
     with organization_scope(organization):
         if Membership.objects.filter(user__email__iexact=email).exists():
-            raise ConflictError(f"{email} is already a member.", code="already_member")
+            message = f"{email} is already a member."
+            raise ConflictError(
+                message, code="already_member", extra={"fields": {"email": [message]}}
+            )
         # A new invitation replaces any open one for the address (one open per email).
         Invitation.objects.filter(
             email=email, accepted_at__isnull=True, revoked_at__isnull=True
         ).update(revoked_at=now)
-        token = secrets.token_urlsafe(32)
+        token = generate_secret(INVITATION_TOKEN_PREFIX)
         invitation = Invitation(
             organization=organization,
             email=email,
             role=new_role,
-            token_hash=token_hash(token),
+            token_hash=hash_secret(token),
             invited_by=invited_by,
             created_at=now,
             expires_at=now + INVITATION_LIFETIME,
@@ -297,14 +298,6 @@ def _invitation_usable_ensure(invitation: Invitation) -> None:
         raise ConflictError(
             "This invitation has expired; ask for a new one.", code="invitation_expired"
         )
-
-
-def invitation_email_matches(*, invitation: Invitation, user: User) -> bool:
-    from allauth.account.models import EmailAddress
-
-    if user.email.lower() == invitation.email:
-        return True
-    return EmailAddress.objects.filter(user=user, email__iexact=invitation.email).exists()
 
 
 @transaction.atomic

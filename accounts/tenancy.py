@@ -6,10 +6,14 @@ view that forgets a filter fails loudly instead of leaking another org's rows. `
 plain manager (admin, migrations, management commands, cross-org maintenance only).
 
 Requests and tasks enter the scope in exactly three places, each resetting its token in a
-`finally` because sync workers and WSGI threads are reused: `OrgMemberRequiredMixin` here (HTML
-views), the base API views in `clawtrace_site/api.py`, and `@org_scoped_task` here (Celery).
-Selectors and services receive the organization as an argument and open a short
-`organization_scope` for it; they never pick a tenant themselves.
+`finally` because sync workers and WSGI threads are reused: `OrgMemberRequiredMixin` in
+`accounts/mixins.py` (HTML views), the base API views in `clawtrace_site/api.py`, and
+`@org_scoped_task` here (Celery). Selectors and services receive the organization as an argument
+and open a short `organization_scope` for it; they never pick a tenant themselves.
+
+This module is the bottom layer of accounts: `accounts.models` builds on it, so it imports no
+other module of accounts (not even late, inside a function; `accounts/tests/test_dependencies.py`
+checks it). It names the tenant model by its label, as a foreign key does.
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from django.core.exceptions import PermissionDenied
+from django.apps import apps
 from django.db import models
-from django.http import Http404, HttpRequest, HttpResponseBase
 
 if TYPE_CHECKING:
-    from accounts.models import Membership, Organization
+    from accounts.models import Organization
+
+# The tenant model, by label: the foreign key of every org-owned row and `@org_scoped_task`
+# refer to it this way, which keeps this module free of an import of accounts.models.
+TENANT_MODEL = "accounts.Organization"
 
 _current_organization: ContextVar[Organization | None] = ContextVar(
     "clawtrace_current_organization", default=None
 )
-
-SESSION_KEY_CURRENT_ORGANIZATION = "current_organization_slug"
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +78,7 @@ class OrgOwnedModel(models.Model):
     """Base of every row that belongs to one organization."""
 
     organization = models.ForeignKey(
-        "accounts.Organization", on_delete=models.CASCADE, related_name="%(class)ss"
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="%(class)ss"
     )
 
     all_orgs = models.Manager()
@@ -84,67 +89,6 @@ class OrgOwnedModel(models.Model):
         # Related-object access, admin and migrations go through the plain manager; subclasses
         # that declare Meta must inherit this one (a test checks it for every subclass).
         default_manager_name = "all_orgs"
-
-
-def _membership_for(request: HttpRequest, org_slug: str) -> Membership | None:
-    from accounts.selectors import membership_for_user_get
-
-    if not request.user.is_authenticated:
-        return None
-    return membership_for_user_get(user=request.user, organization_slug=org_slug)
-
-
-def current_organization_resolve(request: HttpRequest) -> Organization | None:
-    """The organization the request works in: the URL's (set by the mixin), else the session's
-    remembered one while the user is still a member, else the user's first organization."""
-    from accounts.selectors import organization_list_for_user
-
-    organization = getattr(request, "organization", None)
-    if organization is not None:
-        return organization
-    if not request.user.is_authenticated:
-        return None
-    slug = request.session.get(SESSION_KEY_CURRENT_ORGANIZATION)
-    if slug:
-        membership = _membership_for(request, slug)
-        if membership is not None:
-            return membership.organization
-    return organization_list_for_user(user=request.user).first()
-
-
-class OrgMemberRequiredMixin:
-    """HTML views under `/o/<org_slug>/`: resolves the org from the slug, requires a Membership,
-    and runs the view inside the org's scope.
-
-    Non-members and unknown slugs get the same 404, so a URL never confirms an org exists.
-    `required_role` lets a view demand admin or owner; a member who lacks it gets 403 (they can
-    see the org anyway, so nothing leaks).
-    """
-
-    required_role: str | None = None
-
-    organization: Organization
-    membership: Membership
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        if not request.user.is_authenticated:
-            # Imported here: accounts.models imports this module, and auth views need the
-            # user model to be loaded.
-            from django.contrib.auth.views import redirect_to_login
-
-            return redirect_to_login(request.get_full_path())
-        membership = _membership_for(request, kwargs.get("org_slug", ""))
-        if membership is None:
-            raise Http404("No such organization.")
-        self.membership = membership
-        self.organization = membership.organization
-        request.organization = membership.organization
-        request.membership = membership
-        request.session[SESSION_KEY_CURRENT_ORGANIZATION] = membership.organization.slug
-        if self.required_role and not membership.has_role_at_least(self.required_role):
-            raise PermissionDenied("Your role in this organization does not allow this.")
-        with organization_scope(membership.organization):
-            return super().dispatch(request, *args, **kwargs)
 
 
 def org_scoped_task(task_function: _F) -> _F:
@@ -158,9 +102,7 @@ def org_scoped_task(task_function: _F) -> _F:
 
     @functools.wraps(task_function)
     def wrapper(*args: Any, organization_id: int, **kwargs: Any) -> Any:
-        from accounts.models import Organization
-
-        organization = Organization.objects.filter(pk=organization_id).first()
+        organization = apps.get_model(TENANT_MODEL).objects.filter(pk=organization_id).first()
         if organization is None:
             logger.info(
                 "org-scoped task skipped: organization gone",

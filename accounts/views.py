@@ -1,38 +1,48 @@
 """HTML views for organizations, members and invitations.
 
-Every view under `/o/<org_slug>/` uses `OrgMemberRequiredMixin`, so org-owned rows are read
-through the scoped managers only. Domain errors from services become a form error or a message
-on the same page, with the error's 4xx status; never a 500.
+Views are thin: they read through `accounts.selectors`, write through `accounts.services`, and
+never build a query. Every view under `/o/<org_slug>/` uses `OrgMemberRequiredMixin`, so it runs
+inside the org's scope. A domain error from a service is answered in one way for all of them
+(`clawtrace_site.views.ServiceErrorMixin`): the page again with the message and the error's 4xx
+status, never a 500.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
 from django.views.decorators.http import require_POST
 
 from accounts.adapter import SESSION_KEY_PENDING_INVITATION
 from accounts.forms import InvitationForm, OrganizationForm, OrganizationSwitchForm, RoleChangeForm
-from accounts.models import Invitation, Membership, Organization, Role
+from accounts.mixins import OrgMemberRequiredMixin
+from accounts.models import Invitation, Role
+from accounts.panels import organization_panels_render
+from accounts.resolvers import SESSION_KEY_CURRENT_ORGANIZATION, current_organization_resolve
 from accounts.selectors import (
+    invitation_count_pending,
+    invitation_email_matches,
+    invitation_get,
     invitation_get_by_token,
     invitation_list_pending,
+    membership_count,
     membership_for_user_get,
+    membership_get,
     membership_list,
 )
 from accounts.services import (
     invitation_accept,
     invitation_create,
-    invitation_email_matches,
     invitation_revoke,
     membership_remove,
     membership_role_change,
@@ -40,13 +50,16 @@ from accounts.services import (
     organization_leave,
     organization_update,
 )
-from accounts.tenancy import (
-    SESSION_KEY_CURRENT_ORGANIZATION,
-    OrgMemberRequiredMixin,
-    current_organization_resolve,
-)
-from billing.plans import Plan, plan_get
 from clawtrace_site.exceptions import ApplicationError
+from clawtrace_site.views import ServiceErrorMixin, ServiceFormView
+
+_T = TypeVar("_T")
+
+
+def _found_or_404(found: _T | None, message: str = "Not found.") -> _T:
+    if found is None:
+        raise Http404(message)
+    return found
 
 
 @login_required
@@ -69,74 +82,97 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("accounts:org_home", org_slug=organization.slug)
 
 
-class OrganizationCreateView(LoginRequiredMixin, View):
-    template_name = "accounts/org_create.html"
-
-    def get(self, request: HttpRequest) -> HttpResponse:
-        return render(request, self.template_name, {"form": OrganizationForm()})
-
-    def post(self, request: HttpRequest) -> HttpResponse:
-        form = OrganizationForm(request.POST)
-        if form.is_valid():
-            try:
-                organization = organization_create(
-                    name=form.cleaned_data["name"], owner=request.user
-                )
-            except ApplicationError as error:
-                form.add_error("name", error.message)
-            else:
-                request.session[SESSION_KEY_CURRENT_ORGANIZATION] = organization.slug
-                messages.success(request, f"Created {organization.name}.")
-                return redirect("accounts:org_home", org_slug=organization.slug)
-        return render(request, self.template_name, {"form": form}, status=400)
-
-
 @require_POST
 @login_required
 def organization_switch(request: HttpRequest) -> HttpResponse:
     form = OrganizationSwitchForm(request.POST)
     if not form.is_valid():
         raise BadRequest("Choose an organization to switch to.")
-    membership = membership_for_user_get(
-        user=request.user, organization_slug=form.cleaned_data["organization"]
+    membership = _found_or_404(
+        membership_for_user_get(
+            user=request.user, organization_slug=form.cleaned_data["organization"]
+        ),
+        "No such organization.",
     )
-    if membership is None:
-        raise Http404("No such organization.")
     request.session[SESSION_KEY_CURRENT_ORGANIZATION] = membership.organization.slug
     return redirect("accounts:org_home", org_slug=membership.organization.slug)
 
 
+# --- Organizations ------------------------------------------------------------------------------
+
+
+class OrganizationCreateView(LoginRequiredMixin, ServiceFormView):
+    template_name = "accounts/org_create.html"
+    form_class = OrganizationForm
+
+    def form_submit(self, form: forms.Form) -> HttpResponse:
+        organization = organization_create(name=form.cleaned_data["name"], owner=self.request.user)
+        self.request.session[SESSION_KEY_CURRENT_ORGANIZATION] = organization.slug
+        messages.success(self.request, f"Created {organization.name}.")
+        return redirect("accounts:org_home", org_slug=organization.slug)
+
+
 class OrganizationHomeView(OrgMemberRequiredMixin, View):
     def get(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        memberships = membership_list(organization=self.organization)
         return render(
             request,
             "accounts/org_home.html",
             {
                 "organization": self.organization,
                 "membership": self.membership,
-                "member_count": memberships.count(),
-                "pending_invitation_count": len(
-                    invitation_list_pending(organization=self.organization)
+                "member_count": membership_count(organization=self.organization),
+                "pending_invitation_count": invitation_count_pending(
+                    organization=self.organization
                 ),
-                "plan": _plan_for(self.organization),
+                "panels": organization_panels_render(
+                    request=request,
+                    page="org_home",
+                    organization=self.organization,
+                    membership=self.membership,
+                ),
             },
         )
 
 
-def _plan_for(organization: Organization) -> Plan:
-    return plan_get(organization.plan)
+class OrganizationSettingsView(OrgMemberRequiredMixin, ServiceFormView):
+    """Everyone sees the settings; renaming is the service's to allow (admins and owners)."""
+
+    template_name = "accounts/org_settings.html"
+    form_class = OrganizationForm
+
+    def get_initial(self) -> dict[str, Any]:
+        return {"name": self.organization.name}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(
+            organization=self.organization,
+            membership=self.membership,
+            can_edit=self.membership.has_role_at_least(Role.ADMIN),
+            panels=organization_panels_render(
+                request=self.request,
+                page="org_settings",
+                organization=self.organization,
+                membership=self.membership,
+            ),
+            **kwargs,
+        )
+
+    def form_submit(self, form: forms.Form) -> HttpResponse:
+        organization_update(
+            organization=self.organization, actor=self.request.user, name=form.cleaned_data["name"]
+        )
+        messages.success(self.request, "Saved.")
+        return redirect("accounts:org_settings", org_slug=self.organization.slug)
 
 
-class _MemberPageMixin(OrgMemberRequiredMixin):
-    """Renders the members page, optionally with an error from a failed action."""
+# --- Members ------------------------------------------------------------------------------------
+
+
+class _MemberPageMixin(OrgMemberRequiredMixin, ServiceErrorMixin):
+    """The members page, and the actions on it: a refused action shows its message there."""
 
     def member_page(
-        self,
-        request: HttpRequest,
-        *,
-        status: int = 200,
-        error: str | None = None,
+        self, request: HttpRequest, *, status: int = 200, error: str | None = None
     ) -> HttpResponse:
         can_manage = self.membership.has_role_at_least(Role.ADMIN)
         is_owner = self.membership.role == Role.OWNER
@@ -154,13 +190,18 @@ class _MemberPageMixin(OrgMemberRequiredMixin):
                 "is_owner": is_owner,
                 "role_choices": Role.choices
                 if is_owner
-                else [
-                    (Role.ADMIN, "Admin"),
-                    (Role.MEMBER, "Member"),
-                ],
+                else [(Role.ADMIN, "Admin"), (Role.MEMBER, "Member")],
                 "action_error": error,
             },
             status=status,
+        )
+
+    def service_error_response(self, request: HttpRequest, error: ApplicationError) -> HttpResponse:
+        return self.member_page(request, status=error.status_code, error=error.message)
+
+    def target_membership(self, membership_id: int):
+        return _found_or_404(
+            membership_get(organization=self.organization, membership_id=membership_id)
         )
 
 
@@ -171,28 +212,22 @@ class MemberListView(_MemberPageMixin, View):
 
 class MemberRoleChangeView(_MemberPageMixin, View):
     def post(self, request: HttpRequest, org_slug: str, membership_id: int) -> HttpResponse:
-        target = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id)
+        target = self.target_membership(membership_id)
         form = RoleChangeForm(request.POST)
         if not form.is_valid():
             return self.member_page(request, status=400, error="Choose owner, admin or member.")
-        try:
-            membership_role_change(
-                actor=request.user, membership=target, role=form.cleaned_data["role"]
-            )
-        except ApplicationError as error:
-            return self.member_page(request, status=error.status_code, error=error.message)
+        membership_role_change(
+            actor=request.user, membership=target, role=form.cleaned_data["role"]
+        )
         messages.success(request, f"{target.user.email} is now {target.get_role_display()}.")
         return redirect("accounts:member_list", org_slug=self.organization.slug)
 
 
 class MemberRemoveView(_MemberPageMixin, View):
     def post(self, request: HttpRequest, org_slug: str, membership_id: int) -> HttpResponse:
-        target = get_object_or_404(Membership.objects.select_related("user"), pk=membership_id)
+        target = self.target_membership(membership_id)
         is_self = target.user_id == request.user.pk
-        try:
-            membership_remove(actor=request.user, membership=target)
-        except ApplicationError as error:
-            return self.member_page(request, status=error.status_code, error=error.message)
+        membership_remove(actor=request.user, membership=target)
         if is_self:
             request.session.pop(SESSION_KEY_CURRENT_ORGANIZATION, None)
             messages.success(request, f"You left {self.organization.name}.")
@@ -203,100 +238,51 @@ class MemberRemoveView(_MemberPageMixin, View):
 
 class OrganizationLeaveView(_MemberPageMixin, View):
     def post(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        try:
-            organization_leave(user=request.user, organization=self.organization)
-        except ApplicationError as error:
-            return self.member_page(request, status=error.status_code, error=error.message)
+        organization_leave(user=request.user, organization=self.organization)
         request.session.pop(SESSION_KEY_CURRENT_ORGANIZATION, None)
         messages.success(request, f"You left {self.organization.name}.")
         return redirect("home")
 
 
-class OrganizationSettingsView(OrgMemberRequiredMixin, View):
-    template_name = "accounts/org_settings.html"
-
-    def _render(self, request: HttpRequest, form: OrganizationForm, status: int = 200):
-        return render(
-            request,
-            self.template_name,
-            {
-                "organization": self.organization,
-                "membership": self.membership,
-                "form": form,
-                "can_edit": self.membership.has_role_at_least(Role.ADMIN),
-                "plan": _plan_for(self.organization),
-            },
-            status=status,
-        )
-
-    def get(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        return self._render(request, OrganizationForm(initial={"name": self.organization.name}))
-
-    def post(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        form = OrganizationForm(request.POST)
-        if not form.is_valid():
-            return self._render(request, form, status=400)
-        try:
-            organization_update(
-                organization=self.organization, actor=request.user, name=form.cleaned_data["name"]
-            )
-        except ApplicationError as error:
-            form.add_error(None, error.message)
-            return self._render(request, form, status=error.status_code)
-        messages.success(request, "Saved.")
-        return redirect("accounts:org_settings", org_slug=self.organization.slug)
+# --- Invitations --------------------------------------------------------------------------------
 
 
-class InvitationCreateView(OrgMemberRequiredMixin, View):
+class InvitationCreateView(OrgMemberRequiredMixin, ServiceFormView):
     required_role = Role.ADMIN
     template_name = "accounts/invitation_create.html"
+    form_class = InvitationForm
 
-    def _render(self, request: HttpRequest, form: InvitationForm, status: int = 200):
-        return render(
-            request,
-            self.template_name,
-            {"organization": self.organization, "membership": self.membership, "form": form},
-            status=status,
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "can_grant_owner": self.membership.role == Role.OWNER}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(
+            organization=self.organization, membership=self.membership, **kwargs
         )
 
-    def _form(self, data=None) -> InvitationForm:
-        return InvitationForm(data, can_grant_owner=self.membership.role == Role.OWNER)
-
-    def get(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        return self._render(request, self._form())
-
-    def post(self, request: HttpRequest, org_slug: str) -> HttpResponse:
-        form = self._form(request.POST)
-        if not form.is_valid():
-            return self._render(request, form, status=400)
-        try:
-            invitation, _token = invitation_create(
-                organization=self.organization,
-                invited_by=request.user,
-                email=form.cleaned_data["email"],
-                role=form.cleaned_data["role"],
-                site_url=request.build_absolute_uri("/"),
-            )
-        except ApplicationError as error:
-            field = "email" if error.code in {"already_member", "invalid_input"} else None
-            form.add_error(field, error.message)
-            return self._render(request, form, status=error.status_code)
-        messages.success(request, f"Invitation sent to {invitation.email}.")
+    def form_submit(self, form: forms.Form) -> HttpResponse:
+        invitation, _token = invitation_create(
+            organization=self.organization,
+            invited_by=self.request.user,
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
+            site_url=self.request.build_absolute_uri("/"),
+        )
+        messages.success(self.request, f"Invitation sent to {invitation.email}.")
         return redirect("accounts:member_list", org_slug=self.organization.slug)
 
 
 class InvitationRevokeView(_MemberPageMixin, View):
     def post(self, request: HttpRequest, org_slug: str, invitation_id: int) -> HttpResponse:
-        invitation = get_object_or_404(Invitation.objects, pk=invitation_id)
-        try:
-            invitation_revoke(actor=request.user, invitation=invitation)
-        except ApplicationError as error:
-            return self.member_page(request, status=error.status_code, error=error.message)
+        invitation = _found_or_404(
+            invitation_get(organization=self.organization, invitation_id=invitation_id)
+        )
+        invitation_revoke(actor=request.user, invitation=invitation)
         messages.success(request, f"Invitation to {invitation.email} withdrawn.")
         return redirect("accounts:member_list", org_slug=self.organization.slug)
 
 
-class InvitationAcceptView(View):
+class InvitationAcceptView(ServiceErrorMixin, View):
     """`/invitations/<token>/`: the link in the email.
 
     The token is the credential. Anonymous visitors are sent to signup (email prefilled) with
@@ -306,27 +292,24 @@ class InvitationAcceptView(View):
     """
 
     template_name = "accounts/invitation_accept.html"
+    invitation: Invitation
 
     def _invitation_or_404(self, request: HttpRequest, token: str) -> Invitation:
-        invitation = invitation_get_by_token(token=token)
-        if invitation is None:
-            raise Http404("This invitation link is not valid.")
+        invitation = _found_or_404(
+            invitation_get_by_token(token=token), "This invitation link is not valid."
+        )
         if request.user.is_authenticated and not invitation_email_matches(
             invitation=invitation, user=request.user
         ):
             raise Http404("This invitation link is not valid for your account.")
+        self.invitation = invitation
         return invitation
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
         invitation = self._invitation_or_404(request, token)
         if not request.user.is_authenticated:
             if not invitation.is_pending:
-                return render(
-                    request,
-                    self.template_name,
-                    {"invitation": invitation, "error": _unusable_message(invitation)},
-                    status=410,
-                )
+                return self._page(request, error=_unusable_message(invitation), status=410)
             request.session[SESSION_KEY_PENDING_INVITATION] = token
             messages.info(
                 request,
@@ -335,29 +318,30 @@ class InvitationAcceptView(View):
             )
             query = urlencode({"email": invitation.email, "next": request.path})
             return HttpResponseRedirect(f"{reverse('account_signup')}?{query}")
-        context = self._context(invitation)
-        return render(request, self.template_name, context, status=410 if context["error"] else 200)
+        if not invitation.is_pending:
+            return self._page(request, error=_unusable_message(invitation), status=410)
+        return self._page(request)
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect(f"{reverse('account_login')}?{urlencode({'next': request.path})}")
-        invitation = self._invitation_or_404(request, token)
-        try:
-            membership = invitation_accept(token=token, user=request.user)
-        except ApplicationError as error:
-            context = self._context(invitation)
-            context["error"] = error.message
-            return render(request, self.template_name, context, status=error.status_code)
+        self._invitation_or_404(request, token)
+        membership = invitation_accept(token=token, user=request.user)
         request.session.pop(SESSION_KEY_PENDING_INVITATION, None)
         request.session[SESSION_KEY_CURRENT_ORGANIZATION] = membership.organization.slug
         messages.success(request, f"Welcome to {membership.organization.name}.")
         return redirect("accounts:org_home", org_slug=membership.organization.slug)
 
-    def _context(self, invitation: Invitation) -> dict[str, Any]:
-        return {
-            "invitation": invitation,
-            "error": None if invitation.is_pending else _unusable_message(invitation),
-        }
+    def service_error_response(self, request: HttpRequest, error: ApplicationError) -> HttpResponse:
+        return self._page(request, error=error.message, status=error.status_code)
+
+    def _page(self, request: HttpRequest, *, error: str | None = None, status: int = 200):
+        return render(
+            request,
+            self.template_name,
+            {"invitation": self.invitation, "error": error},
+            status=status,
+        )
 
 
 def _unusable_message(invitation: Invitation) -> str:

@@ -1,11 +1,14 @@
 """The three tiers as data: limits are enforced in services, prices shown on the pricing page.
 
 Pro and Team are one-time payments (Stripe Checkout in payment mode), not subscriptions.
-`None` means unlimited.
+`None` means unlimited. The codes are `accounts.models.PlanCode` (the column an organization
+stores); each has exactly one plan here.
 """
 
 from dataclasses import dataclass
 from decimal import Decimal
+
+from accounts.models import PlanCode
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class Plan:
 
 
 FREE = Plan(
-    code="free",
+    code=PlanCode.FREE.value,
     name="Free",
     price_usd=Decimal("0"),
     tagline="For one developer trying it out.",
@@ -40,7 +43,7 @@ FREE = Plan(
 )
 
 PRO = Plan(
-    code="pro",
+    code=PlanCode.PRO.value,
     name="Pro",
     price_usd=Decimal("79"),
     tagline="For a developer who lives in their agents.",
@@ -53,7 +56,7 @@ PRO = Plan(
 )
 
 TEAM = Plan(
-    code="team",
+    code=PlanCode.TEAM.value,
     name="Team",
     price_usd=Decimal("199"),
     tagline="For a small team sharing one bill.",
@@ -66,7 +69,6 @@ TEAM = Plan(
 )
 
 PLANS: dict[str, Plan] = {plan.code: plan for plan in (FREE, PRO, TEAM)}
-PLAN_CHOICES = [(plan.code, plan.name) for plan in PLANS.values()]
 
 
 def plan_get(code: str) -> Plan:

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import hashlib
-import secrets
 from datetime import timedelta
 
 import factory
@@ -9,6 +7,7 @@ from allauth.account.models import EmailAddress
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Organization, Role, User
+from clawtrace_site.tokens import generate_secret, hash_secret
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -65,7 +64,5 @@ class InvitationFactory(OrgOwnedFactory):
 
     email = factory.Sequence(lambda n: f"invitee{n}@example.com")
     role = Role.MEMBER
-    token_hash = factory.LazyFunction(
-        lambda: hashlib.sha256(secrets.token_urlsafe(32).encode()).hexdigest()
-    )
+    token_hash = factory.LazyFunction(lambda: hash_secret(generate_secret("cti_")))
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))

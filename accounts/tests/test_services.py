@@ -31,6 +31,7 @@ from accounts.tests.factories import (
     UserFactory,
 )
 from clawtrace_site.exceptions import ApplicationError, ConflictError, NotAllowedError
+from clawtrace_site.tokens import hash_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -199,6 +200,7 @@ def test_invitation_stores_only_the_hash_of_its_token_and_emails_the_link(
     assert invitation.email == "new@example.com"
     assert invitation.token_hash == hashlib.sha256(token.encode()).hexdigest()
     assert token not in invitation.token_hash
+    assert token.startswith("cti_")  # recognisable by secret scanners
     assert len(token) >= 43
     assert invitation.expires_at - invitation.created_at == timedelta(days=7)
     assert len(mailoutbox) == 1
@@ -317,17 +319,17 @@ def test_unknown_or_malformed_token_is_invalid(org, owner, token):
 
 def test_token_digest_is_compared_in_constant_time(org, owner):
     _, token = _invite(org, owner)
-    with mock.patch("accounts.selectors.hmac.compare_digest", return_value=True) as compare:
+    with mock.patch("clawtrace_site.tokens.hmac.compare_digest", return_value=True) as compare:
         invitation_accept(token=token, user=UserFactory(email="new@example.com"))
     compare.assert_called_once()
-    stored, computed = compare.call_args.args
+    computed, stored = compare.call_args.args
     assert stored == computed == hashlib.sha256(token.encode()).hexdigest()
 
 
 def test_digest_mismatch_rejects_even_when_the_lookup_matched(org, owner):
     _, token = _invite(org, owner)
     with (
-        mock.patch("accounts.selectors.hmac.compare_digest", return_value=False),
+        mock.patch("clawtrace_site.tokens.hmac.compare_digest", return_value=False),
         pytest.raises(InvitationInvalidError),
     ):
         invitation_accept(token=token, user=UserFactory(email="new@example.com"))
@@ -352,9 +354,7 @@ def test_member_cannot_revoke_an_invitation(org, owner, member):
 def test_accepting_when_already_a_member_is_refused(org, owner, member):
     invitation = InvitationFactory(organization=org, email="member@alpha.example")
     token = "t" * 43
-    Invitation.all_orgs.filter(pk=invitation.pk).update(
-        token_hash=hashlib.sha256(token.encode()).hexdigest()
-    )
+    Invitation.all_orgs.filter(pk=invitation.pk).update(token_hash=hash_secret(token))
     with pytest.raises(ConflictError, match="already a member"):
         invitation_accept(token=token, user=member)
 

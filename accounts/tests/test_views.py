@@ -10,8 +10,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Invitation, Membership, Organization, Role, User
+from accounts.resolvers import SESSION_KEY_CURRENT_ORGANIZATION
 from accounts.services import invitation_create
-from accounts.tenancy import SESSION_KEY_CURRENT_ORGANIZATION, organization_scope
+from accounts.tenancy import organization_scope
 from accounts.tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
