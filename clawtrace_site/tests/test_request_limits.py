@@ -39,13 +39,19 @@ class _SenderApi(APIView):
         return Response({"ok": True})
 
 
-def _allowed_before_throttled(view, *, user=None, limit: int) -> int | None:
+def _allowed_before_throttled(
+    view, *, user=None, limit: int, forwarded_for=lambda n: None, remote_addr="203.0.113.7"
+) -> int | None:
     """How many requests were answered 200 in one frozen minute before the first 429 (checked
-    to be JSON in the error shape); None if `limit + 1` requests all got through."""
+    to be JSON in the error shape); None if `limit + 1` requests all got through.
+    `forwarded_for(n)` gives the n-th request's X-Forwarded-For header."""
     factory = APIRequestFactory()
     with time_machine.travel("2026-03-02 10:00:00", tick=False):
         for sent in range(limit + 1):
-            request = factory.get("/api/v1/probe/", REMOTE_ADDR="203.0.113.7")
+            headers = {"REMOTE_ADDR": remote_addr}
+            if forwarded_for(sent) is not None:
+                headers["HTTP_X_FORWARDED_FOR"] = forwarded_for(sent)
+            request = factory.get("/api/v1/probe/", **headers)
             if user is not None:
                 force_authenticate(request, user=user)
             response = view(request)
@@ -61,6 +67,27 @@ def _allowed_before_throttled(view, *, user=None, limit: int) -> int | None:
 
 def test_anonymous_api_requests_are_throttled_at_60_a_minute_per_address():
     assert _allowed_before_throttled(_OpenApi.as_view(), limit=60) == 60
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_anonymous_throttle():
+    # Without a proxy in front (development), the header is ignored.
+    def forged(n):
+        return f"198.51.100.{n % 250}"
+
+    assert _allowed_before_throttled(_OpenApi.as_view(), limit=60, forwarded_for=forged) == 60
+
+
+def test_behind_one_proxy_the_address_it_added_is_the_client(settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+    view = _OpenApi.as_view()
+
+    # Whatever a client puts in front, the proxy's own entry (the last) is what counts.
+    def forged(n):
+        return f"198.51.100.{n % 250}, 192.0.2.10"
+
+    assert _allowed_before_throttled(view, limit=60, forwarded_for=forged) == 60
+    # Another client behind the same proxy (same REMOTE_ADDR) has a count of its own.
+    assert _allowed_before_throttled(view, limit=5, forwarded_for=lambda n: "192.0.2.11") is None
 
 
 @pytest.mark.django_db

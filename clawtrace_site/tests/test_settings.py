@@ -27,6 +27,7 @@ CONFIG_VARIABLES = (
     "CONN_MAX_AGE",
     "CELERY_BEAT_SCHEDULE_FILENAME",
     "API_THROTTLE_ANON",
+    "TRUSTED_PROXY_COUNT",
     "API_THROTTLE_USER",
     "API_THROTTLE_DEVICE",
     # Set in this process by the browser tests; never part of a real deployment.
@@ -233,3 +234,13 @@ def test_production_keeps_database_connections_between_requests(tmp_path):
     result = _run(["-c", script], tmp_path, **PRODUCTION)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-2:] == ["60", "True"]
+
+
+def test_production_takes_client_addresses_from_its_one_proxy_only(tmp_path):
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.REST_FRAMEWORK['NUM_PROXIES'], settings.ALLAUTH_TRUSTED_PROXY_COUNT)"
+    )
+    result = _run(["-c", script], tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["1", "1"]
