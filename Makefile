@@ -12,7 +12,7 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 # Production-like environment for `make check-deploy` (never used to serve anything).
 DEPLOY_ENV := DEBUG=False ALLOWED_HOSTS=clawtrace.example \
 	SECRET_KEY=check-deploy-$$(head -c 48 /dev/urandom | base64 | tr -d '/+=\n') \
-	DATABASE_URL=sqlite:///$(CURDIR)/.data/check-deploy.sqlite3
+	DATABASE_URL=sqlite:///$(CURDIR)/.data/check-deploy.sqlite3 CACHE_URL=redis://127.0.0.1:6379/1
 
 .PHONY: help run demo web worker beat agent test test-site test-agent test-services test-browser lint fmt check-deploy bench clean
 
@@ -32,6 +32,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt agent/pyproject.to
 	@touch $@ $(VENV)/.installed-run
 
 setup: $(VENV)/.installed-run ## Create .venv, install pinned deps, migrate, collect static files
+	$(PY) manage.py ensure_local_dirs
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py collectstatic --noinput -v0
 

@@ -5,8 +5,9 @@ accounts may not import billing (style.md 1: accounts <- billing, ingest, analyt
 accounts owns this registry and billing fills it from its `AppConfig.ready()`: accounts' views
 ask for the panels of a page and place them, knowing nothing of what they show.
 
-A panel's template gets the organization, the viewer's membership, and what the panel's
-`context` callable returns for the organization.
+A panel's template is rendered inside the page's own context (the organization, the viewer's
+membership, the request), plus what the panel's `context` callable returns for the
+organization: `{% organization_panel panel %}` from `accounts/templatetags/organization_panels.py`.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from django.http import HttpRequest
-from django.template.loader import render_to_string
-from django.utils.safestring import SafeString
-
-from accounts.models import Membership, Organization
+from accounts.models import Organization
 
 PANEL_PAGES = ("org_home", "org_settings")
 
@@ -31,6 +28,14 @@ class OrganizationPanel:
     page: str
     template_name: str
     context: Callable[..., Mapping[str, Any]]  # (*, organization) -> extra template context
+
+
+@dataclass(frozen=True)
+class PanelContent:
+    """One panel, ready for its page: which template, and the context it adds."""
+
+    template_name: str
+    context: Mapping[str, Any]
 
 
 _panels: dict[str, OrganizationPanel] = {}
@@ -47,20 +52,10 @@ def organization_panel_unregister(name: str) -> None:
     _panels.pop(name, None)
 
 
-def organization_panels_render(
-    *, request: HttpRequest, page: str, organization: Organization, membership: Membership
-) -> list[SafeString]:
-    """The page's panels as HTML, in registration order."""
+def organization_panels(*, page: str, organization: Organization) -> list[PanelContent]:
+    """The page's panels for the organization, in registration order."""
     return [
-        render_to_string(
-            panel.template_name,
-            {
-                "organization": organization,
-                "membership": membership,
-                **panel.context(organization=organization),
-            },
-            request=request,
-        )
+        PanelContent(panel.template_name, dict(panel.context(organization=organization)))
         for panel in _panels.values()
         if panel.page == page
     ]

@@ -31,6 +31,8 @@ from clawtrace_site.tokens import generate_secret, hash_secret
 logger = logging.getLogger(__name__)
 
 INVITATION_LIFETIME = timedelta(days=7)
+# Rows per DELETE of the retention purge: a few milliseconds of locks each.
+INVITATION_PURGE_BATCH_SIZE = 5_000
 # Recognisable in a leaked link or a paste (see clawtrace_site/tokens.py).
 INVITATION_TOKEN_PREFIX = "cti_"  # noqa: S105 (a prefix, not a secret)
 ORGANIZATION_NAME_MAX_LENGTH = 100
@@ -351,16 +353,47 @@ def invitation_revoke(*, actor: User | None, invitation: Invitation) -> Invitati
     return invitation
 
 
-def invitation_expired_purge(*, older_than: timedelta = timedelta(days=1)) -> int:
+def invitation_expired_purge(
+    *,
+    older_than: timedelta = timedelta(days=1),
+    batch_size: int = INVITATION_PURGE_BATCH_SIZE,
+    max_batches: int | None = None,
+) -> int:
     """Delete invitations that can no longer be used (expired or revoked) once they are
-    `older_than` past that point. They hold email addresses and serve no purpose.
+    `older_than` past that point. They hold email addresses and serve no purpose. Returns how
+    many were deleted; with `max_batches`, a result of `max_batches * batch_size` means more
+    may remain.
+
+    Deletes in primary-key order, at most `batch_size` rows per statement, each batch in its own
+    short transaction: one unbounded DELETE after a backlog (a missed week, a spam wave of
+    invitations) would hold its locks and grow the WAL for as long as it runs. A batch covers a
+    pk range whose purgeable rows were just listed, and the DELETE repeats the purge condition,
+    so it removes exactly those rows even if others in the range changed meanwhile.
 
     Cross-org maintenance, hence `all_orgs`.
     """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     cutoff = timezone.now() - older_than
-    deleted, _ = (
-        Invitation.all_orgs.filter(accepted_at__isnull=True)
-        .filter(Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff))
-        .delete()
+    purgeable = Invitation.all_orgs.filter(accepted_at__isnull=True).filter(
+        Q(expires_at__lt=cutoff) | Q(revoked_at__lt=cutoff)
     )
-    return deleted
+    deleted_total = 0
+    last_pk = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            chunk = list(
+                purgeable.filter(pk__gt=last_pk)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not chunk:
+                break
+            deleted, _ = purgeable.filter(pk__gt=last_pk, pk__lte=chunk[-1]).delete()
+        deleted_total += deleted
+        batches += 1
+        last_pk = chunk[-1]
+        if len(chunk) < batch_size:
+            break
+    return deleted_total

@@ -27,7 +27,7 @@ from accounts.adapter import SESSION_KEY_PENDING_INVITATION
 from accounts.forms import InvitationForm, OrganizationForm, OrganizationSwitchForm, RoleChangeForm
 from accounts.mixins import OrgMemberRequiredMixin
 from accounts.models import Invitation, Role
-from accounts.panels import organization_panels_render
+from accounts.panels import organization_panels
 from accounts.resolvers import SESSION_KEY_CURRENT_ORGANIZATION, current_organization_resolve
 from accounts.selectors import (
     invitation_count_pending,
@@ -124,12 +124,7 @@ class OrganizationHomeView(OrgMemberRequiredMixin, View):
                 "pending_invitation_count": invitation_count_pending(
                     organization=self.organization
                 ),
-                "panels": organization_panels_render(
-                    request=request,
-                    page="org_home",
-                    organization=self.organization,
-                    membership=self.membership,
-                ),
+                "panels": organization_panels(page="org_home", organization=self.organization),
             },
         )
 
@@ -148,12 +143,7 @@ class OrganizationSettingsView(OrgMemberRequiredMixin, ServiceFormView):
             organization=self.organization,
             membership=self.membership,
             can_edit=self.membership.has_role_at_least(Role.ADMIN),
-            panels=organization_panels_render(
-                request=self.request,
-                page="org_settings",
-                organization=self.organization,
-                membership=self.membership,
-            ),
+            panels=organization_panels(page="org_settings", organization=self.organization),
             **kwargs,
         )
 

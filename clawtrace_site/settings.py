@@ -18,10 +18,11 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
 # --- Data dir: everything the dev server writes lives here (gitignored) -----------------------
+# Only paths here: importing settings creates nothing. The folders are made where they are
+# needed (clawtrace_site/localdirs.py: `manage.py ensure_local_dirs` in `make setup`, the
+# Celery app for its broker and results, the dev secret key below).
 DATA_DIR = Path(env.str("CLAWTRACE_DATA_DIR", default=str(BASE_DIR / ".data"))).resolve()
 BROKER_DIR = DATA_DIR / "broker"
-for _folder in (DATA_DIR, BROKER_DIR / "in", BROKER_DIR / "processed", BROKER_DIR / "control"):
-    _folder.mkdir(parents=True, exist_ok=True)
 
 # --- Core -------------------------------------------------------------------------------------
 DEBUG = env.bool("DEBUG", default=True)
@@ -38,6 +39,7 @@ def _dev_secret_key() -> str:
     # won, so every process ends up reading the same complete key.
     key_file = DATA_DIR / "secret_key"
     if not key_file.exists():
+        DATA_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
         temporary = DATA_DIR / f".secret_key.{os.getpid()}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -69,6 +71,7 @@ else:
 
 # --- Applications -----------------------------------------------------------------------------
 INSTALLED_APPS = [
+    "clawtrace_site",  # its management commands and system checks
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -125,6 +128,10 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False  # services own their transactions (style.md 2)
+# Keep connections between requests (a new PostgreSQL connection per request costs more than
+# most of our queries); the health check drops one the server closed meanwhile.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0 if DEBUG else 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: rate limits (allauth) live here; use a shared cache (CACHE_URL) with several
@@ -170,6 +177,11 @@ ACCOUNT_RATE_LIMITS = {
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
 }
+# Client addresses for those limits and the API throttles: X-Forwarded-For can be forged, so only
+# the entries added by our own proxies count. Production runs behind one TLS-terminating proxy
+# (see Security); with 0, REMOTE_ADDR is used and the header ignored.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0 if DEBUG else 1)
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "ClawTrace"
 
@@ -195,8 +207,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# whitenoise warns on every request while the folder is missing (before the first collectstatic).
-STATIC_ROOT.mkdir(exist_ok=True)
+# STATIC_ROOT is made by collectstatic (`make setup`, the deploy), not here.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -215,10 +226,17 @@ SECURE_REFERRER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 # CSRF failures under /api/ answer the JSON error shape like every other API error.
 CSRF_FAILURE_VIEW = "clawtrace_site.api.csrf_failure"
+# The largest legal request is an ingest batch of 1,000,000 bytes (uncompressed JSON); 2.5 MB
+# leaves room for the envelope and escaping while still refusing a runaway body before it is
+# read into memory. DRF honours it from 3.17.2 on (pinned above that); over it, the API answers
+# 413 in the error shape and forms a 400.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_500_000
 if not DEBUG:
     # TLS terminates at the proxy, which sets X-Forwarded-Proto.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Load balancers probe the app directly over plain HTTP: a redirect would mark it down.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -244,6 +262,21 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "clawtrace_site.api.exception_handler",
+    # Load control, not security (credentials are protected by hashing and allauth's limits).
+    # Every API view counts per user, or per IP address when anonymous; the sender API uses
+    # `ScopedRateThrottle` with `throttle_scope = "device"` instead. Counted in the cache, so
+    # production needs a shared one (CACHE_URL; `check --deploy` warns otherwise).
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("API_THROTTLE_ANON", default="60/min"),
+        "user": env.str("API_THROTTLE_USER", default="600/min"),
+        # A sender flushes a batch every few seconds at most; 120/min leaves room for retries.
+        "device": env.str("API_THROTTLE_DEVICE", default="120/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ClawTrace API",
@@ -266,8 +299,6 @@ if not REDIS_URL:
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = REDIS_URL or f"file://{DATA_DIR / 'results'}"
-if not REDIS_URL:
-    (DATA_DIR / "results").mkdir(exist_ok=True)
 CELERY_RESULT_EXPIRES = 60 * 60 * 24
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -281,7 +312,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=str(DATA_DIR / "celerybeat-schedule")
+)
 CELERY_BEAT_SCHEDULE = {
     # A heartbeat through broker and worker every ten minutes: its "pong" in the worker log
     # shows beat and worker are alive; cheap, and stale copies are pointless, hence the expiry.

@@ -24,6 +24,12 @@ CONFIG_VARIABLES = (
     "CACHE_URL",
     "CLAWTRACE_DATA_DIR",
     "CSRF_TRUSTED_ORIGINS",
+    "CONN_MAX_AGE",
+    "CELERY_BEAT_SCHEDULE_FILENAME",
+    "API_THROTTLE_ANON",
+    "TRUSTED_PROXY_COUNT",
+    "API_THROTTLE_USER",
+    "API_THROTTLE_DEVICE",
     # Set in this process by the browser tests; never part of a real deployment.
     "DJANGO_ALLOW_ASYNC_UNSAFE",
 )
@@ -32,6 +38,7 @@ PRODUCTION = {
     "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "clawtrace.example",
     "DATABASE_URL": "sqlite:////tmp/clawtrace-deploy-check.db",
+    "CACHE_URL": "redis://127.0.0.1:6379/1",  # not contacted by these checks
 }
 PRINT_SETTINGS = (
     "import django, json; from django.conf import settings; django.setup(); "
@@ -106,7 +113,6 @@ def test_dev_defaults_need_no_server(tmp_path):
     assert values["broker"] == "filesystem://"
     assert values["transport"]["data_folder_in"] == str(data / "broker" / "in")
     assert values["transport"]["data_folder_out"] == values["transport"]["data_folder_in"]
-    assert (data / "broker" / "in").is_dir() and (data / "broker" / "processed").is_dir()
     assert values["email"] == "django.core.mail.backends.console.EmailBackend"
     assert values["hashers"][0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
 
@@ -136,3 +142,105 @@ def test_processes_starting_together_agree_on_one_dev_secret_key(tmp_path):
     assert len(keys) == 1
     assert len(keys.pop()) >= 50
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".secret")] == []
+
+
+# --- No folder made at import; each made where it is needed ----------------------------------
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(path.relative_to(root)) for path in root.rglob("*")} if root.exists() else set()
+
+
+def test_production_settings_create_no_folder(tmp_path):
+    _settings(tmp_path, **PRODUCTION)
+    assert not (tmp_path / "data").exists()
+
+
+def test_dev_settings_with_a_secret_key_create_no_folder(tmp_path):
+    _settings(tmp_path, SECRET_KEY=secrets.token_urlsafe(50))
+    assert not (tmp_path / "data").exists()
+
+
+def test_dev_settings_without_a_secret_key_make_only_the_private_key_file(tmp_path):
+    _settings(tmp_path)
+    data = tmp_path / "data"
+    assert _tree(data) == {"secret_key"}
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+
+
+def test_ensure_local_dirs_makes_the_database_broker_and_result_folders_once(tmp_path):
+    env = {"SECRET_KEY": secrets.token_urlsafe(50)}
+    first = _run(["manage.py", "ensure_local_dirs"], tmp_path, **env)
+    second = _run(["manage.py", "ensure_local_dirs"], tmp_path, **env)
+
+    assert first.returncode == 0, first.stderr
+    data = tmp_path / "data"
+    assert {"broker/in", "broker/processed", "broker/control", "results"} <= _tree(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert "created" in first.stdout
+    assert (second.returncode, second.stdout) == (0, "")
+
+
+def test_ensure_local_dirs_makes_nothing_for_redis_and_postgres(tmp_path):
+    result = _run(
+        ["manage.py", "ensure_local_dirs"],
+        tmp_path,
+        SECRET_KEY=secrets.token_urlsafe(50),
+        REDIS_URL="redis://127.0.0.1:6379/3",
+        DATABASE_URL="postgres://nobody@127.0.0.1:1/none",
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_celery_app_makes_its_filesystem_broker_folders_when_configured(tmp_path):
+    script = (
+        "import django; django.setup(); from pathlib import Path; from django.conf import "
+        "settings; from clawtrace_site.celery import app; "
+        "inbox = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS['data_folder_in']); "
+        "before = inbox.is_dir(); app.conf.broker_url; print(before, inbox.is_dir())"
+    )
+    result = _run(["-c", script], tmp_path, SECRET_KEY=secrets.token_urlsafe(50))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
+
+
+# --- Production gaps ---------------------------------------------------------------------------
+
+
+def test_deploy_check_warns_when_rate_limits_would_count_per_process(tmp_path):
+    env = {k: v for k, v in PRODUCTION.items() if k != "CACHE_URL"}
+    result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], tmp_path, **env)
+    assert result.returncode != 0
+    assert "clawtrace.W001" in result.stderr
+
+
+def test_health_checks_answer_plain_http_while_everything_else_redirects_to_https(tmp_path):
+    script = (
+        "import django; django.setup(); from django.test import Client; c = Client(); "
+        "print(c.get('/healthz', HTTP_HOST='clawtrace.example').status_code, "
+        "c.get('/pricing/', HTTP_HOST='clawtrace.example').status_code)"
+    )
+    result = _run(["-c", script], tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["200", "301"]
+
+
+def test_production_keeps_database_connections_between_requests(tmp_path):
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "db = settings.DATABASES['default']; print(db['CONN_MAX_AGE'], db['CONN_HEALTH_CHECKS'])"
+    )
+    result = _run(["-c", script], tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["60", "True"]
+
+
+def test_production_takes_client_addresses_from_its_one_proxy_only(tmp_path):
+    script = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.REST_FRAMEWORK['NUM_PROXIES'], settings.ALLAUTH_TRUSTED_PROXY_COUNT)"
+    )
+    result = _run(["-c", script], tmp_path, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["1", "1"]
