@@ -22,6 +22,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, parsers, serializers
+from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -274,12 +275,24 @@ def gzip_body(document: Any) -> bytes:
 # --- Base views ---------------------------------------------------------------------------------
 
 
+class JSONOnlyNegotiation(BaseContentNegotiation):
+    """The protocol answers JSON whatever `Accept` says (a 406 would be one more way for a
+    sender to fail); parsers are chosen by Content-Type as usual."""
+
+    def select_parser(self, request: Request, parsers: list) -> Any:
+        return DefaultContentNegotiation().select_parser(request, parsers)
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix=None):
+        return JSONRenderer(), JSONRenderer.media_type
+
+
 class ProtocolAPIView(APIView):
     """Base of every sync-protocol endpoint: JSON in (gzip allowed), JSON out, the contract's
     error shape, and a 415 for a POST that does not say it is JSON."""
 
     parser_classes = [ProtocolJSONParser]
     renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
 
     def get_exception_handler(self):
         return protocol_exception_handler
@@ -387,7 +400,6 @@ _ERROR_DESCRIPTIONS = {
     401: "`invalid_device_secret` (or `invalid_enroll_key` on enrollment).",
     403: "`device_limit_reached`: the organization's plan allows no more devices.",
     405: "`method_not_allowed`.",
-    406: "`not_acceptable`: this API answers JSON only.",
     413: "`payload_too_large`: " + PAYLOAD_TOO_LARGE_DETAIL + ".",
     415: "`unsupported_media_type`: send `application/json`, optionally gzip-encoded.",
     429: "`throttled`; the `Retry-After` header says when to come back.",
@@ -398,7 +410,7 @@ _ERROR_DESCRIPTIONS = {
 
 def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     """The error responses of an operation, each with the contract's error shape."""
-    every = (*statuses, 405, 406, 413, 415, 429, 500, 503)
+    every = (*statuses, 405, 413, 415, 429, 500, 503)
     return {
         status: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[status])
         for status in sorted(set(every))

@@ -241,7 +241,6 @@ class DeviceRenameView(_DevicesPageMixin, View):
 
 
 class DeviceRevokeView(_DevicesPageMixin, View):
-
     def post(self, request: HttpRequest, org_slug: str, device_id) -> HttpResponse:
         device = get_object_or_404(Device.objects, pk=device_id)
         try:
@@ -276,7 +275,6 @@ class EnrollmentKeyCreateView(_DevicesPageMixin, View):
 
 
 class EnrollmentKeyRevokeView(_DevicesPageMixin, View):
-
     def post(self, request: HttpRequest, org_slug: str, key_id: int) -> HttpResponse:
         enrollment_key = get_object_or_404(EnrollmentKey.objects, pk=key_id)
         try:

@@ -24,7 +24,6 @@ from django.urls import reverse
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.tenancy import OrgOwnedModel, OrgScopedManager, TenantScopeMissing, organization_scope
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
-from devices.models import Device, EnrollmentKey
 from clawtrace_site.tests.urlwalk import (
     MISSING_SLUG,
     OBJECT_KWARG_FILLERS,
@@ -36,6 +35,7 @@ from clawtrace_site.tests.urlwalk import (
     url_build,
 )
 from clawtrace_site.tests.urlwalk import OrgWorld as OtherOrgWorld
+from devices.models import Device, EnrollmentKey
 
 # Patterns the walk does not request, each with its reason.
 SKIPPED_NAMESPACES = {

@@ -85,9 +85,9 @@ def _world_object(world: OrgWorld, kind: str) -> Any:
     made = world.__dict__.setdefault("_made", {})
     if kind not in made:
         factory = {"device": DeviceFactory, "enrollment_key": EnrollmentKeyFactory}[kind]
-        made[kind] = factory(
-            organization=world.organization, name=f"{kind} of {world.organization.slug}"
-        )
+        name = f"{kind} of {world.organization.slug}"
+        made[kind] = factory(organization=world.organization, name=name)
+        world.secrets_in_text.append(name)  # no other organization's page may show it
     return made[kind]
 
 

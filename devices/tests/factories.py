@@ -42,7 +42,10 @@ class EnrollmentKeyFactory(OrgOwnedFactory):
 def enrollment_key_with_value(organization: Organization, **fields) -> tuple[EnrollmentKey, str]:
     value = generate_secret("cte_")
     key = EnrollmentKeyFactory(
-        organization=organization, key_digest=hash_secret(value), display_prefix=value[:12], **fields
+        organization=organization,
+        key_digest=hash_secret(value),
+        display_prefix=value[:12],
+        **fields,
     )
     return key, value
 

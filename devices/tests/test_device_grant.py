@@ -132,7 +132,9 @@ def test_codes_expire_after_fifteen_minutes(org, owner, client_for):
         assert _poll(grant["device_code"]).json()["error"] == "expired_token"
         page = _look_up(client_for(owner), grant["user_code"])
         assert page.status_code == 404 and "not valid" in page.content.decode()
-        assert _decide(client_for(owner), grant["user_code"], "approve", org.slug).status_code == 404
+        assert (
+            _decide(client_for(owner), grant["user_code"], "approve", org.slug).status_code == 404
+        )
     assert DeviceAuthorization.objects.get().status == AuthorizationStatus.PENDING
 
 
