@@ -117,7 +117,8 @@ class DeviceTokenInputSerializer(ProtocolStrictMixin, serializers.Serializer):
 
 
 class DeviceEnrollInputSerializer(MachineInputSerializer):
-    enroll_key = serializers.CharField(max_length=200)
+    # Blank is let through to the key check, so it is the same 401 as any unknown key.
+    enroll_key = serializers.CharField(max_length=200, allow_blank=True)
 
 
 class DeviceTokenApi(_LinkingApi):

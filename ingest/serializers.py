@@ -25,6 +25,7 @@ from devices.protocol import (
     MAX_BATCH_ITEMS,
     InvalidValue,
     PayloadTooLarge,
+    ProtocolStrictMixin,
     unknown_key_error,
 )
 from ingest.models import Source
@@ -290,14 +291,14 @@ def batch_parse(document: Any) -> Batch:
 # --- The DRF serializers: what the OpenAPI document shows ---------------------------------------
 
 
-class EventSerializer(serializers.Serializer):
+class EventSerializer(ProtocolStrictMixin, serializers.Serializer):
     """One assistant turn, metadata only. Any other key rejects the batch."""
 
     def get_fields(self) -> dict[str, serializers.Field]:
         return {key: spec.schema() for key, spec in EVENT_FIELDS.items()}
 
 
-class IngestBatchSerializer(serializers.Serializer):
+class IngestBatchSerializer(ProtocolStrictMixin, serializers.Serializer):
     """The ingest body. Validation is `batch_parse` (the table above), so what is documented
     and what is enforced cannot drift apart."""
 
