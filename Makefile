@@ -34,6 +34,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt agent/pyproject.to
 setup: $(VENV)/.installed-run ## Create .venv, install pinned deps, migrate, collect static files
 	$(PY) manage.py ensure_local_dirs
 	$(PY) manage.py migrate --noinput -v0
+	$(VENV)/bin/honcho run $(PY) manage.py init_from_env
 	$(PY) manage.py collectstatic --noinput -v0
 
 run: setup ## Set up and start web, Celery worker and beat (Ctrl-C stops all)

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.mfa",
     "accounts",
+    "devices",
     "ingest",
     "analytics",
     "billing",
@@ -283,6 +284,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Organizations, members and (from v1 on) the sender API of the ClawTrace agent.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "clawtrace_site.schema.error_responses_postprocess",
+    ],
 }
 
 # --- Celery -----------------------------------------------------------------------------------

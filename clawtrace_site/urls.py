@@ -35,6 +35,9 @@ api_v1_patterns = [
         membership_detail,
         name="membership_detail",
     ),
+    # The sync protocol (docs/sync-protocol.md): linking devices, then their data.
+    path("", include("devices.api_urls")),
+    path("", include("ingest.api_urls")),
 ]
 
 urlpatterns = [
@@ -43,6 +46,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("app/", accounts_views.home, name="home"),
     path("", include("accounts.urls")),
+    path("", include("devices.urls")),
     path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
     path(
         "api/schema/",

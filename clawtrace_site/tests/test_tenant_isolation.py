@@ -35,6 +35,7 @@ from clawtrace_site.tests.urlwalk import (
     url_build,
 )
 from clawtrace_site.tests.urlwalk import OrgWorld as OtherOrgWorld
+from devices.models import Device, EnrollmentKey
 
 # Patterns the walk does not request, each with its reason.
 SKIPPED_NAMESPACES = {
@@ -118,6 +119,16 @@ def _other_org_snapshot(world: OtherOrgWorld) -> dict[str, Any]:
                 "id", "email", "role", "accepted_at", "revoked_at"
             )
         ),
+        "devices": sorted(
+            Device.all_orgs.filter(organization=organization).values_list(
+                "id", "name", "revoked_at"
+            )
+        ),
+        "enrollment_keys": sorted(
+            EnrollmentKey.all_orgs.filter(organization=organization).values_list(
+                "id", "name", "revoked_at"
+            )
+        ),
         "users": sorted(
             User.objects.filter(pk__in=[world.owner.pk, world.member.pk]).values_list(
                 "id", "email", "is_active", "password"
@@ -128,9 +139,12 @@ def _other_org_snapshot(world: OtherOrgWorld) -> dict[str, Any]:
 
 @pytest.fixture
 def other_world(db) -> OtherOrgWorld:
-    return org_world_create(
+    world = org_world_create(
         name="Bravo Secret Works", slug="bravo-secret-works", email_domain="bravo-secret.example"
     )
+    for make, _missing in OBJECT_KWARG_FILLERS.values():
+        make(world)  # made before the snapshot, so the snapshot covers them
+    return world
 
 
 def _hostile_body(world: OtherOrgWorld) -> dict[str, str]:
@@ -202,9 +216,9 @@ def test_member_of_one_org_cannot_read_change_or_detect_another_orgs_objects(
 
 def test_walk_fails_on_a_url_kwarg_it_cannot_fill(other_world: OtherOrgWorld):
     route = Route(
-        "o/<slug:org_slug>/devices/<int:device_id>/", "x", "x.view", ("org_slug", "device_id")
+        "o/<slug:org_slug>/widgets/<int:widget_id>/", "x", "x.view", ("org_slug", "widget_id")
     )
-    with pytest.raises(UnknownUrlKwargError, match="device_id"):
+    with pytest.raises(UnknownUrlKwargError, match="widget_id"):
         route_url_variants(route, other_world, "alpha")
 
 
@@ -216,6 +230,11 @@ def test_walk_covers_the_org_routes_and_the_api():
         "accounts:member_role_change",
         "accounts:invitation_accept",
         "api:membership_detail",
+        "devices:device_list",
+        "devices:device_rename",
+        "devices:enrollment_key_revoke",
+        "api:ingest",
+        "api:stats",
     } <= names
 
 

@@ -26,6 +26,7 @@ ORG_KWARG = "org_slug"
 MISSING_SLUG = "no-such-org-7f3a9c"
 MISSING_ID = 987_654_321
 MISSING_TOKEN = "x" * 43
+MISSING_UUID = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass
@@ -71,7 +72,24 @@ OBJECT_KWARG_FILLERS: dict[str, tuple[Callable[[OrgWorld], Any], Any]] = {
     "membership_id": (lambda world: world.membership.pk, MISSING_ID),
     "invitation_id": (lambda world: world.invitation.pk, MISSING_ID),
     "token": (lambda world: world.invitation_token, MISSING_TOKEN),
+    "device_id": (lambda world: _world_object(world, "device").pk, MISSING_UUID),
+    "key_id": (lambda world: _world_object(world, "enrollment_key").pk, MISSING_ID),
 }
+
+
+def _world_object(world: OrgWorld, kind: str) -> Any:
+    """A device or enrollment key of the world's organization, made once per world (so that a
+    snapshot taken before a walk still holds after it)."""
+    from devices.tests.factories import DeviceFactory, EnrollmentKeyFactory
+
+    made = world.__dict__.setdefault("_made", {})
+    if kind not in made:
+        factory = {"device": DeviceFactory, "enrollment_key": EnrollmentKeyFactory}[kind]
+        name = f"{kind} of {world.organization.slug}"
+        made[kind] = factory(organization=world.organization, name=name)
+        world.secrets_in_text.append(name)  # no other organization's page may show it
+    return made[kind]
+
 
 # Kwargs of third-party routes (allauth, the admin) that name no org-owned object: a plausible
 # value of the right shape is enough to reach the view. The isolation walk skips these routes.

@@ -1,0 +1,269 @@
+"""Writes for ingest: a batch of events from one device, exactly once per organization.
+
+The rules (docs/sync-protocol.md, "Ingest"), applied to the batch's events in order, as if
+they came one at a time:
+- an event id the organization does not hold is stored (`accepted`);
+- one it holds is a duplicate; when the new copy is the fuller one (more total tokens, or as
+  many and a timestamp not earlier than the held one's) and differs from it, it replaces the
+  held row and counts in `updated` too, its tool list merged with the held one's. So
+  `--resync` after a price change corrects the costs, and an identical copy changes nothing;
+- then each id in `retract` deletes the organization's event of that id.
+
+Batches of one organization are applied one at a time (a row lock on the organization, held
+for the few queries of the write): that makes the counts exact when two devices send the same
+events at the same moment, where the unique constraint alone would only keep the rows single.
+Parsing and validation happen before, outside the transaction.
+
+A batch costs a fixed handful of queries whatever its size: lock, fetch the held copies of its
+ids, fetch this device's deliveries of those, insert the new rows, update the fuller ones,
+insert the deliveries, update the device. On PostgreSQL the inserts and updates pass each
+column as one array (`unnest`), with no ORM object per event; elsewhere they are the ORM's
+bulk operations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+import orjson
+from django.db import connection, transaction
+from django.db.models import Count, F
+from django.utils import timezone
+
+from accounts.models import Organization
+from accounts.tenancy import organization_scope
+from devices.models import Device
+from ingest.models import Delivery, Event
+from ingest.serializers import EVENT_COLUMNS, EVENT_ID, MAX_TOOLS, OCCURRED_AT, TOKEN_SLICE, TOOLS
+
+logger = logging.getLogger(__name__)
+
+_VALUE_COLUMNS = EVENT_COLUMNS[1:]  # what an update may change (never the id)
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    updated: int = 0
+    retracted: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _tools_merge(held: list[str], new: list[str]) -> list[str]:
+    """Both lists' names, each as often as the list that calls it most (a name repeated is a
+    tool called more than once in the turn); held order first, capped like the input."""
+    merged = list(held)
+    room = Counter(new)
+    room.subtract(Counter(held))
+    for name in new:
+        if room[name] > 0:
+            merged.append(name)
+            room[name] -= 1
+    return merged[:MAX_TOOLS]
+
+
+def _is_fuller(new: tuple, held: tuple) -> bool:
+    new_total, held_total = sum(new[TOKEN_SLICE]), sum(held[TOKEN_SLICE])
+    return new_total > held_total or (
+        new_total == held_total and new[OCCURRED_AT] >= held[OCCURRED_AT]
+    )
+
+
+def usage_batch_ingest(*, device: Device, events: list[tuple], retract: list[str]) -> IngestResult:
+    """Store one validated batch (rows in `EVENT_COLUMNS` order) from `device`."""
+    organization = device.organization
+    result = IngestResult()
+    with transaction.atomic(), organization_scope(organization):
+        list(Organization.objects.select_for_update().filter(pk=organization.pk).values("pk"))
+        now = timezone.now()
+        held_pks, held = _held_get([row[EVENT_ID] for row in events])
+
+        new: dict[str, tuple] = {}
+        changed: dict[str, tuple] = {}
+        for row in events:
+            event_id = row[EVENT_ID]
+            current = new.get(event_id) or changed.get(event_id) or held.get(event_id)
+            if current is None:
+                new[event_id] = row
+                result.accepted += 1
+                continue
+            result.duplicates += 1
+            if not _is_fuller(row, current):
+                continue
+            merged = (*row[:TOOLS], _tools_merge(current[TOOLS], row[TOOLS]), *row[TOOLS + 1 :])
+            if merged == current:
+                continue
+            (new if event_id in new else changed)[event_id] = merged
+            result.updated += 1
+
+        delivered_before = _deliveries_get(device=device, event_ids=list(held))
+        deliveries = [event_id for event_id in {**held, **new} if event_id not in delivered_before]
+        if new:
+            _events_insert(organization=organization, device=device, rows=new.values(), now=now)
+        if changed:
+            _events_update(rows=[(held_pks[key], row) for key, row in changed.items()])
+        if deliveries:
+            _deliveries_insert(organization=organization, device=device, event_ids=deliveries)
+
+        retracted_per_device: Counter = Counter()
+        if retract:
+            result.retracted, retracted_per_device = _events_retract(
+                organization=organization, event_ids=retract
+            )
+        for device_id, count in retracted_per_device.items():
+            if device_id != device.pk:
+                Device.objects.filter(pk=device_id).update(event_count=F("event_count") - count)
+        Device.objects.filter(pk=device.pk).update(
+            event_count=F("event_count") + len(deliveries) - retracted_per_device[device.pk],
+            last_sync_at=now,
+            last_seen_at=now,
+        )
+    logger.info(
+        "ingest batch stored",
+        extra={"organization_id": organization.pk, "device_id": str(device.pk), **asdict(result)},
+    )
+    return result
+
+
+def _held_get(event_ids: list[str]) -> tuple[dict[str, int], dict[str, tuple]]:
+    """The organization's copies of these ids: {id: pk} and {id: row}, rows in
+    `EVENT_COLUMNS` order like the batch's, so that they compare as tuples."""
+    if not event_ids:
+        return {}, {}
+    pks, rows = {}, {}
+    for pk, event_id, *values in Event.objects.filter(event_id__in=set(event_ids)).values_list(
+        "pk", *EVENT_COLUMNS
+    ):
+        key = event_id.hex
+        pks[key] = pk
+        rows[key] = (key, *values)
+    return pks, rows
+
+
+def _deliveries_get(*, device: Device, event_ids: list[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    return {
+        event_id.hex
+        for event_id in Delivery.objects.filter(device=device, event_id__in=event_ids).values_list(
+            "event_id", flat=True
+        )
+    }
+
+
+def _is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _columns(rows: list[tuple]) -> list[list]:
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[TOOLS] = [orjson.dumps(tools).decode() for tools in columns[TOOLS]]
+    return columns
+
+
+_PG_TYPES = {
+    "event_id": "uuid",
+    "occurred_at": "timestamptz",
+    "input_tokens": "bigint",
+    "output_tokens": "bigint",
+    "cache_read_tokens": "bigint",
+    "cache_write_5m_tokens": "bigint",
+    "cache_write_1h_tokens": "bigint",
+    "web_search_requests": "integer",
+    "cost_usd": "numeric",
+    "logged_cost_usd": "numeric",
+    "is_sidechain": "boolean",
+    "tools": "jsonb",
+}
+
+
+def _pg_array(column: str) -> str:
+    return f"%s::{_PG_TYPES.get(column, 'text')}[]"
+
+
+def _events_insert(*, organization: Organization, device: Device, rows, now) -> None:
+    rows = list(rows)
+    if _is_postgresql():
+        table = Event._meta.db_table
+        names = ", ".join(EVENT_COLUMNS)
+        arrays = ", ".join(_pg_array(column) for column in EVENT_COLUMNS)
+        sql = (
+            f"INSERT INTO {table} (organization_id, device_id, received_at, {names}) "  # noqa: S608
+            f"SELECT %s, %s, %s, * FROM unnest({arrays}) "
+            "ON CONFLICT (organization_id, event_id) DO NOTHING"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [organization.pk, device.pk, now, *_columns(rows)])
+        return
+    Event.objects.bulk_create(
+        [
+            Event(
+                organization=organization,
+                device=device,
+                received_at=now,
+                **dict(zip(EVENT_COLUMNS, row, strict=True)),
+            )
+            for row in rows
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _events_update(*, rows: list[tuple[int, tuple]]) -> None:
+    if _is_postgresql():
+        table = Event._meta.db_table
+        assignments = ", ".join(f"{column} = v.{column}" for column in _VALUE_COLUMNS)
+        arrays = ", ".join(_pg_array(column) for column in _VALUE_COLUMNS)
+        names = ", ".join(_VALUE_COLUMNS)
+        sql = (
+            f"UPDATE {table} AS e SET {assignments} "  # noqa: S608
+            f"FROM unnest(%s::bigint[], {arrays}) AS v(pk, {names}) WHERE e.id = v.pk"
+        )
+        columns = _columns([row for _pk, row in rows])[1:]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [[pk for pk, _row in rows], *columns])
+        return
+    objects = []
+    for pk, row in rows:
+        event = Event(pk=pk, **dict(zip(EVENT_COLUMNS, row, strict=True)))
+        objects.append(event)
+    Event.objects.bulk_update(objects, fields=list(_VALUE_COLUMNS))
+
+
+def _deliveries_insert(*, organization: Organization, device: Device, event_ids: list[str]):
+    if _is_postgresql():
+        sql = (
+            f"INSERT INTO {Delivery._meta.db_table} (organization_id, device_id, event_id) "
+            "SELECT %s, %s, unnest(%s::uuid[]) ON CONFLICT DO NOTHING"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [organization.pk, device.pk, event_ids])
+        return
+    Delivery.objects.bulk_create(
+        [
+            Delivery(organization=organization, device=device, event_id=event_id)
+            for event_id in event_ids
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _events_retract(*, organization: Organization, event_ids: list[str]) -> tuple[int, Counter]:
+    """Delete the organization's events of these ids and every device's delivery of them;
+    how many events went, and how many deliveries per device (to keep their counts)."""
+    ids = set(event_ids)
+    # Device ids spelled out, so that the delivery index (organization, device, event_id)
+    # answers the look-up instead of a scan of the organization's deliveries.
+    device_ids = list(Device.objects.values_list("pk", flat=True))
+    deliveries = Delivery.objects.filter(device__in=device_ids, event_id__in=ids)
+    per_device = Counter(
+        dict(deliveries.values_list("device").annotate(count=Count("pk")).order_by())
+    )
+    deliveries.delete()
+    retracted, _ = Event.objects.filter(event_id__in=ids).delete()
+    return retracted, per_device
