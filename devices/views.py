@@ -17,8 +17,8 @@ from django.views import View
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from accounts.mixins import OrgMemberRequiredMixin
 from accounts.models import Role
-from accounts.tenancy import OrgMemberRequiredMixin
 from clawtrace_site.exceptions import ApplicationError
 from devices.forms import DeviceDecisionForm, DeviceRenameForm, EnrollmentKeyForm, UserCodeForm
 from devices.models import Device, EnrollmentKey
