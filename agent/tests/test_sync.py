@@ -337,3 +337,11 @@ def test_costs_leave_as_exact_decimals(conn, pico):
     outbox.outbox_enable(conn)
     event = outbox.next_batch(conn, outbox.Privacy(), peek=True).events[0]
     assert event["cost_usd"] == outbox.usd(pico) == event["logged_cost_usd"]
+
+
+def test_the_summary_counts_in_words_a_person_would_use():
+    from clawtrace.cli_sync import _plural
+
+    assert [_plural(1, "batch"), _plural(2, "batch"), _plural(1, "event"), _plural(0, "event")] == [
+        "1 batch", "2 batches", "1 event", "0 events",
+    ]  # fmt: skip

@@ -212,7 +212,8 @@ def _send(
         printer({**result.as_dict(), "pending_before": before})
     else:
         typer.echo(
-            f"Sent {result.events:,} events in {result.batches:,} batches to {device.server}: "
+            f"Sent {_plural(result.events, 'event')} in {_plural(result.batches, 'batch')} to "
+            f"{device.server}: "
             f"{result.accepted:,} new, {result.duplicates:,} already there"
             f"{f', {result.updated:,} updated' if result.updated else ''}"
             f"{f', {result.retracted:,} retracted' if result.retracted else ''}"
@@ -221,6 +222,10 @@ def _send(
     if result.error:
         left = sum(result.pending.values())
         raise _fail(f"{result.error}. {left:,} turns wait for the next `clawtrace sync`.", 1)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}{'es' if noun.endswith('ch') else 's'}"
 
 
 def _check(conn: Any, device: Any, json_out: bool) -> None:
