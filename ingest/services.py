@@ -252,7 +252,7 @@ def _events_insert(*, organization: Organization, device: Device, rows, now) -> 
             f"COPY {table} (organization_id, device_id, received_at, {names}) FROM STDIN",
             copy_rows,
             sql,
-            [*prefix, *_columns(rows)],
+            lambda: [*prefix, *_columns(rows)],
         )
         return
     Event.objects.bulk_create(
@@ -269,7 +269,7 @@ def _events_insert(*, organization: Organization, device: Device, rows, now) -> 
     )
 
 
-def _pg_copy_or_insert(copy_sql: str, rows: list[tuple], insert_sql: str, params: list) -> None:
+def _pg_copy_or_insert(copy_sql: str, rows: list[tuple], insert_sql: str, params) -> None:
     """COPY the rows (the fastest way in); the INSERT ... ON CONFLICT DO NOTHING if one is
     there already.
 
@@ -284,7 +284,7 @@ def _pg_copy_or_insert(copy_sql: str, rows: list[tuple], insert_sql: str, params
     except IntegrityError:
         logger.warning("ingest: COPY met an existing row; inserting with ON CONFLICT instead")
         with _pg_cursor() as cursor:
-            cursor.execute(insert_sql, params)
+            cursor.execute(insert_sql, params())
 
 
 def _events_update(*, rows: list[tuple[int, tuple]]) -> None:
@@ -318,7 +318,7 @@ def _deliveries_insert(*, organization: Organization, device: Device, event_ids:
             f"COPY {Delivery._meta.db_table} (organization_id, device_id, event_id) FROM STDIN",
             [(organization.pk, device.pk, event_id) for event_id in event_ids],
             sql,
-            [organization.pk, device.pk, event_ids],
+            lambda: [organization.pk, device.pk, event_ids],
         )
         return
     Delivery.objects.bulk_create(
