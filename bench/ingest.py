@@ -309,7 +309,7 @@ def main() -> None:
 
     db_url = database_recreate(base_url)
     django_setup(db_url)
-    bench, secrets, floor, floor_device = world_make(max(levels))
+    _bench, secrets, floor, floor_device = world_make(max(levels))
     from django.db import connection
 
     connection.close()
