@@ -299,7 +299,8 @@ class ProtocolAPIView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if request.method in ("POST", "PUT", "PATCH"):
+        # (A method the view does not have is a 405 first, whatever its body.)
+        if request.method in ("POST", "PUT", "PATCH") and hasattr(self, request.method.lower()):
             content_type = (request.content_type or "").split(";", 1)[0].strip().lower()
             if content_type != "application/json":
                 raise UnsupportedMediaType()
@@ -415,3 +416,15 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
         status: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[status])
         for status in sorted(set(every))
     }
+
+
+def is_protocol_path(path: str) -> bool:
+    """Whether `path` is served by a sync-protocol view (so errors have the contract's shape)."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    view_class = getattr(match.func, "view_class", None) or getattr(match.func, "cls", None)
+    return isinstance(view_class, type) and issubclass(view_class, ProtocolAPIView)

@@ -91,9 +91,11 @@ class Event(OrgOwnedModel):
 
 
 class Delivery(OrgOwnedModel):
-    """That a device sent an event the organization holds: a device's own totals
-    (`GET /api/v1/stats`) are over what it sent, even when another device sent it first, so
-    that two machines with one history each agree with the server."""
+    """That a device sent an event the organization already held from another device.
+
+    A device's own totals (`GET /api/v1/stats`) are over what it sent: the events it sent
+    first (`Event.device`) and these, so that two machines with one history each agree with
+    the server. The common case (one machine, one history) writes no row here."""
 
     organization = _organization_fk()
     device = models.ForeignKey(

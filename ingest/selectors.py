@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
@@ -24,7 +24,8 @@ def event_totals(*, organization: Organization, device: Device | None = None) ->
         events = Event.objects.all()
         if device is not None:
             events = events.filter(
-                event_id__in=Delivery.objects.filter(device=device).values("event_id")
+                Q(device=device)
+                | Q(event_id__in=Delivery.objects.filter(device=device).values("event_id"))
             )
         sums = events.aggregate(
             turns=Count("pk"),

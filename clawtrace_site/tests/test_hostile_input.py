@@ -59,6 +59,7 @@ from clawtrace_site.tests.urlwalk import (
     url_build,
     url_fill,
 )
+from devices.protocol import is_protocol_path
 
 CANARY = "CANARY-7f3a9c"
 ROLES = ("anonymous", "member", "owner")
@@ -346,9 +347,10 @@ def _response_problem(probe: Probe, response, require_form_error_on_200: bool = 
             return f"{status} under /api/ with {response.get('Content-Type')!r}, not JSON"
         try:
             body = json.loads(content)
-            if probe.path.startswith(SYNC_PROTOCOL_PREFIXES) and isinstance(body["error"], str):
-                # docs/sync-protocol.md: {"error": "<code>", "detail": "...", "field"?} from the
-                # views; a request Django refuses before any view keeps the site's shape.
+            if is_protocol_path(probe.path) and isinstance(body.get("error"), str):
+                # The sync protocol's own shape (docs/sync-protocol.md): a code and a sentence.
+                # (What Django refuses before any view runs, a bad Host say, keeps the
+                # project's shape from handler400, checked below.)
                 assert body["error"]
                 assert isinstance(body["detail"], str) and body["detail"]
             else:
@@ -358,10 +360,6 @@ def _response_problem(probe: Probe, response, require_form_error_on_200: bool = 
         except (ValueError, KeyError, TypeError, AssertionError):
             return f"{status} under /api/ without the error shape: {content[:200]!r}"
     return None
-
-
-# The agent's sender speaks the sync protocol, whose error body is flat (docs/sync-protocol.md).
-SYNC_PROTOCOL_PREFIXES = ("/api/v1/device", "/api/v1/ingest", "/api/v1/stats")
 
 
 # --- URLs ---------------------------------------------------------------------------------------

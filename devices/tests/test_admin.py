@@ -7,7 +7,11 @@ from django.urls import reverse
 
 from accounts.tests.factories import UserFactory
 from devices.models import Device, DeviceAuthorization, EnrollmentKey
-from devices.tests.factories import DeviceAuthorizationFactory, EnrollmentKeyFactory
+from devices.tests.factories import (
+    DeviceAuthorizationFactory,
+    EnrollmentKeyFactory,
+    device_with_secret,
+)
 from ingest.models import Delivery, Event
 from ingest.tests.factories import event_payload
 from ingest.tests.helpers import ingest
@@ -29,8 +33,10 @@ def operator_client(client_for):
 
 
 @pytest.fixture
-def rows(org, owner, device, device_client):
-    ingest(device_client, [event_payload()])
+def rows(org, owner, device, device_client, device_client_for):
+    event = event_payload()
+    ingest(device_client, [event])
+    ingest(device_client_for(device_with_secret(org)[1]), [event])  # a Delivery row
     EnrollmentKeyFactory(organization=org, created_by=owner)
     DeviceAuthorizationFactory()
 

@@ -60,7 +60,8 @@ def test_two_devices_sending_the_same_batch_at_once_count_it_once(org):
         assert one.updated == two.updated == 0
     with organization_scope(org):
         assert Event.objects.count() == 5000
-        assert Delivery.objects.count() == 10_000
+        # Each event once; the device that lost each race holds a delivery of it.
+        assert Delivery.objects.count() == 5000
     assert {d.event_count for d in Device.all_orgs.filter(organization=org)} == {5000}
 
 
