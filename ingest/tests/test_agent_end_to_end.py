@@ -262,7 +262,7 @@ def test_a_sync_killed_at_any_moment_loses_nothing_and_counts_nothing_twice(
     kills, landed_mid_sync, last = 0, 0, -1
     while kills < 30:
         proc = laptop.start("sync", "--no-scan")
-        time.sleep(rng.uniform(0.2, 0.9))
+        time.sleep(rng.uniform(0.15, 0.6))
         if proc.poll() is not None:  # it finished first: start the next round over
             if laptop.server_totals(site)["turns"] == truth["totals"]["turns"]:
                 break
