@@ -86,6 +86,14 @@ class _DeviceLinkPageMixin(LoginRequiredMixin):
     def no_organization_page(self, request: HttpRequest) -> HttpResponse:
         return render(request, "devices/device_verify.html", {"no_organization": True}, status=403)
 
+    def admitted(self, request: HttpRequest) -> tuple[list, HttpResponse | None]:
+        """The organizations this member may link into, or the page that refuses them: none
+        they administer, or too many codes looked up lately (every submission counts)."""
+        organizations = self.organizations(request)
+        if not organizations:
+            return organizations, self.no_organization_page(request)
+        return organizations, _user_code_guess_refused(request)
+
     def code_page(
         self, request: HttpRequest, form: UserCodeForm, *, status: int = 200, error: str = ""
     ) -> HttpResponse:
@@ -114,10 +122,7 @@ class DeviceVerifyView(_DeviceLinkPageMixin, View):
         return self.code_page(request, UserCodeForm(initial={"user_code": prefilled}))
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        organizations = self.organizations(request)
-        if not organizations:
-            return self.no_organization_page(request)
-        refused = _user_code_guess_refused(request)
+        organizations, refused = self.admitted(request)
         if refused is not None:
             return refused
         form = UserCodeForm(request.POST)
@@ -139,10 +144,7 @@ class DeviceDecideView(_DeviceLinkPageMixin, View):
     """Step two: approve into one of the member's organizations, or deny."""
 
     def post(self, request: HttpRequest) -> HttpResponse:
-        organizations = self.organizations(request)
-        if not organizations:
-            return self.no_organization_page(request)
-        refused = _user_code_guess_refused(request)
+        organizations, refused = self.admitted(request)
         if refused is not None:
             return refused
         form = DeviceDecisionForm(request.POST)

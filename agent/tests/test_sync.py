@@ -340,8 +340,8 @@ def test_costs_leave_as_exact_decimals(conn, pico):
 
 
 def test_the_summary_counts_in_words_a_person_would_use():
-    from clawtrace.cli_sync import _plural
+    from clawtrace.cli_scan import counted
 
-    assert [_plural(1, "batch"), _plural(2, "batch"), _plural(1, "event"), _plural(0, "event")] == [
+    assert [counted(1, "batch"), counted(2, "batch"), counted(1, "event"), counted(0, "event")] == [
         "1 batch", "2 batches", "1 event", "0 events",
     ]  # fmt: skip

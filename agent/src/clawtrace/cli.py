@@ -274,11 +274,6 @@ def _all_tokens(row: dict[str, Any]) -> int:
     )
 
 
-def _count(n: int, noun: str) -> str:
-    """`1 malformed line`, `2 malformed lines`."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
 def _tokens(n: int) -> str:
     return f"{n:,}"
 
@@ -726,10 +721,16 @@ def doctor(
         f"(fingerprint {data['prices']['fingerprint']})"
     )
     for name, s in data["sources"].items():
-        console.print(
-            f"[bold]{name}[/bold]: {_count(s['files'], 'file')}, {_count(s['lines'], 'line')}, "
-            f"{_count(s['turns'], 'turn')}, {_count(s['malformed'], 'malformed line')}"
+        counts = ", ".join(
+            cli_scan.counted(s[key], noun)
+            for key, noun in (
+                ("files", "file"),
+                ("lines", "line"),
+                ("turns", "turn"),
+                ("malformed", "malformed line"),
+            )
         )
+        console.print(f"[bold]{name}[/bold]: {counts}")
         for r in s["roots"]:
             console.print(f"  {'found  ' if r['exists'] else 'missing'} {r['path']}")
         for u in s.get("unreadable", []):
@@ -737,7 +738,7 @@ def doctor(
         for f in data["malformed_files"]:
             if f["source"] == name:
                 console.print(
-                    f"  malformed: {f['malformed']:,} of {_count(f['lines'], 'line')} "
+                    f"  malformed: {f['malformed']:,} of {cli_scan.counted(f['lines'], 'line')} "
                     f"in {f['path']}"
                 )
     for p in data["pending_partial_lines"]:

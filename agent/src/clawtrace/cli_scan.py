@@ -157,6 +157,13 @@ def progress_factory(total_bytes: int, files: int, growing: bool = False) -> Any
     return tick
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 malformed line`, `2 malformed lines`, `1 batch`, `3 batches`: every command's counts."""
+    if n == 1:
+        return f"{n:,} {noun}"
+    return f"{n:,} {noun}{'es' if noun.endswith(('ch', 'sh', 's', 'x')) else 's'}"
+
+
 def print_json(data: Any) -> None:
     import orjson
 

@@ -194,6 +194,7 @@ def sync(
 def _send(
     conn: Any, config: Any, device: Any, *, resync: bool, json_out: bool, printer: Any
 ) -> None:
+    from clawtrace.cli_scan import counted
     from clawtrace.sync import outbox
     from clawtrace.sync.sender import sync_run
 
@@ -212,7 +213,7 @@ def _send(
         printer({**result.as_dict(), "pending_before": before})
     else:
         typer.echo(
-            f"Sent {_plural(result.events, 'event')} in {_plural(result.batches, 'batch')} to "
+            f"Sent {counted(result.events, 'event')} in {counted(result.batches, 'batch')} to "
             f"{device.server}: "
             f"{result.accepted:,} new, {result.duplicates:,} already there"
             f"{f', {result.updated:,} updated' if result.updated else ''}"
@@ -222,10 +223,6 @@ def _send(
     if result.error:
         left = sum(result.pending.values())
         raise _fail(f"{result.error}. {left:,} turns wait for the next `clawtrace sync`.", 1)
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}{'es' if noun.endswith('ch') else 's'}"
 
 
 def _check(conn: Any, device: Any, json_out: bool) -> None:
