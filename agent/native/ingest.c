@@ -29,6 +29,7 @@
 
 #include "parse.h"
 #include "rules.h"
+#include "rules_py.h"
 
 /* The derived sums' file beside a store (store.SUMS_SUFFIX), attached as `sums`. */
 #define SUMS_SUFFIX "-sums"
@@ -259,7 +260,8 @@ static void pool_free(pool_t *pool) {
 #define JOURNAL_FIELDS 4
 enum { J_KEY, J_ROWID, J_MSG, J_CTX };
 
-#define TURN_PARAMS 18 /* bind_row */
+#define TURN_PARAMS CT_NCOLS /* bind_row */
+#define MAX_TOOLS 512 /* tool calls a record keeps (parse_line's MAX_VALUES bounds a line's) */
 #define BULK_ROWS 16   /* rows a bulk load inserts a statement */
 
 /* A turn of the current chunk (before pricing). Strings are pool ids. */
@@ -275,29 +277,19 @@ typedef struct {
     int32_t ntools;
 } rec_t;
 
-typedef struct {
-    int32_t key;  /* pool id of the tool_use id (or "#n") */
-    int32_t name; /* pool id */
-    int32_t next;
-} rtool_t;
+/* A tool call of a record: key, the pool id of its tool_use id (or "#n"); name, a pool id. */
+typedef ct_tool_link rtool_t;
 
-typedef struct { /* store.TURN_COLUMNS */
-    int64_t key_hash, msg_hash, file_id, ctx, model, ts, tok[6], cost, src, rep, sav, wc, toolset;
-    int has_msg, has_file, has_cost, has_rep;
-} row_t;
+typedef ct_row_t row_t; /* store.TURN_COLUMNS */
 
 typedef struct {
-    int kind; /* 0: no price, 1: integer rate card, 2: ask Python turn by turn */
     int64_t model_id, day;
-    int64_t src;
-    int ntiers;
-    int64_t thresholds[8];
-    int64_t rates[8][6];
+    ct_card_t c;
 } card_t;
 
 typedef struct {
     int64_t bucket, ctx, model;
-    __int128 m[18]; /* (wider than a column: split into rows that fit when written) */
+    __int128 m[CT_N_METRICS]; /* (wider than a column: split into rows that fit when written) */
     int64_t first_ts, last_ts;
     int has_ts;
 } agg_t;
@@ -728,74 +720,19 @@ static card_t *card_get(Ingest *self, rec_t *r, int64_t mid, int64_t day) {
     }
     c->model_id = mid;
     c->day = day;
-    c->kind = 2;
-    if (v == Py_None) {
-        c->kind = 0;
-    } else if (PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 3) {
-        /* (source id, source name, ((threshold, six rates), ...)) */
-        PyObject *tiers = PyTuple_GET_ITEM(v, 2);
-        c->src = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 0));
-        if (source_known(self, c->src, PyTuple_GET_ITEM(v, 1)) < 0) {
-            Py_DECREF(v);
-            return NULL;
-        }
-        Py_ssize_t nt = PyTuple_Check(tiers) ? PyTuple_GET_SIZE(tiers) : 0;
-        if (nt >= 1 && nt <= 8) {
-            c->kind = 1;
-            c->ntiers = (int)nt;
-            for (Py_ssize_t k = 0; k < nt && c->kind == 1; k++) {
-                PyObject *tier = PyTuple_GET_ITEM(tiers, k);
-                if (!PyTuple_Check(tier) || PyTuple_GET_SIZE(tier) != 7) {
-                    c->kind = 2;
-                    break;
-                }
-                for (int j = 0; j < 7; j++) {
-                    int overflow = 0;
-                    long long x = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(tier, j), &overflow);
-                    if (overflow || x < 0) {
-                        c->kind = 2;
-                        break;
-                    }
-                    if (j == 0) c->thresholds[k] = x;
-                    else c->rates[k][j - 1] = x;
-                }
-            }
-        }
+    int bad = ct_card_from_py(v, &c->c) < 0;
+    if (!bad && PyTuple_Check(v) && PyTuple_GET_SIZE(v) == 3) {
+        /* (source id, source name, tiers): a price source to insert */
+        long long src = PyLong_AsLongLong(PyTuple_GET_ITEM(v, 0));
+        bad = (src == -1 && PyErr_Occurred()) || source_known(self, src, PyTuple_GET_ITEM(v, 1)) < 0;
     }
     Py_DECREF(v);
-    if (PyErr_Occurred()) return NULL;
+    if (bad) return NULL;
     if (map_put(&self->card_by_key, h, (int32_t)(self->cards.len - 1), card_eq, &p) < 0) {
         PyErr_NoMemory();
         return NULL;
     }
     return vec_at(&self->cards, self->cards.len - 1);
-}
-
-/* RateCard.cost: 1 when done in 64 bits, 0 to leave the turn to Python. */
-static int card_cost(card_t *c, const int64_t *tok, row_t *row) {
-    int64_t total_input = tok[0] + tok[2] + tok[3] + tok[4];
-    int k = 0;
-    if (c->ntiers > 1) {
-        for (int t = c->ntiers - 1; t >= 0; t--) {
-            if (total_input > c->thresholds[t]) {
-                k = t;
-                break;
-            }
-        }
-    }
-    const int64_t *r = c->rates[k];
-    __int128 writes = (__int128)tok[3] * r[3] + (__int128)tok[4] * r[4];
-    __int128 total = (__int128)tok[0] * r[0] + (__int128)tok[1] * r[1] + (__int128)tok[2] * r[2] +
-                     writes + (__int128)tok[5] * r[5];
-    __int128 savings = (__int128)tok[2] * ((__int128)r[0] - r[2]);
-    if (total > INT64_MAX || writes > INT64_MAX || savings > INT64_MAX || savings < INT64_MIN)
-        return 0;
-    row->cost = (int64_t)total;
-    row->has_cost = 1;
-    row->src = c->src;
-    row->sav = (int64_t)savings;
-    row->wc = (int64_t)writes;
-    return 1;
 }
 
 static int price_slow(Ingest *self, rec_t *r, row_t *row) {
@@ -842,17 +779,7 @@ static int row_key_eq(void *ctx, int32_t idx) {
     return ((row_t *)vec_at(&p->self->rows, (size_t)idx))->key_hash == p->key;
 }
 
-static int64_t row_total(const row_t *r) { return r->tok[0] + r->tok[1] + r->tok[2] + r->tok[3] + r->tok[4]; }
-
-/* store.replaces */
-static int replaces(const row_t *new_, const row_t *old) {
-    int64_t a = row_total(new_), b = row_total(old);
-    if (a != b) return a > b;
-    if (new_->ts != old->ts) return new_->ts > old->ts;
-    return (new_->has_file ? new_->file_id : 0) >= (old->has_file ? old->file_id : 0);
-}
-
-/* store.merge_rows: the winner, with the union of both rows' tool names (old's first). */
+/* store.merge_rows: the winner (ct_replaces), with both rows' tool names (ct_tools_merge). */
 static int merge_rows(Ingest *self, const row_t *old, const row_t *new_, row_t *out) {
     toolset_t *to = old->toolset ? toolset_load(self, old->toolset) : NULL;
     toolset_t *tn = new_->toolset ? toolset_load(self, new_->toolset) : NULL;
@@ -860,19 +787,11 @@ static int merge_rows(Ingest *self, const row_t *old, const row_t *new_, row_t *
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "unknown toolset");
         return -1;
     }
-    *out = replaces(new_, old) ? *new_ : *old;
+    *out = ct_replaces(new_, old) ? *new_ : *old;
     size_t no = to ? to->n : 0, nn = tn ? tn->n : 0;
-    int32_t merged[512];
-    size_t n = 0;
-    for (size_t i = 0; i < no && n < 512; i++)
-        merged[n++] = *(int32_t *)vec_at(&self->tnames, to->start + i);
-    for (size_t i = 0; i < nn && n < 512; i++) {
-        int32_t name = *(int32_t *)vec_at(&self->tnames, tn->start + i);
-        int seen = 0;
-        for (size_t j = 0; j < no && !seen; j++)
-            seen = *(int32_t *)vec_at(&self->tnames, to->start + j) == name;
-        if (!seen) merged[n++] = name;
-    }
+    int32_t merged[MAX_TOOLS];
+    size_t n = ct_tools_merge(no ? vec_at(&self->tnames, to->start) : NULL, no,
+                              nn ? vec_at(&self->tnames, tn->start) : NULL, nn, merged, MAX_TOOLS);
     if (n == no) {
         out->toolset = old->toolset;
     } else {
@@ -923,24 +842,16 @@ static int rec_to_row(Ingest *self, rec_t *r, int32_t source, int64_t file_id, i
     memcpy(row.tok, r->tok, sizeof row.tok);
     if (r->has_reported) {
         row.has_rep = 1;
-        row.rep = (int64_t)nearbyint(r->reported * 1e12); /* Python's round(): half to even */
+        row.rep = ct_reported_pico(r->reported);
     }
-    card_t *card = card_get(self, r, row.model, floor_div(r->ts, DAY_MS));
+    card_t *card = card_get(self, r, row.model, ct_floor_div(r->ts, CT_DAY_MS));
     if (!card) return -1;
-    if (card->kind == 1 && card_cost(card, r->tok, &row)) {
-        /* priced */
-    } else if (card->kind == 0) {
-        /* Nobody prices this model: the log's own cost if it has one, else unpriced. */
-        int has = row.has_rep && row.rep != 0;
-        row.has_cost = has;
-        row.cost = has ? row.rep : 0;
-        row.src = has ? self->reported_id : self->none_id;
-    } else if (price_slow(self, r, &row) < 0) {
+    if (!ct_row_price(&row, &card->c, self->reported_id, self->none_id) &&
+        price_slow(self, r, &row) < 0)
         return -1;
-    }
-    int32_t names[512];
+    int32_t names[MAX_TOOLS];
     size_t n = 0;
-    for (int32_t t = r->tools_head; t >= 0 && n < 512;) {
+    for (int32_t t = r->tools_head; t >= 0 && n < MAX_TOOLS;) {
         rtool_t *rt = vec_at(&self->rtools, (size_t)t);
         names[n++] = rt->name;
         t = rt->next;
@@ -963,30 +874,19 @@ static int rec_key_eq(void *ctx, int32_t idx) {
     return ((rec_t *)vec_at(&p->self->recs, (size_t)idx))->key_hash == p->key;
 }
 
+/* rules.keep's tools: (key, name) into the record's list (ct_tools_put). */
 static int rec_tool_add(Ingest *self, rec_t *r, int32_t key, int32_t name) {
-    /* by tool_use id: a known id keeps its place and takes the later name (dict.update) */
-    for (int32_t t = r->tools_head; t >= 0;) {
-        rtool_t *rt = vec_at(&self->rtools, (size_t)t);
-        if (rt->key == key) {
-            rt->name = name;
-            return 0;
-        }
-        t = rt->next;
-    }
-    rtool_t *nt = vec_push(&self->rtools);
-    if (!nt) return -1;
-    nt->key = key;
-    nt->name = name;
-    nt->next = -1;
-    int32_t id = (int32_t)(self->rtools.len - 1);
-    if (r->tools_tail >= 0) ((rtool_t *)vec_at(&self->rtools, (size_t)r->tools_tail))->next = id;
-    else r->tools_head = id;
-    r->tools_tail = id;
-    r->ntools++;
+    if (!vec_push(&self->rtools)) return -1; /* room for a new one, given back if not used */
+    int32_t fresh = (int32_t)(self->rtools.len - 1);
+    if (ct_tools_put((rtool_t *)self->rtools.data, &r->tools_head, &r->tools_tail, fresh, key,
+                     name))
+        r->ntools++;
+    else
+        self->rtools.len--;
     return 0;
 }
 
-/* ClaudeCode._keep, for a record whose tools are (key, name) pool id pairs. */
+/* rules.keep, for a record whose tools are (key, name) pool id pairs. */
 static int rec_keep(Ingest *self, rec_t *r, const int32_t *tool_pairs, size_t ntools) {
     rec_probe p = {self, r->key_hash};
     uint64_t h = mix64((uint64_t)r->key_hash);
@@ -1003,9 +903,7 @@ static int rec_keep(Ingest *self, rec_t *r, const int32_t *tool_pairs, size_t nt
         target = slot;
     } else {
         rec_t *prev = vec_at(&self->recs, (size_t)i);
-        int64_t tn = r->tok[0] + r->tok[1] + r->tok[2] + r->tok[3] + r->tok[4];
-        int64_t tp = prev->tok[0] + prev->tok[1] + prev->tok[2] + prev->tok[3] + prev->tok[4];
-        if (tn >= tp) {
+        if (ct_keep_wins(r->tok, prev->tok)) {
             int32_t head = prev->tools_head, tail = prev->tools_tail, nt = prev->ntools;
             *prev = *r;
             prev->tools_head = head;
@@ -1051,7 +949,7 @@ static PyObject *Ingest_claude(Ingest *self, PyObject *args) {
     long long lines = 0, malformed = 0, turn_lines = 0, skipped = 0;
     int deferred = 0, failed = cwd == -2 || fb == -2 || hint_id == -2;
     const char *data = view.buf;
-    int32_t pairs[1024];
+    int32_t pairs[2 * MAX_TOOLS];
     while (!failed && pos < end) {
         const char *nl = memchr(data + pos, '\n', (size_t)(end - pos));
         if (!nl) break;
@@ -1094,7 +992,7 @@ static PyObject *Ingest_claude(Ingest *self, PyObject *args) {
             memcpy(r.tok, c.tok, sizeof r.tok);
             r.has_reported = c.has_reported;
             r.reported = c.reported;
-            size_t nt = c.ntools < 512 ? c.ntools : 512;
+            size_t nt = c.ntools < MAX_TOOLS ? c.ntools : MAX_TOOLS;
             ctool_t *tools = (ctool_t *)self->ctools_scratch.data;
             for (size_t i = 0; i < nt && !failed; i++) {
                 char idx[32];
@@ -1136,39 +1034,41 @@ static int64_t py_i64(PyObject *o, int *ok) {
 
 /* A RawTurn tuple (sources.base) as a record; tools in `pairs` as (key, name) pool ids. */
 static int rec_from_tuple(Ingest *self, PyObject *t, rec_t *r, int32_t *pairs, size_t *ntools) {
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 21) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != CT_RT_LEN) {
         PyErr_SetString(PyExc_TypeError, "a record is a 21-tuple");
         return -1;
     }
+#define T(k) PyTuple_GET_ITEM(t, CT_RT_##k)
     int ok = 1;
     memset(r, 0, sizeof *r);
-    r->key_hash = py_i64(PyTuple_GET_ITEM(t, 0), &ok);
-    r->has_msg = PyTuple_GET_ITEM(t, 1) != Py_None;
-    if (r->has_msg) r->msg_hash = py_i64(PyTuple_GET_ITEM(t, 1), &ok);
-    r->agent = intern_py(self, PyTuple_GET_ITEM(t, 3));
-    r->project = intern_py(self, PyTuple_GET_ITEM(t, 4));
-    r->session = intern_py(self, PyTuple_GET_ITEM(t, 5));
-    r->subagent = intern_py(self, PyTuple_GET_ITEM(t, 6));
-    r->sidechain = (int)py_i64(PyTuple_GET_ITEM(t, 7), &ok);
-    r->model = intern_py(self, PyTuple_GET_ITEM(t, 8));
-    r->provider = intern_py(self, PyTuple_GET_ITEM(t, 9));
-    r->ts = py_i64(PyTuple_GET_ITEM(t, 10), &ok);
-    for (int i = 0; i < 6; i++) r->tok[i] = py_i64(PyTuple_GET_ITEM(t, 11 + i), &ok);
-    r->speed = intern_py(self, PyTuple_GET_ITEM(t, 17));
-    PyObject *rep = PyTuple_GET_ITEM(t, 18);
+    r->key_hash = py_i64(T(KEY_HASH), &ok);
+    r->has_msg = T(MSG_HASH) != Py_None;
+    if (r->has_msg) r->msg_hash = py_i64(T(MSG_HASH), &ok);
+    r->agent = intern_py(self, T(AGENT));
+    r->project = intern_py(self, T(PROJECT));
+    r->session = intern_py(self, T(SESSION));
+    r->subagent = intern_py(self, T(SUBAGENT));
+    r->sidechain = (int)py_i64(T(SIDECHAIN), &ok);
+    r->model = intern_py(self, T(MODEL));
+    r->provider = intern_py(self, T(PROVIDER));
+    r->ts = py_i64(T(TS), &ok);
+    if (ok && ct_tok_from_py(t, CT_RT_INPUT, r->tok) < 0) ok = 0;
+    r->speed = intern_py(self, T(SPEED));
+    PyObject *rep = T(REPORTED_USD);
     r->has_reported = rep != Py_None;
     if (r->has_reported) r->reported = PyFloat_AsDouble(rep);
-    r->branch = intern_py(self, PyTuple_GET_ITEM(t, 19));
+    r->branch = intern_py(self, T(GIT_BRANCH));
     if (!ok || PyErr_Occurred() || r->agent == -2 || r->project == -2 || r->session == -2 ||
         r->subagent == -2 || r->model == -2 || r->provider == -2 || r->speed == -2 ||
         r->branch == -2)
         return -1;
-    PyObject *tools = PyTuple_GET_ITEM(t, 20);
+    PyObject *tools = T(TOOLS);
+#undef T
     size_t n = 0;
     if (PyDict_Check(tools)) {
         Py_ssize_t i = 0;
         PyObject *k, *v;
-        while (PyDict_Next(tools, &i, &k, &v) && n < 512) {
+        while (PyDict_Next(tools, &i, &k, &v) && n < MAX_TOOLS) {
             Py_ssize_t kn;
             const char *ks = PyUnicode_Check(k) ? PyUnicode_AsUTF8AndSize(k, &kn) : NULL;
             if (!ks) {
@@ -1182,7 +1082,7 @@ static int rec_from_tuple(Ingest *self, PyObject *t, rec_t *r, int32_t *pairs, s
             n++;
         }
     } else if (PyTuple_Check(tools)) {
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tools) && n < 512; i++) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tools) && n < MAX_TOOLS; i++) {
             pairs[2 * n] = (int32_t)i; /* positions: a tuple keeps repeats */
             pairs[2 * n + 1] = intern_py(self, PyTuple_GET_ITEM(tools, i));
             if (pairs[2 * n + 1] < 0) return -1;
@@ -1199,7 +1099,7 @@ static int rec_from_tuple(Ingest *self, PyObject *t, rec_t *r, int32_t *pairs, s
 /* Ingest.claude_add(record): a RawTurn Python parsed (a deferred line) into the chunk. */
 static PyObject *Ingest_claude_add(Ingest *self, PyObject *t) {
     rec_t r;
-    int32_t pairs[1024];
+    int32_t pairs[2 * MAX_TOOLS];
     size_t n;
     if (rec_from_tuple(self, t, &r, pairs, &n) < 0) return NULL;
     if (rec_keep(self, &r, pairs, n) < 0) return PyErr_NoMemory();
@@ -1229,7 +1129,7 @@ static PyObject *Ingest_add(Ingest *self, PyObject *args) {
     PyObject *t, *source, *file;
     if (!PyArg_ParseTuple(args, "OUO", &t, &source, &file)) return NULL;
     rec_t r;
-    int32_t pairs[1024];
+    int32_t pairs[2 * MAX_TOOLS];
     size_t n;
     int ok = 1;
     int64_t file_id = file != Py_None ? py_i64(file, &ok) : 0;
@@ -1414,8 +1314,14 @@ static int tagg_eq(void *ctx, int32_t idx) {
     return a->bucket == p->b && a->ctx == p->c && a->model == p->m && a->tool == p->t;
 }
 
+/* Whether tool names i and j (pool ids) are one (ct_tool_calls). */
+static int name_same(const void *ctx, size_t i, size_t j) {
+    const int32_t *names = ctx;
+    return names[i] == names[j];
+}
+
 static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
-    int64_t bucket = floor_div(r->ts, BUCKET_MS);
+    int64_t bucket = ct_floor_div(r->ts, CT_BUCKET_MS);
     agg_probe p = {self, bucket, r->ctx, r->model, 0};
     uint64_t h = mix64((uint64_t)bucket ^ mix64((uint64_t)r->ctx ^ mix64((uint64_t)r->model)));
     int32_t i = map_get(&self->agg_by_key, h, agg_eq, &p);
@@ -1433,16 +1339,10 @@ static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
     } else {
         a = vec_at(&self->aggs, (size_t)i);
     }
-    int calc_ok = r->has_cost && r->src != self->reported_id;
-    __int128 d[18];
-    ct_rollup_deltas(r->tok, r->has_cost, r->cost, r->src == self->reported_id, r->has_rep, r->rep,
-                     r->sav, r->wc, sign, d);
-    for (int k = 0; k < 18; k++) a->m[k] += d[k];
-    if (sign > 0) {
-        if (!a->has_ts || r->ts < a->first_ts) a->first_ts = r->ts;
-        if (!a->has_ts || r->ts > a->last_ts) a->last_ts = r->ts;
-        a->has_ts = 1;
-    }
+    __int128 d[CT_N_METRICS];
+    ct_row_deltas(r, self->reported_id, sign, d);
+    for (int k = 0; k < CT_N_METRICS; k++) a->m[k] += d[k];
+    if (sign > 0) ct_span_add(&a->has_ts, &a->first_ts, &a->last_ts, r->ts);
     if (!r->toolset) return 0;
     toolset_t *ts = toolset_load(self, r->toolset);
     if (!ts) {
@@ -1451,17 +1351,11 @@ static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
     }
     size_t n = ts->n;
     if (!n) return 0;
-    /* Float shares as Python computes them: (cost or 0) / n, then * calls. */
-    double auto_ = (r->has_cost ? (double)r->cost : 0.0) / (double)n;
-    double calc = calc_ok ? (double)r->cost / (double)n : 0.0;
-    double disp = (r->has_rep ? (double)r->rep : 0.0) / (double)n;
+    ct_shares_t sh = ct_tool_shares(r, self->reported_id, n);
     int32_t *names = vec_at(&self->tnames, ts->start);
     for (size_t k = 0; k < n; k++) {
-        int seen = 0;
-        for (size_t j = 0; j < k && !seen; j++) seen = names[j] == names[k];
-        if (seen) continue;
-        int64_t calls = 0;
-        for (size_t j = k; j < n; j++) calls += names[j] == names[k];
+        int64_t calls = ct_tool_calls(n, k, name_same, names);
+        if (!calls) continue;
         agg_probe tp = {self, bucket, r->ctx, r->model, names[k]};
         uint64_t th = mix64(h ^ mix64((uint64_t)(uint32_t)names[k] + 0x9e3779b97f4a7c15ULL));
         int32_t ti = map_get(&self->tagg_by_key, th, tagg_eq, &tp);
@@ -1483,9 +1377,9 @@ static int rollup_add_row(Ingest *self, const row_t *r, int sign) {
         }
         t->calls += sign * calls;
         t->turns += sign;
-        t->a += sign * auto_ * (double)calls;
-        t->c += sign * calc * (double)calls;
-        t->d += sign * disp * (double)calls;
+        t->a += sign * sh.auto_ * (double)calls;
+        t->c += sign * sh.calc * (double)calls;
+        t->d += sign * sh.disp * (double)calls;
     }
     return 0;
 }
@@ -1539,50 +1433,51 @@ static int dims_flush(Ingest *self) {
     return 0;
 }
 
-/* A row into parameters at+1 .. at+18 of `st`. */
+/* A row into parameters at+1 .. at+CT_NCOLS of `st` (store.TURN_COLUMNS). */
 static void bind_row_at(sqlite3_stmt *st, const row_t *r, int at) {
-    /* key_hash, msg_hash, file_id, context_id, model_id, ts, six tokens, cost_pico,
-     * price_source_id, reported_pico, cache_savings_pico, cache_write_pico, toolset_id */
-    sqlite3_bind_int64(st, at + 1, r->key_hash);
-    if (r->has_msg) sqlite3_bind_int64(st, at + 2, r->msg_hash);
-    else sqlite3_bind_null(st, at + 2);
-    if (r->has_file) sqlite3_bind_int64(st, at + 3, r->file_id);
-    else sqlite3_bind_null(st, at + 3);
-    sqlite3_bind_int64(st, at + 4, r->ctx);
-    sqlite3_bind_int64(st, at + 5, r->model);
-    sqlite3_bind_int64(st, at + 6, r->ts);
-    for (int k = 0; k < 6; k++) sqlite3_bind_int64(st, at + 7 + k, r->tok[k]);
-    if (r->has_cost) sqlite3_bind_int64(st, at + 13, r->cost);
-    else sqlite3_bind_null(st, at + 13);
-    sqlite3_bind_int64(st, at + 14, r->src);
-    if (r->has_rep) sqlite3_bind_int64(st, at + 15, r->rep);
-    else sqlite3_bind_null(st, at + 15);
-    sqlite3_bind_int64(st, at + 16, r->sav);
-    sqlite3_bind_int64(st, at + 17, r->wc);
-    sqlite3_bind_int64(st, at + 18, r->toolset);
+#define P(col) (at + 1 + CT_COL_##col)
+    sqlite3_bind_int64(st, P(KEY_HASH), r->key_hash);
+    if (r->has_msg) sqlite3_bind_int64(st, P(MSG_HASH), r->msg_hash);
+    else sqlite3_bind_null(st, P(MSG_HASH));
+    if (r->has_file) sqlite3_bind_int64(st, P(FILE), r->file_id);
+    else sqlite3_bind_null(st, P(FILE));
+    sqlite3_bind_int64(st, P(CTX), r->ctx);
+    sqlite3_bind_int64(st, P(MODEL), r->model);
+    sqlite3_bind_int64(st, P(TS), r->ts);
+    for (int k = 0; k < CT_NTOK; k++) sqlite3_bind_int64(st, P(INPUT) + k, r->tok[k]);
+    if (r->has_cost) sqlite3_bind_int64(st, P(COST), r->cost);
+    else sqlite3_bind_null(st, P(COST));
+    sqlite3_bind_int64(st, P(SRC), r->src);
+    if (r->has_rep) sqlite3_bind_int64(st, P(REP), r->rep);
+    else sqlite3_bind_null(st, P(REP));
+    sqlite3_bind_int64(st, P(SAV), r->sav);
+    sqlite3_bind_int64(st, P(WC), r->wc);
+    sqlite3_bind_int64(st, P(TOOLSET), r->toolset);
+#undef P
 }
 
 static void bind_row(sqlite3_stmt *st, const row_t *r) { bind_row_at(st, r, 0); }
 
+/* A row from the columns of a SELECT of store.TURN_COLUMNS. */
 static int row_from_stmt(sqlite3_stmt *st, row_t *r) {
     memset(r, 0, sizeof *r);
-    r->key_hash = sqlite3_column_int64(st, 0);
-    r->has_msg = sqlite3_column_type(st, 1) != SQLITE_NULL;
-    r->msg_hash = sqlite3_column_int64(st, 1);
-    r->has_file = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    r->file_id = sqlite3_column_int64(st, 2);
-    r->ctx = sqlite3_column_int64(st, 3);
-    r->model = sqlite3_column_int64(st, 4);
-    r->ts = sqlite3_column_int64(st, 5);
-    for (int k = 0; k < 6; k++) r->tok[k] = sqlite3_column_int64(st, 6 + k);
-    r->has_cost = sqlite3_column_type(st, 12) != SQLITE_NULL;
-    r->cost = sqlite3_column_int64(st, 12);
-    r->src = sqlite3_column_int64(st, 13);
-    r->has_rep = sqlite3_column_type(st, 14) != SQLITE_NULL;
-    r->rep = sqlite3_column_int64(st, 14);
-    r->sav = sqlite3_column_int64(st, 15);
-    r->wc = sqlite3_column_int64(st, 16);
-    r->toolset = sqlite3_column_int64(st, 17);
+    r->key_hash = sqlite3_column_int64(st, CT_COL_KEY_HASH);
+    r->has_msg = sqlite3_column_type(st, CT_COL_MSG_HASH) != SQLITE_NULL;
+    r->msg_hash = sqlite3_column_int64(st, CT_COL_MSG_HASH);
+    r->has_file = sqlite3_column_type(st, CT_COL_FILE) != SQLITE_NULL;
+    r->file_id = sqlite3_column_int64(st, CT_COL_FILE);
+    r->ctx = sqlite3_column_int64(st, CT_COL_CTX);
+    r->model = sqlite3_column_int64(st, CT_COL_MODEL);
+    r->ts = sqlite3_column_int64(st, CT_COL_TS);
+    for (int k = 0; k < CT_NTOK; k++) r->tok[k] = sqlite3_column_int64(st, CT_COL_INPUT + k);
+    r->has_cost = sqlite3_column_type(st, CT_COL_COST) != SQLITE_NULL;
+    r->cost = sqlite3_column_int64(st, CT_COL_COST);
+    r->src = sqlite3_column_int64(st, CT_COL_SRC);
+    r->has_rep = sqlite3_column_type(st, CT_COL_REP) != SQLITE_NULL;
+    r->rep = sqlite3_column_int64(st, CT_COL_REP);
+    r->sav = sqlite3_column_int64(st, CT_COL_SAV);
+    r->wc = sqlite3_column_int64(st, CT_COL_WC);
+    r->toolset = sqlite3_column_int64(st, CT_COL_TOOLSET);
     return 0;
 }
 
@@ -1695,12 +1590,13 @@ static int collide(Ingest *self, const row_t *row) {
     if (rows_equal(&merged, &stored, 0)) return 0;
     if (dims_flush(self) < 0) return -1;
     bind_row(self->upd_turn, &merged);
-    /* the UPDATE's WHERE msg_hash = ? AND key_hash = ? are its 19th and 20th parameters */
-    sqlite3_bind_int64(self->upd_turn, 19, merged.msg_hash);
-    sqlite3_bind_int64(self->upd_turn, 20, merged.key_hash);
+    /* the UPDATE's WHERE msg_hash = ? AND key_hash = ? follow the row's columns */
+    sqlite3_bind_int64(self->upd_turn, CT_NCOLS + 1, merged.msg_hash);
+    sqlite3_bind_int64(self->upd_turn, CT_NCOLS + 2, merged.key_hash);
     if (step_done(self, self->upd_turn) < 0) return -1;
     if (rows_equal(&merged, &stored, 1)) return 0; /* only the file differs: rollups hold none */
-    int64_t b_old = floor_div(stored.ts, BUCKET_MS), b_new = floor_div(merged.ts, BUCKET_MS);
+    int64_t b_old = ct_floor_div(stored.ts, CT_BUCKET_MS);
+    int64_t b_new = ct_floor_div(merged.ts, CT_BUCKET_MS);
     if (is_stale(self, b_old) || is_stale(self, b_new)) {
         return mark_dirty(self, b_old) < 0 || mark_dirty(self, b_new) < 0 ? -1 : 0;
     }
@@ -1716,19 +1612,19 @@ static int rollups_flush(Ingest *self) {
             continue;
         }
         sqlite3_stmt *st = self->ins_rollup;
-        int64_t parts = ct_rollup_parts(a->m, 18);
+        int64_t parts = ct_rollup_parts(a->m, CT_N_METRICS);
         for (int64_t part = 0; part < parts; part++) {
             sqlite3_bind_int64(st, 1, a->bucket);
             sqlite3_bind_int64(st, 2, a->ctx);
             sqlite3_bind_int64(st, 3, a->model);
-            for (int k = 0; k < 18; k++)
+            for (int k = 0; k < CT_N_METRICS; k++)
                 sqlite3_bind_int64(st, 4 + k, ct_rollup_share(a->m[k], parts, part));
             if (a->has_ts) {
-                sqlite3_bind_int64(st, 22, a->first_ts);
-                sqlite3_bind_int64(st, 23, a->last_ts);
+                sqlite3_bind_int64(st, 4 + CT_N_METRICS, a->first_ts);
+                sqlite3_bind_int64(st, 5 + CT_N_METRICS, a->last_ts);
             } else {
-                sqlite3_bind_null(st, 22);
-                sqlite3_bind_null(st, 23);
+                sqlite3_bind_null(st, 4 + CT_N_METRICS);
+                sqlite3_bind_null(st, 5 + CT_N_METRICS);
             }
             if (step_done(self, st) < 0) return -1;
         }
@@ -2338,7 +2234,7 @@ static int settle_key(Ingest *self, settle_t *st, const int64_t *r, size_t n) {
         }
         if (dims_flush(self) < 0 || rollup_add_row(self, &keep.row, 1) < 0) return -1;
         bind_row(st->upd, &keep.row);
-        sqlite3_bind_int64(st->upd, 19, keep.id);
+        sqlite3_bind_int64(st->upd, CT_NCOLS + 1, keep.id); /* WHERE id = ? */
         if (step_done(self, st->upd) < 0) return -1;
     }
     idrow_t *slot = vec_push(&st->kept);
@@ -2558,7 +2454,7 @@ static PyObject *Ingest_pending(Ingest *self, PyObject *unused) {
  * `rollup` / `tool_rollup`. SQLite can only GROUP BY through a sort; a hash here is several
  * times faster on a million-turn store. */
 
-#define N_METRICS 18
+#define N_METRICS CT_N_METRICS
 #define DAY_BUCKETS 96
 /* A full refresh of more rollup rows than this (about 2M turns' worth) goes in passes of half
  * as many (30 MB of sums or so; derive_passes). */
@@ -2737,7 +2633,7 @@ static int derive_read(derive_t *d, int mode, int64_t lo, int64_t hi, int with_t
         r.first = sqlite3_column_int64(st, 3 + N_METRICS);
         r.last = sqlite3_column_int64(st, 4 + N_METRICS);
         if (dagg_add(d, &d->by_model, bucket, model, 0, &r) < 0 ||
-            dagg_add(d, &d->by_day, floor_div(bucket, DAY_BUCKETS), ctx, model, &r) < 0) {
+            dagg_add(d, &d->by_day, ct_floor_div(bucket, DAY_BUCKETS), ctx, model, &r) < 0) {
             sqlite3_finalize(st);
             return -1;
         }
@@ -2760,7 +2656,7 @@ static int derive_read(derive_t *d, int mode, int64_t lo, int64_t hi, int with_t
         if (!name.p) name.p = "";
         int32_t tool = pool_id(&d->names, name);
         int fresh;
-        int64_t day = floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
+        int64_t day = ct_floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
         int64_t model = sqlite3_column_int64(st, 1);
         dtool_t *t = NULL;
         if (tool < 0) derive_error(d, 2, "out of memory");
@@ -2918,7 +2814,7 @@ static int derive_plan_read(derive_t *d) {
             return derive_error(d, 2, "out of memory");
         }
         int64_t v = sqlite3_column_int64(st, 0);
-        *slot = sqlite3_column_int64(st, 1) ? floor_div(v, DAY_BUCKETS) : v;
+        *slot = sqlite3_column_int64(st, 1) ? ct_floor_div(v, DAY_BUCKETS) : v;
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return derive_fail(d);
@@ -2970,7 +2866,7 @@ static int derive_passes(derive_t *d) {
     int rc, bad = 0;
     while (!bad && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int fresh;
-        int64_t day = floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
+        int64_t day = ct_floor_div(sqlite3_column_int64(st, 0), DAY_BUCKETS);
         dagg_t *a = dmap_get(d, &days, day, 0, 0, dagg_eq, &fresh);
         if (!a) {
             bad = 1;

@@ -23,8 +23,6 @@
 /* orjson refuses documents nested deeper than 1024 levels; a document with fewer values than
  * that cannot be that deep, and anything bigger is left to the Python parser. */
 #define MAX_VALUES 1024
-#define BUCKET_MS 900000LL
-#define DAY_MS 86400000LL
 
 typedef struct {
     const char *p;
@@ -263,12 +261,6 @@ static int semver_prefix(yyjson_val *v) {
     return SV_YES;
 }
 
-static inline int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    if ((a % b) && ((a < 0) != (b < 0))) q -= 1;
-    return q;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The JSON parser's memory: one buffer, grown to the largest line seen. */
 
@@ -471,11 +463,13 @@ static void claude_turn(yyjson_val **f, int subagent_file, vec_t *tools, cline_t
         }
         if (rw == TOK_BAD) web = 0;
     }
-    if (!ct_turn_tokens_sane(tok4[0] + tok4[1] + tok4[2] + w5 + w1, web)) {
+    int64_t tok[CT_NTOK] = {tok4[0], tok4[1], tok4[2], w5, w1, web};
+    int64_t total = (int64_t)ct_total_tokens(tok); /* (each count below MAX_TOKENS) */
+    if (!ct_turn_tokens_sane(total, web)) {
         c->outcome = O_MALFORMED;
         return;
     }
-    if (tok4[0] + tok4[1] + tok4[2] + w5 + w1 == 0 && web == 0) {
+    if (total == 0 && web == 0) {
         c->outcome = O_SKIPPED;
         return;
     }
@@ -521,12 +515,7 @@ static void claude_turn(yyjson_val **f, int subagent_file, vec_t *tools, cline_t
     if (c->has_speed) c->speed = str_of(uf[UF_SPEED]);
     c->has_branch = f[CF_BRANCH] && yyjson_is_str(f[CF_BRANCH]);
     if (c->has_branch) c->branch = str_of(f[CF_BRANCH]);
-    c->tok[0] = tok4[0];
-    c->tok[1] = tok4[1];
-    c->tok[2] = tok4[2];
-    c->tok[3] = w5;
-    c->tok[4] = w1;
-    c->tok[5] = web;
+    memcpy(c->tok, tok, sizeof c->tok);
     c->has_reported = money(f[CF_COST], &c->reported);
     c->outcome = O_RECORD;
 }
@@ -638,11 +627,13 @@ static void oc_turn(yyjson_val **f, yyjson_val **mf, int state_model_ok, vec_t *
             return;
         }
     }
-    if (!ct_turn_tokens_sane(o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3], 0)) {
+    int64_t tok[CT_NTOK] = {o->tok[0], o->tok[1], o->tok[2], o->tok[3], 0, 0};
+    int64_t total = (int64_t)ct_total_tokens(tok); /* (each count below MAX_TOKENS) */
+    if (!ct_turn_tokens_sane(total, 0)) {
         o->outcome = O_MALFORMED;
         return;
     }
-    if (o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3] == 0) {
+    if (total == 0) {
         o->outcome = O_SKIPPED;
         return;
     }
