@@ -16,6 +16,7 @@
 
 #include "blake2b.h"
 #include "rules.h"
+#include "vec.h"
 #include "yyjson.h"
 
 #define MAX_TOKENS CT_MAX_TURN_TOKENS
@@ -24,18 +25,9 @@
  * that cannot be that deep, and anything bigger is left to the Python parser. */
 #define MAX_VALUES 1024
 
-typedef struct {
-    const char *p;
-    size_t n;
-} str_t;
-
 static inline str_t str_of(yyjson_val *v) {
     str_t s = {yyjson_get_str(v), yyjson_get_len(v)};
     return s;
-}
-
-static inline int str_same(str_t a, str_t b) {
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -282,38 +274,6 @@ static yyjson_doc *parse_line(arena_t *arena, const char *line, size_t len) {
     yyjson_doc *doc = yyjson_read_opts((char *)line, len, 0, &alc, NULL);
     if (doc && yyjson_doc_get_val_count(doc) > MAX_VALUES) return NULL;
     return doc;
-}
-
-/* A growable array of fixed-size items. */
-typedef struct {
-    char *data;
-    size_t len, cap, item;
-} vec_t;
-
-static void *vec_push(vec_t *v) {
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        char *nd = realloc(v->data, cap * v->item);
-        if (!nd) return NULL;
-        v->data = nd;
-        v->cap = cap;
-    }
-    void *p = v->data + v->len * v->item;
-    v->len++;
-    memset(p, 0, v->item);
-    return p;
-}
-
-static inline void *vec_at(vec_t *v, size_t i) { return v->data + i * v->item; }
-
-/* Room for at least `n` items (0, or -1 out of memory). */
-static inline int vec_reserve(vec_t *v, size_t n) {
-    if (n <= v->cap) return 0;
-    char *nd = realloc(v->data, n * v->item);
-    if (!nd) return -1;
-    v->data = nd;
-    v->cap = n;
-    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -63,6 +63,20 @@ enum {
     CT_NCOLS
 };
 
+/* rules.TURN_COLUMNS in SQL, in CT_COL order: as a column list, and as the SET list of an
+ * UPDATE (its CT_NCOLS parameters). */
+#define CT_TURN_COLUMNS_SQL                                                                   \
+    "key_hash, msg_hash, file_id, context_id, model_id, ts, input_tokens, output_tokens, "   \
+    "cache_read_tokens, cache_write_5m_tokens, cache_write_1h_tokens, web_search_requests, " \
+    "cost_pico, price_source_id, reported_pico, cache_savings_pico, cache_write_pico, "      \
+    "toolset_id"
+#define CT_TURN_COLUMNS_SET_SQL                                                                \
+    "key_hash = ?, msg_hash = ?, file_id = ?, context_id = ?, model_id = ?, ts = ?, "         \
+    "input_tokens = ?, output_tokens = ?, cache_read_tokens = ?, cache_write_5m_tokens = ?, " \
+    "cache_write_1h_tokens = ?, web_search_requests = ?, cost_pico = ?, "                     \
+    "price_source_id = ?, reported_pico = ?, cache_savings_pico = ?, cache_write_pico = ?, "  \
+    "toolset_id = ?"
+
 #define CT_NTOK 6 /* input, output, cache read, 5m writes, 1h writes, web searches */
 
 /* A `turns` row (the has_* flags: the column is not NULL). */

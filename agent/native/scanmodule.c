@@ -226,7 +226,7 @@ static PyObject *claude_records(PyObject *self, PyObject *best) {
 /* claude_parse(data, pos, end, last_cwd, project_fallback, session_hint, subagent_file, best)
  *   -> (pos, last_cwd, lines, malformed, turn_lines, skipped, deferred)
  * Complete lines of data[pos:end] (end is just after a newline); records go into `best` by
- * ClaudeCode._keep's rule. Stops before a deferred line. */
+ * rules.keep. Stops before a deferred line. */
 static PyObject *claude_parse(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, end;
@@ -1264,6 +1264,8 @@ static PyObject *rules_hook(PyObject *mod, PyObject *args) {
                           : (PyErr_Format(PyExc_TypeError, "_rules(%s): %d arguments", s, n), -1))
     int m;
     if ((m = IS("layout", 0))) return m < 0 ? NULL : hook_layout();
+    if ((m = IS("columns_sql", 0)))
+        return m < 0 ? NULL : Py_BuildValue("(ss)", CT_TURN_COLUMNS_SQL, CT_TURN_COLUMNS_SET_SQL);
     if ((m = IS("total_tokens", 1)) || (m = IS("total_input", 1))) {
         int64_t tok[CT_NTOK];
         if (m < 0 || hook_tok(ARG(0), tok) < 0) return NULL;

@@ -82,6 +82,9 @@ def test_c_layouts_and_bounds_are_rules_py() -> None:
     # Every C constant is the Python one (the config's price bounds have no C counterpart).
     assert {k: python[k] for k in c} == c
     assert set(python) - set(c) == {"MAX_PRICE_PER_MILLION", "MAX_MULTIPLIER"}
+    columns, assignments = c_rule("columns_sql")
+    assert columns == ", ".join(rules.TURN_COLUMNS)
+    assert assignments == ", ".join(f"{c} = ?" for c in rules.TURN_COLUMNS)
 
 
 # --- total tokens, bounds, the log's cost --------------------------------------------------
