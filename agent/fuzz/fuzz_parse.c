@@ -76,7 +76,7 @@ static void check_claude(const cline_t *c, const vec_t *tools) {
     CHECK(total > 0 || c->tok[5] > 0); /* (a turn of nothing is skipped, not a record) */
     if (c->has_reported) CHECK(c->reported >= 0.0 && c->reported < MAX_USD);
     CHECK(c->ntools == tools->len);
-    /* ingest.c keeps at most 512 (key, name) pairs a line; parse_line's MAX_VALUES bounds it */
+    /* ingest_read.h keeps at most MAX_TOOLS (512) pairs a line; parse_line's MAX_VALUES bounds it */
     CHECK(c->ntools < 512);
     for (size_t i = 0; i < c->ntools; i++) {
         const ctool_t *t = (const ctool_t *)tools->data + i;

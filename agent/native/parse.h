@@ -16,6 +16,7 @@
 
 #include "blake2b.h"
 #include "rules.h"
+#include "vec.h"
 #include "yyjson.h"
 
 #define MAX_TOKENS CT_MAX_TURN_TOKENS
@@ -23,21 +24,10 @@
 /* orjson refuses documents nested deeper than 1024 levels; a document with fewer values than
  * that cannot be that deep, and anything bigger is left to the Python parser. */
 #define MAX_VALUES 1024
-#define BUCKET_MS 900000LL
-#define DAY_MS 86400000LL
-
-typedef struct {
-    const char *p;
-    size_t n;
-} str_t;
 
 static inline str_t str_of(yyjson_val *v) {
     str_t s = {yyjson_get_str(v), yyjson_get_len(v)};
     return s;
-}
-
-static inline int str_same(str_t a, str_t b) {
-    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -263,12 +253,6 @@ static int semver_prefix(yyjson_val *v) {
     return SV_YES;
 }
 
-static inline int64_t floor_div(int64_t a, int64_t b) {
-    int64_t q = a / b;
-    if ((a % b) && ((a < 0) != (b < 0))) q -= 1;
-    return q;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * The JSON parser's memory: one buffer, grown to the largest line seen. */
 
@@ -290,38 +274,6 @@ static yyjson_doc *parse_line(arena_t *arena, const char *line, size_t len) {
     yyjson_doc *doc = yyjson_read_opts((char *)line, len, 0, &alc, NULL);
     if (doc && yyjson_doc_get_val_count(doc) > MAX_VALUES) return NULL;
     return doc;
-}
-
-/* A growable array of fixed-size items. */
-typedef struct {
-    char *data;
-    size_t len, cap, item;
-} vec_t;
-
-static void *vec_push(vec_t *v) {
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? v->cap * 2 : 16;
-        char *nd = realloc(v->data, cap * v->item);
-        if (!nd) return NULL;
-        v->data = nd;
-        v->cap = cap;
-    }
-    void *p = v->data + v->len * v->item;
-    v->len++;
-    memset(p, 0, v->item);
-    return p;
-}
-
-static inline void *vec_at(vec_t *v, size_t i) { return v->data + i * v->item; }
-
-/* Room for at least `n` items (0, or -1 out of memory). */
-static inline int vec_reserve(vec_t *v, size_t n) {
-    if (n <= v->cap) return 0;
-    char *nd = realloc(v->data, n * v->item);
-    if (!nd) return -1;
-    v->data = nd;
-    v->cap = n;
-    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -471,11 +423,13 @@ static void claude_turn(yyjson_val **f, int subagent_file, vec_t *tools, cline_t
         }
         if (rw == TOK_BAD) web = 0;
     }
-    if (!ct_turn_tokens_sane(tok4[0] + tok4[1] + tok4[2] + w5 + w1, web)) {
+    int64_t tok[CT_NTOK] = {tok4[0], tok4[1], tok4[2], w5, w1, web};
+    int64_t total = (int64_t)ct_total_tokens(tok); /* (each count below MAX_TOKENS) */
+    if (!ct_turn_tokens_sane(total, web)) {
         c->outcome = O_MALFORMED;
         return;
     }
-    if (tok4[0] + tok4[1] + tok4[2] + w5 + w1 == 0 && web == 0) {
+    if (total == 0 && web == 0) {
         c->outcome = O_SKIPPED;
         return;
     }
@@ -521,12 +475,7 @@ static void claude_turn(yyjson_val **f, int subagent_file, vec_t *tools, cline_t
     if (c->has_speed) c->speed = str_of(uf[UF_SPEED]);
     c->has_branch = f[CF_BRANCH] && yyjson_is_str(f[CF_BRANCH]);
     if (c->has_branch) c->branch = str_of(f[CF_BRANCH]);
-    c->tok[0] = tok4[0];
-    c->tok[1] = tok4[1];
-    c->tok[2] = tok4[2];
-    c->tok[3] = w5;
-    c->tok[4] = w1;
-    c->tok[5] = web;
+    memcpy(c->tok, tok, sizeof c->tok);
     c->has_reported = money(f[CF_COST], &c->reported);
     c->outcome = O_RECORD;
 }
@@ -638,11 +587,13 @@ static void oc_turn(yyjson_val **f, yyjson_val **mf, int state_model_ok, vec_t *
             return;
         }
     }
-    if (!ct_turn_tokens_sane(o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3], 0)) {
+    int64_t tok[CT_NTOK] = {o->tok[0], o->tok[1], o->tok[2], o->tok[3], 0, 0};
+    int64_t total = (int64_t)ct_total_tokens(tok); /* (each count below MAX_TOKENS) */
+    if (!ct_turn_tokens_sane(total, 0)) {
         o->outcome = O_MALFORMED;
         return;
     }
-    if (o->tok[0] + o->tok[1] + o->tok[2] + o->tok[3] == 0) {
+    if (total == 0) {
         o->outcome = O_SKIPPED;
         return;
     }

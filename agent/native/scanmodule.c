@@ -34,6 +34,7 @@
 
 #include "parse.h"
 #include "rules.h"
+#include "rules_py.h"
 
 
 /* Interned strings the records share, created once in PyInit__native. */
@@ -130,46 +131,40 @@ static PyObject *claude_record(cline_t *c, ctool_t *tools, PyObject *project, Py
     PyObject *agent = c->sidechain && c->has_agent_id ? subagent : S_CLAUDE;
     Py_XINCREF(agent);
     PyObject *reported = c->has_reported ? PyFloat_FromDouble(c->reported) : new_ref(Py_None);
-    PyObject *items[21] = {
-        PyLong_FromLongLong(key_hash),
-        PyLong_FromLongLong(msg_hash),
-        key,
-        agent,
-        new_ref(project),
-        c->has_session ? slot_str(&slots[S_SESSION], c->session) : new_ref(hint),
-        subagent,
-        PyLong_FromLong(c->sidechain),
-        slot_str(&slots[S_MODEL], c->model),
-        new_ref(S_ANTHROPIC),
-        PyLong_FromLongLong(c->ts),
-        PyLong_FromLongLong(c->tok[0]),
-        PyLong_FromLongLong(c->tok[1]),
-        PyLong_FromLongLong(c->tok[2]),
-        PyLong_FromLongLong(c->tok[3]),
-        PyLong_FromLongLong(c->tok[4]),
-        PyLong_FromLongLong(c->tok[5]),
-        c->has_speed ? slot_str(&slots[S_SPEED], c->speed) : new_ref(Py_None),
-        reported,
-        c->has_branch ? slot_str(&slots[S_BRANCH], c->branch) : new_ref(S_EMPTY),
-        tools_d};
-    return tuple_steal(21, items);
+    PyObject *items[CT_RT_LEN] = {
+        [CT_RT_KEY_HASH] = PyLong_FromLongLong(key_hash),
+        [CT_RT_MSG_HASH] = PyLong_FromLongLong(msg_hash),
+        [CT_RT_DEDUP_KEY] = key,
+        [CT_RT_AGENT] = agent,
+        [CT_RT_PROJECT] = new_ref(project),
+        [CT_RT_SESSION] = c->has_session ? slot_str(&slots[S_SESSION], c->session) : new_ref(hint),
+        [CT_RT_SUBAGENT] = subagent,
+        [CT_RT_SIDECHAIN] = PyLong_FromLong(c->sidechain),
+        [CT_RT_MODEL] = slot_str(&slots[S_MODEL], c->model),
+        [CT_RT_PROVIDER] = new_ref(S_ANTHROPIC),
+        [CT_RT_TS] = PyLong_FromLongLong(c->ts),
+        [CT_RT_INPUT] = PyLong_FromLongLong(c->tok[0]),
+        [CT_RT_OUTPUT] = PyLong_FromLongLong(c->tok[1]),
+        [CT_RT_CACHE_READ] = PyLong_FromLongLong(c->tok[2]),
+        [CT_RT_CACHE_WRITE_5M] = PyLong_FromLongLong(c->tok[3]),
+        [CT_RT_CACHE_WRITE_1H] = PyLong_FromLongLong(c->tok[4]),
+        [CT_RT_WEB_SEARCH] = PyLong_FromLongLong(c->tok[5]),
+        [CT_RT_SPEED] = c->has_speed ? slot_str(&slots[S_SPEED], c->speed) : new_ref(Py_None),
+        [CT_RT_REPORTED_USD] = reported,
+        [CT_RT_GIT_BRANCH] =
+            c->has_branch ? slot_str(&slots[S_BRANCH], c->branch) : new_ref(S_EMPTY),
+        [CT_RT_TOOLS] = tools_d};
+    return tuple_steal(CT_RT_LEN, items);
 }
 
-/* Total tokens of a record (input + output + cache read + both cache writes). */
-static long long record_total(PyObject *rec) {
-    long long t = 0;
-    for (int i = 11; i <= 15; i++) t += PyLong_AsLongLong(PyTuple_GET_ITEM(rec, i));
-    return t;
-}
-
-/* ClaudeCode._keep: streamed pieces of one response; the largest total wins, ties go to the
- * later piece, and the tool calls are the union of every piece's. */
+/* rules.keep on RawTurn tuples in `best` (key -> [record kept, {tool_use id: name}]): the
+ * winner by ct_keep_wins, the tools by dict.update (rules.keep's own). */
 static int keep(PyObject *best, PyObject *rec) {
-    PyObject *key = PyTuple_GET_ITEM(rec, 2);
+    PyObject *key = PyTuple_GET_ITEM(rec, CT_RT_DEDUP_KEY);
     PyObject *prev = PyDict_GetItemWithError(best, key);
     if (!prev) {
         if (PyErr_Occurred()) return -1;
-        PyObject *tools = PyDict_Copy(PyTuple_GET_ITEM(rec, 20));
+        PyObject *tools = PyDict_Copy(PyTuple_GET_ITEM(rec, CT_RT_TOOLS));
         if (!tools) return -1;
         PyObject *pair = PyList_New(2);
         if (!pair) {
@@ -182,14 +177,19 @@ static int keep(PyObject *best, PyObject *rec) {
         Py_DECREF(pair);
         return r;
     }
-    if (PyDict_Update(PyList_GET_ITEM(prev, 1), PyTuple_GET_ITEM(rec, 20)) < 0) return -1;
-    if (record_total(rec) >= record_total(PyList_GET_ITEM(prev, 0))) {
+    if (PyDict_Update(PyList_GET_ITEM(prev, 1), PyTuple_GET_ITEM(rec, CT_RT_TOOLS)) < 0) return -1;
+    int64_t piece[CT_NTOK], kept[CT_NTOK];
+    if (ct_tok_from_py(rec, CT_RT_INPUT, piece) < 0 ||
+        ct_tok_from_py(PyList_GET_ITEM(prev, 0), CT_RT_INPUT, kept) < 0)
+        return -1;
+    if (ct_keep_wins(piece, kept)) {
         if (PyList_SetItem(prev, 0, new_ref(rec)) < 0) return -1;
     }
     return 0;
 }
 
-/* claude_records(best) -> [(*record[:20], tuple(tools.values())) for record, tools in best] */
+/* claude_records(best) -> [(*record[:CT_RT_TOOLS], tuple(tools.values())) for record, tools in
+ * best] */
 static PyObject *claude_records(PyObject *self, PyObject *best) {
     if (!PyDict_Check(best)) {
         PyErr_SetString(PyExc_TypeError, "best must be a dict");
@@ -204,14 +204,15 @@ static PyObject *claude_records(PyObject *self, PyObject *best) {
         PyObject *names = PyDict_Values(PyList_GET_ITEM(pair, 1));
         PyObject *tools = names ? PyList_AsTuple(names) : NULL;
         Py_XDECREF(names);
-        PyObject *row = tools ? PyTuple_New(21) : NULL;
+        PyObject *row = tools ? PyTuple_New(CT_RT_LEN) : NULL;
         if (!row) {
             Py_XDECREF(tools);
             Py_DECREF(out);
             return NULL;
         }
-        for (int k = 0; k < 20; k++) PyTuple_SET_ITEM(row, k, new_ref(PyTuple_GET_ITEM(rec, k)));
-        PyTuple_SET_ITEM(row, 20, tools);
+        for (int k = 0; k < CT_RT_TOOLS; k++)
+            PyTuple_SET_ITEM(row, k, new_ref(PyTuple_GET_ITEM(rec, k)));
+        PyTuple_SET_ITEM(row, CT_RT_TOOLS, tools);
         int bad = PyList_Append(out, row) < 0;
         Py_DECREF(row);
         if (bad) {
@@ -225,7 +226,7 @@ static PyObject *claude_records(PyObject *self, PyObject *best) {
 /* claude_parse(data, pos, end, last_cwd, project_fallback, session_hint, subagent_file, best)
  *   -> (pos, last_cwd, lines, malformed, turn_lines, skipped, deferred)
  * Complete lines of data[pos:end] (end is just after a newline); records go into `best` by
- * ClaudeCode._keep's rule. Stops before a deferred line. */
+ * rules.keep. Stops before a deferred line. */
 static PyObject *claude_parse(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, end;
@@ -378,31 +379,35 @@ static PyObject *openclaw_parse(PyObject *self, PyObject *args) {
                 }
                 PyTuple_SET_ITEM(tools_t, (Py_ssize_t)i, name);
             }
-            PyObject *items[21] = {
-                key_hash,
-                key_hash ? new_ref(key_hash) : NULL, /* no message ids: the key stands in */
-                key,
-                new_ref(agent),
-                new_ref(py_truthy_str(st[ST_CWD]) ? st[ST_CWD] : agent),
-                new_ref(session),
-                new_ref(subagent ? skey : Py_None),
-                PyLong_FromLong(subagent),
-                o.model_from_msg ? slot_str(&slots[OS_MODEL], o.model) : new_ref(st[ST_MODEL]),
-                o.provider_from_msg ? slot_str(&slots[OS_PROVIDER], o.provider)
-                                    : new_ref(py_truthy_str(st[ST_PROVIDER]) ? st[ST_PROVIDER]
-                                                                             : S_UNKNOWN),
-                PyLong_FromLongLong(o.ts),
-                PyLong_FromLongLong(o.tok[0]),
-                PyLong_FromLongLong(o.tok[1]),
-                PyLong_FromLongLong(o.tok[2]),
-                PyLong_FromLongLong(o.tok[3]),
-                PyLong_FromLong(0),
-                PyLong_FromLong(0),
-                new_ref(Py_None),
-                o.has_reported ? PyFloat_FromDouble(o.reported) : new_ref(Py_None),
-                new_ref(S_EMPTY),
-                tools_t};
-            PyObject *rec = tuple_steal(21, items);
+            PyObject *items[CT_RT_LEN] = {
+                [CT_RT_KEY_HASH] = key_hash,
+                /* no message ids: the key stands in */
+                [CT_RT_MSG_HASH] = key_hash ? new_ref(key_hash) : NULL,
+                [CT_RT_DEDUP_KEY] = key,
+                [CT_RT_AGENT] = new_ref(agent),
+                [CT_RT_PROJECT] = new_ref(py_truthy_str(st[ST_CWD]) ? st[ST_CWD] : agent),
+                [CT_RT_SESSION] = new_ref(session),
+                [CT_RT_SUBAGENT] = new_ref(subagent ? skey : Py_None),
+                [CT_RT_SIDECHAIN] = PyLong_FromLong(subagent),
+                [CT_RT_MODEL] = o.model_from_msg ? slot_str(&slots[OS_MODEL], o.model)
+                                                 : new_ref(st[ST_MODEL]),
+                [CT_RT_PROVIDER] = o.provider_from_msg
+                                       ? slot_str(&slots[OS_PROVIDER], o.provider)
+                                       : new_ref(py_truthy_str(st[ST_PROVIDER]) ? st[ST_PROVIDER]
+                                                                                : S_UNKNOWN),
+                [CT_RT_TS] = PyLong_FromLongLong(o.ts),
+                [CT_RT_INPUT] = PyLong_FromLongLong(o.tok[0]),
+                [CT_RT_OUTPUT] = PyLong_FromLongLong(o.tok[1]),
+                [CT_RT_CACHE_READ] = PyLong_FromLongLong(o.tok[2]),
+                [CT_RT_CACHE_WRITE_5M] = PyLong_FromLongLong(o.tok[3]),
+                [CT_RT_CACHE_WRITE_1H] = PyLong_FromLong(0),
+                [CT_RT_WEB_SEARCH] = PyLong_FromLong(0),
+                [CT_RT_SPEED] = new_ref(Py_None),
+                [CT_RT_REPORTED_USD] =
+                    o.has_reported ? PyFloat_FromDouble(o.reported) : new_ref(Py_None),
+                [CT_RT_GIT_BRANCH] = new_ref(S_EMPTY),
+                [CT_RT_TOOLS] = tools_t};
+            PyObject *rec = tuple_steal(CT_RT_LEN, items);
             if (!rec || PyList_Append(records, rec) < 0) failed = 1;
             Py_XDECREF(rec);
         }
@@ -482,17 +487,22 @@ typedef struct {
     PyObject *m_context, *m_model, *m_source, *m_toolset;
     PyObject *cards, *card_for, *price_slow;
     PyObject *agg, *tool_agg;
-    long long reported_id;
+    long long reported_id, none_id;
     PyObject *reported_id_o, *none_id_o;
 } fin_ctx;
 
-/* Store.Rollups.add with sign +1, for one row. */
-static int rollup_add(fin_ctx *fx, long long ts, PyObject *cid, PyObject *mid, const long long *tok,
-                      PyObject *cost, long long src_id, PyObject *rep, PyObject *sav, PyObject *wc,
+/* Whether names i and j of a tuple of tool names are one (ct_tool_calls). */
+static int tool_same(const void *ctx, size_t i, size_t j) {
+    PyObject *t = (PyObject *)ctx;
+    return PyUnicode_Compare(PyTuple_GET_ITEM(t, (Py_ssize_t)i),
+                             PyTuple_GET_ITEM(t, (Py_ssize_t)j)) == 0;
+}
+
+/* store.Rollups.add with sign +1, for the row `r` (its context and model ids, and its tools, as
+ * the Python objects the sums are keyed by). */
+static int rollup_add(fin_ctx *fx, const ct_row_t *r, PyObject *cid, PyObject *mid,
                       PyObject *tools) {
-    long long bucket = ts / BUCKET_MS;
-    if (ts < 0 && ts % BUCKET_MS) bucket -= 1; /* Python's floor division */
-    PyObject *b = PyLong_FromLongLong(bucket);
+    PyObject *b = PyLong_FromLongLong(ct_floor_div(r->ts, CT_BUCKET_MS));
     if (!b) return -1;
     PyObject *key = tuple_of(3, b, cid, mid);
     if (!key) {
@@ -502,66 +512,48 @@ static int rollup_add(fin_ctx *fx, long long ts, PyObject *cid, PyObject *mid, c
     PyObject *m = PyDict_GetItemWithError(fx->agg, key);
     if (!m) {
         if (PyErr_Occurred()) goto fail;
-        m = PyList_New(20);
+        m = PyList_New(CT_N_METRICS + 2);
         if (!m) goto fail;
         PyObject *zero = PyLong_FromLong(0);
-        for (int i = 0; i < 18; i++) {
+        for (int i = 0; i < CT_N_METRICS; i++) {
             Py_INCREF(zero);
             PyList_SET_ITEM(m, i, zero);
         }
         Py_DECREF(zero);
         Py_INCREF(Py_None);
-        PyList_SET_ITEM(m, 18, Py_None);
+        PyList_SET_ITEM(m, CT_N_METRICS, Py_None);
         Py_INCREF(Py_None);
-        PyList_SET_ITEM(m, 19, Py_None);
+        PyList_SET_ITEM(m, CT_N_METRICS + 1, Py_None);
         if (PyDict_SetItem(fx->agg, key, m) < 0) {
             Py_DECREF(m);
             goto fail;
         }
         Py_DECREF(m);
     }
-    int calc_ok = cost != Py_None && src_id != fx->reported_id;
-    {
-        /* (A row's values are 64-bit integers: a store column each.) */
-        int64_t tok64[6], c = 0, rp = 0, sv, w;
-        for (int i = 0; i < 6; i++) tok64[i] = tok[i];
-        if (cost != Py_None) c = PyLong_AsLongLong(cost);
-        if (rep != Py_None) rp = PyLong_AsLongLong(rep);
-        sv = PyLong_AsLongLong(sav);
-        w = PyLong_AsLongLong(wc);
-        if (PyErr_Occurred()) goto fail;
-        __int128 d[18];
-        ct_rollup_deltas(tok64, cost != Py_None, c, src_id == fx->reported_id, rep != Py_None, rp,
-                         sv, w, 1, d);
-        for (int k = 0; k < 18; k++)
-            if (list_add(m, k, (long long)d[k]) < 0) goto fail;
-    }
-    PyObject *lo = PyList_GET_ITEM(m, 18), *hi = PyList_GET_ITEM(m, 19);
-    if (lo == Py_None || ts < PyLong_AsLongLong(lo)) {
-        if (PyList_SetItem(m, 18, PyLong_FromLongLong(ts)) < 0) goto fail;
-    }
-    if (hi == Py_None || ts > PyLong_AsLongLong(hi)) {
-        if (PyList_SetItem(m, 19, PyLong_FromLongLong(ts)) < 0) goto fail;
-    }
+    __int128 d[CT_N_METRICS];
+    ct_row_deltas(r, fx->reported_id, 1, d);
+    for (int k = 0; k < CT_N_METRICS; k++) /* (a row's values fit 64 bits: a column each) */
+        if (list_add(m, k, (long long)d[k]) < 0) goto fail;
+    PyObject *lo = PyList_GET_ITEM(m, CT_N_METRICS), *hi = PyList_GET_ITEM(m, CT_N_METRICS + 1);
+    int had = lo != Py_None && hi != Py_None, has = had;
+    int64_t first = had ? PyLong_AsLongLong(lo) : 0, last = had ? PyLong_AsLongLong(hi) : 0;
+    int64_t first0 = first, last0 = last;
+    if (PyErr_Occurred()) goto fail;
+    ct_span_add(&has, &first, &last, r->ts);
+    if ((!had || first != first0) &&
+        PyList_SetItem(m, CT_N_METRICS, PyLong_FromLongLong(first)) < 0)
+        goto fail;
+    if ((!had || last != last0) &&
+        PyList_SetItem(m, CT_N_METRICS + 1, PyLong_FromLongLong(last)) < 0)
+        goto fail;
     Py_ssize_t n = PyTuple_GET_SIZE(tools);
     if (n) {
-        /* Shares of the turn's cost per tool call: (cost or 0) / n etc., as floats. */
-        double costd = cost == Py_None ? 0.0 : PyLong_AsDouble(cost);
-        double repd = rep == Py_None ? 0.0 : PyLong_AsDouble(rep);
-        double auto_ = costd / (double)n, calc = calc_ok ? costd / (double)n : 0.0;
-        double disp = repd / (double)n;
+        ct_shares_t sh = ct_tool_shares(r, fx->reported_id, (size_t)n);
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *name = PyTuple_GET_ITEM(tools, i);
-            int seen = 0;
-            for (Py_ssize_t j = 0; j < i && !seen; j++) {
-                int eq = PyUnicode_Compare(PyTuple_GET_ITEM(tools, j), name) == 0;
-                seen = eq;
-            }
-            if (seen) continue;
-            long calls = 0;
-            for (Py_ssize_t j = i; j < n; j++)
-                if (PyUnicode_Compare(PyTuple_GET_ITEM(tools, j), name) == 0) calls++;
-            PyObject *tkey = tuple_of(4, b, cid, mid, name);
+            int64_t calls = ct_tool_calls((size_t)n, (size_t)i, tool_same, tools);
+            if (PyErr_Occurred()) goto fail;
+            if (!calls) continue;
+            PyObject *tkey = tuple_of(4, b, cid, mid, PyTuple_GET_ITEM(tools, i));
             if (!tkey) goto fail;
             PyObject *t = PyDict_GetItemWithError(fx->tool_agg, tkey);
             if (!t) {
@@ -579,9 +571,9 @@ static int rollup_add(fin_ctx *fx, long long ts, PyObject *cid, PyObject *mid, c
             }
             Py_DECREF(tkey);
             if (list_add(t, 0, calls) < 0 || list_add(t, 1, 1) < 0 ||
-                list_add_f(t, 2, auto_ * (double)calls) < 0 ||
-                list_add_f(t, 3, calc * (double)calls) < 0 ||
-                list_add_f(t, 4, disp * (double)calls) < 0)
+                list_add_f(t, 2, sh.auto_ * (double)calls) < 0 ||
+                list_add_f(t, 3, sh.calc * (double)calls) < 0 ||
+                list_add_f(t, 4, sh.disp * (double)calls) < 0)
                 goto fail;
         }
     }
@@ -592,44 +584,6 @@ fail:
     Py_DECREF(key);
     Py_DECREF(b);
     return -1;
-}
-
-/* Prices one record with a card (source_id, source name, ((threshold, r0..r5), ...)); 1 when
- * done, 0 when
- * the numbers are too big for 64 bits (the caller then asks Python). */
-static int card_cost(PyObject *card, const long long *tok, long long *cost, long long *src,
-                     long long *sav, long long *wc) {
-    PyObject *tiers = PyTuple_GET_ITEM(card, 2);
-    Py_ssize_t nt = PyTuple_GET_SIZE(tiers);
-    long long total_input = tok[0] + tok[2] + tok[3] + tok[4];
-    PyObject *r = PyTuple_GET_ITEM(tiers, 0);
-    if (nt > 1) {
-        for (Py_ssize_t k = nt - 1; k >= 0; k--) {
-            PyObject *tier = PyTuple_GET_ITEM(tiers, k);
-            if (total_input > PyLong_AsLongLong(PyTuple_GET_ITEM(tier, 0))) {
-                r = tier;
-                break;
-            }
-        }
-    }
-    long long rate[6];
-    for (int i = 0; i < 6; i++) {
-        int overflow = 0;
-        rate[i] = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(r, i + 1), &overflow);
-        if (overflow || rate[i] < 0) return 0;
-    }
-    /* tok: input, output, cache read, 5m writes, 1h writes, web searches */
-    __int128 writes = (__int128)tok[3] * rate[3] + (__int128)tok[4] * rate[4];
-    __int128 total = (__int128)tok[0] * rate[0] + (__int128)tok[1] * rate[1] +
-                     (__int128)tok[2] * rate[2] + writes + (__int128)tok[5] * rate[5];
-    __int128 savings = (__int128)tok[2] * (rate[0] - rate[2]);
-    if (total > INT64_MAX || writes > INT64_MAX || savings > INT64_MAX || savings < INT64_MIN)
-        return 0;
-    *cost = (long long)total;
-    *wc = (long long)writes;
-    *sav = (long long)savings;
-    *src = PyLong_AsLongLong(PyTuple_GET_ITEM(card, 0));
-    return 1;
 }
 
 static PyObject *attr(PyObject *o, const char *name) { return PyObject_GetAttrString(o, name); }
@@ -647,6 +601,8 @@ static PyObject *finish(PyObject *self, PyObject *args) {
         return NULL;
     fx.reported_id = PyLong_AsLongLong(fx.reported_id_o);
     if (fx.reported_id == -1 && PyErr_Occurred()) return NULL;
+    fx.none_id = PyLong_AsLongLong(fx.none_id_o);
+    if (fx.none_id == -1 && PyErr_Occurred()) return NULL;
     fx.contexts = attr(dims, "contexts");
     fx.models = attr(dims, "models");
     fx.sources = attr(dims, "sources");
@@ -659,16 +615,20 @@ static PyObject *finish(PyObject *self, PyObject *args) {
         !fx.m_model || !fx.m_toolset)
         goto done;
     PyObject *last_ckey = NULL, *last_cid = NULL, *last_mkey = NULL, *last_mid = NULL;
+    /* The card last read (consecutive records almost always share it), and what it says. */
+    PyObject *last_card = NULL;
+    ct_card_t card_c = {0};
     Py_ssize_t n = PyList_GET_SIZE(records);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(records, i);
-        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 21) {
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != CT_RT_LEN) {
             PyErr_SetString(PyExc_TypeError, "records must be 21-tuples");
             goto loop_fail;
         }
-#define R(k) PyTuple_GET_ITEM(r, k)
+#define R(k) PyTuple_GET_ITEM(r, CT_RT_##k)
         /* Context and model ids: consecutive records almost always share them. */
-        PyObject *ckey = tuple_of(7, source, R(3), R(4), R(5), R(6), R(7), R(19));
+        PyObject *ckey = tuple_of(7, source, R(AGENT), R(PROJECT), R(SESSION), R(SUBAGENT),
+                                  R(SIDECHAIN), R(GIT_BRANCH));
         if (!ckey) goto loop_fail;
         PyObject *cid;
         if (last_ckey && PyObject_RichCompareBool(last_ckey, ckey, Py_EQ) == 1) {
@@ -687,7 +647,7 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             Py_INCREF(cid);
             Py_XSETREF(last_cid, cid);
         }
-        PyObject *mkey = tuple_of(3, R(9), R(8), R(17));
+        PyObject *mkey = tuple_of(3, R(PROVIDER), R(MODEL), R(SPEED));
         PyObject *mid = NULL;
         if (mkey && last_mkey && PyObject_RichCompareBool(last_mkey, mkey, Py_EQ) == 1) {
             mid = last_mid;
@@ -709,30 +669,41 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             Py_DECREF(cid);
             goto loop_fail;
         }
-        long long ts = PyLong_AsLongLong(R(10));
-        long long tok[6];
-        for (int k = 0; k < 6; k++) tok[k] = PyLong_AsLongLong(R(11 + k));
-        /* The log's own cost: round(reported * 1e12), as Python rounds (half to even). */
-        PyObject *rep;
-        if (R(18) == Py_None) {
-            rep = Py_None;
-            Py_INCREF(rep);
-        } else {
-            double p = PyFloat_AsDouble(R(18)) * 1e12;
-            rep = PyLong_FromDouble(nearbyint(p));
+        ct_row_t row;
+        memset(&row, 0, sizeof row);
+        row.ts = PyLong_AsLongLong(R(TS));
+        PyObject *rep = NULL;
+        if (!(row.ts == -1 && PyErr_Occurred()) && ct_tok_from_py(r, CT_RT_INPUT, row.tok) == 0) {
+            /* The log's own cost. */
+            if (R(REPORTED_USD) == Py_None) {
+                rep = new_ref(Py_None);
+            } else {
+                double usd = PyFloat_AsDouble(R(REPORTED_USD));
+                if (!(usd == -1.0 && PyErr_Occurred())) {
+                    row.has_rep = 1;
+                    row.rep = ct_reported_pico(usd);
+                    rep = PyLong_FromLongLong(row.rep);
+                }
+            }
         }
         /* Our cost from the card for (provider, model, UTC day, speed). */
-        long long day = ts / DAY_MS;
-        if (ts < 0 && ts % DAY_MS) day -= 1;
-        PyObject *dayo = PyLong_FromLongLong(day);
-        PyObject *card_key = dayo ? tuple_of(4, R(9), R(8), dayo, R(17)) : NULL;
+        PyObject *dayo = rep ? PyLong_FromLongLong(ct_floor_div(row.ts, CT_DAY_MS)) : NULL;
+        PyObject *card_key = dayo ? tuple_of(4, R(PROVIDER), R(MODEL), dayo, R(SPEED)) : NULL;
         Py_XDECREF(dayo);
         PyObject *card = NULL;
         if (card_key) {
-            PyObject *a = tuple_of(4, R(9), R(8), R(10), R(17));
+            PyObject *a = tuple_of(4, R(PROVIDER), R(MODEL), R(TS), R(SPEED));
             card = a ? lookup_or_call(fx.cards, card_key, fx.card_for, a) : NULL;
             Py_XDECREF(a);
             Py_DECREF(card_key);
+        }
+        if (card && card != last_card) {
+            if (ct_card_from_py(card, &card_c) < 0) {
+                Py_CLEAR(card);
+            } else {
+                Py_INCREF(card);
+                Py_XSETREF(last_card, card);
+            }
         }
         if (!rep || !card) {
             Py_XDECREF(rep);
@@ -742,26 +713,18 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             goto loop_fail;
         }
         PyObject *cost = NULL, *src = NULL, *sav = NULL, *wc = NULL;
-        long long c_cost, c_src, c_sav, c_wc;
-        if (PyTuple_Check(card) && card_cost(card, tok, &c_cost, &c_src, &c_sav, &c_wc)) {
-            cost = PyLong_FromLongLong(c_cost);
-            src = PyTuple_GET_ITEM(card, 0);
+        if (ct_row_price(&row, &card_c, fx.reported_id, fx.none_id)) {
+            cost = row.has_cost ? PyLong_FromLongLong(row.cost) : new_ref(Py_None);
+            src = card_c.kind == CT_CARD_RATES
+                      ? PyTuple_GET_ITEM(card, 0)
+                      : (row.src == fx.reported_id ? fx.reported_id_o : fx.none_id_o);
             Py_INCREF(src);
-            sav = PyLong_FromLongLong(c_sav);
-            wc = PyLong_FromLongLong(c_wc);
-        } else if (card == Py_None) {
-            /* Nobody prices this model: the log's own cost if it has one, else unpriced. */
-            int has_rep = rep != Py_None && PyObject_IsTrue(rep);
-            cost = has_rep ? rep : Py_None;
-            Py_INCREF(cost);
-            src = has_rep ? fx.reported_id_o : fx.none_id_o;
-            Py_INCREF(src);
-            sav = PyLong_FromLong(0);
-            wc = PyLong_FromLong(0);
+            sav = PyLong_FromLongLong(row.sav);
+            wc = PyLong_FromLongLong(row.wc);
         } else {
-            PyObject *counts = PyTuple_GetSlice(r, 11, 17);
-            PyObject *out = counts ? PyObject_CallFunction(fx.price_slow, "OOOOOO", R(9), R(8),
-                                                           R(10), counts, R(17), rep)
+            PyObject *counts = PyTuple_GetSlice(r, CT_RT_INPUT, CT_RT_WEB_SEARCH + 1);
+            PyObject *out = counts ? PyObject_CallFunction(fx.price_slow, "OOOOOO", R(PROVIDER),
+                                                           R(MODEL), R(TS), counts, R(SPEED), rep)
                                    : NULL;
             Py_XDECREF(counts);
             if (out && PyTuple_Check(out) && PyTuple_GET_SIZE(out) == 5) {
@@ -780,7 +743,7 @@ static PyObject *finish(PyObject *self, PyObject *args) {
         }
         Py_DECREF(card);
         PyObject *tid = NULL;
-        PyObject *tools = R(20);
+        PyObject *tools = R(TOOLS);
         if (!PyTuple_Check(tools)) {
             PyErr_SetString(PyExc_TypeError, "tools must be a tuple");
         } else if (PyTuple_GET_SIZE(tools) == 0) {
@@ -801,8 +764,8 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             Py_DECREF(mid);
             goto loop_fail;
         }
-        PyObject *row = PyTuple_New(18);
-        if (!row) {
+        PyObject *row_t = PyTuple_New(CT_NCOLS);
+        if (!row_t) {
             Py_DECREF(cost);
             Py_DECREF(src);
             Py_DECREF(sav);
@@ -813,14 +776,31 @@ static PyObject *finish(PyObject *self, PyObject *args) {
             Py_DECREF(mid);
             goto loop_fail;
         }
-        PyObject *items[18] = {R(0), R(1), file_id, cid, mid, R(10), R(11), R(12), R(13), R(14),
-                               R(15), R(16), cost, src, rep, sav, wc, tid};
-        for (int k = 0; k < 18; k++) {
+        PyObject *items[CT_NCOLS] = {
+            [CT_COL_KEY_HASH] = R(KEY_HASH),
+            [CT_COL_MSG_HASH] = R(MSG_HASH),
+            [CT_COL_FILE] = file_id,
+            [CT_COL_CTX] = cid,
+            [CT_COL_MODEL] = mid,
+            [CT_COL_TS] = R(TS),
+            [CT_COL_INPUT] = R(INPUT),
+            [CT_COL_OUTPUT] = R(OUTPUT),
+            [CT_COL_CACHE_READ] = R(CACHE_READ),
+            [CT_COL_CACHE_WRITE_5M] = R(CACHE_WRITE_5M),
+            [CT_COL_CACHE_WRITE_1H] = R(CACHE_WRITE_1H),
+            [CT_COL_WEB_SEARCH] = R(WEB_SEARCH),
+            [CT_COL_COST] = cost,
+            [CT_COL_SRC] = src,
+            [CT_COL_REP] = rep,
+            [CT_COL_SAV] = sav,
+            [CT_COL_WC] = wc,
+            [CT_COL_TOOLSET] = tid};
+        for (int k = 0; k < CT_NCOLS; k++) {
             Py_INCREF(items[k]);
-            PyTuple_SET_ITEM(row, k, items[k]);
+            PyTuple_SET_ITEM(row_t, k, items[k]);
         }
-        int bad = PyList_Append(rows, row) < 0;
-        Py_DECREF(row);
+        int bad = PyList_Append(rows, row_t) < 0;
+        Py_DECREF(row_t);
         Py_DECREF(cost);
         Py_DECREF(src);
         Py_DECREF(sav);
@@ -839,6 +819,7 @@ loop_fail:
     Py_XDECREF(last_cid);
     Py_XDECREF(last_mkey);
     Py_XDECREF(last_mid);
+    Py_XDECREF(last_card);
 done:
     Py_XDECREF(fx.contexts);
     Py_XDECREF(fx.models);
@@ -865,30 +846,34 @@ static PyObject *rollup_rows(PyObject *self, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(rows);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 18) {
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != CT_NCOLS) {
             PyErr_SetString(PyExc_TypeError, "rows must be 18-tuples");
             return NULL;
         }
-        PyObject *tools = PyDict_GetItemWithError(tool_names, PyTuple_GET_ITEM(r, 17));
+#define C(k) PyTuple_GET_ITEM(r, CT_COL_##k)
+        PyObject *tools = PyDict_GetItemWithError(tool_names, C(TOOLSET));
         if (!tools) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "unknown toolset id");
             return NULL;
         }
-        long long tok[6];
-        for (int k = 0; k < 6; k++) tok[k] = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 6 + k));
-        long long ts = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 5));
-        long long src = PyLong_AsLongLong(PyTuple_GET_ITEM(r, 13));
+        ct_row_t row;
+        memset(&row, 0, sizeof row);
+        if (ct_tok_from_py(r, CT_COL_INPUT, row.tok) < 0) return NULL;
+        row.ts = PyLong_AsLongLong(C(TS));
+        row.src = PyLong_AsLongLong(C(SRC));
+        row.has_cost = C(COST) != Py_None;
+        if (row.has_cost) row.cost = PyLong_AsLongLong(C(COST));
+        row.has_rep = C(REP) != Py_None;
+        if (row.has_rep) row.rep = PyLong_AsLongLong(C(REP));
+        row.sav = PyLong_AsLongLong(C(SAV));
+        row.wc = PyLong_AsLongLong(C(WC));
         if (PyErr_Occurred()) return NULL;
-        if (rollup_add(&fx, ts, PyTuple_GET_ITEM(r, 3), PyTuple_GET_ITEM(r, 4), tok,
-                       PyTuple_GET_ITEM(r, 12), src, PyTuple_GET_ITEM(r, 14),
-                       PyTuple_GET_ITEM(r, 15), PyTuple_GET_ITEM(r, 16), tools) < 0)
-            return NULL;
+        if (rollup_add(&fx, &row, C(CTX), C(MODEL), tools) < 0) return NULL;
+#undef C
     }
     Py_RETURN_NONE;
 }
 
-/* key_hash(data: bytes) -> int: signed 64-bit BLAKE2b-64, as store.key_hash computes it. */
-/* key_hash(data: bytes) -> int: signed 64-bit BLAKE2b-64, as store.key_hash computes it. */
 /* key_hash(data: bytes) -> int: signed 64-bit BLAKE2b-64, as store.key_hash computes it. */
 static PyObject *py_key_hash(PyObject *self, PyObject *arg) {
     Py_buffer view;
@@ -1016,6 +1001,441 @@ static PyObject *release_memory(PyObject *mod, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Test hook: _rules(name, *args) applies one rule of rules.h to plain Python values, so that
+ * tests/test_rules.py runs each rule's table of cases against rules.py and against the C that
+ * both extensions compile. ClawTrace itself never calls it. Names of tools and keys are small
+ * ints here (the extensions hold them as pool ids); rows are 18-tuples in rules.TURN_COLUMNS
+ * order, token counts 6-tuples. */
+
+static PyObject *py_from_i128(__int128 v) {
+    if (v >= INT64_MIN && v <= INT64_MAX) return PyLong_FromLongLong((long long)v);
+    PyObject *hi = PyLong_FromLongLong((long long)(v >> 64));
+    PyObject *lo = PyLong_FromUnsignedLongLong((unsigned long long)(v & 0xFFFFFFFFFFFFFFFFULL));
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *scaled = hi && shift ? PyNumber_Lshift(hi, shift) : NULL;
+    PyObject *out = scaled && lo ? PyNumber_Add(scaled, lo) : NULL;
+    Py_XDECREF(hi);
+    Py_XDECREF(lo);
+    Py_XDECREF(shift);
+    Py_XDECREF(scaled);
+    return out;
+}
+
+static int py_to_i128(PyObject *o, __int128 *out) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (!overflow) {
+        *out = v;
+        return v == -1 && PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *mask = PyLong_FromUnsignedLongLong(0xFFFFFFFFFFFFFFFFULL), *k64 = PyLong_FromLong(64);
+    PyObject *lo = mask ? PyNumber_And(o, mask) : NULL, *hi = k64 ? PyNumber_Rshift(o, k64) : NULL;
+    unsigned long long l = lo ? PyLong_AsUnsignedLongLong(lo) : 0;
+    long long h = hi ? PyLong_AsLongLong(hi) : 0;
+    Py_XDECREF(mask);
+    Py_XDECREF(k64);
+    Py_XDECREF(lo);
+    Py_XDECREF(hi);
+    if (PyErr_Occurred()) return -1;
+    *out = (__int128)(((unsigned __int128)(uint64_t)h << 64) | l);
+    return 0;
+}
+
+static int hook_tok(PyObject *o, int64_t tok[CT_NTOK]) {
+    if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != CT_NTOK) {
+        PyErr_SetString(PyExc_TypeError, "token counts are a 6-tuple");
+        return -1;
+    }
+    return ct_tok_from_py(o, 0, tok);
+}
+
+static int hook_i64(PyObject *o, int64_t *v) {
+    long long x = PyLong_AsLongLong(o);
+    *v = x;
+    return x == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* An 18-tuple row (None where a column is NULL) as a ct_row_t. */
+static int hook_row(PyObject *o, ct_row_t *r) {
+    memset(r, 0, sizeof *r);
+    if (!PyTuple_Check(o) || PyTuple_GET_SIZE(o) != CT_NCOLS) {
+        PyErr_SetString(PyExc_TypeError, "a row is an 18-tuple");
+        return -1;
+    }
+#define C(k) PyTuple_GET_ITEM(o, CT_COL_##k)
+    r->has_msg = C(MSG_HASH) != Py_None;
+    r->has_file = C(FILE) != Py_None;
+    r->has_cost = C(COST) != Py_None;
+    r->has_rep = C(REP) != Py_None;
+    if (hook_i64(C(KEY_HASH), &r->key_hash) < 0 ||
+        (r->has_msg && hook_i64(C(MSG_HASH), &r->msg_hash) < 0) ||
+        (r->has_file && hook_i64(C(FILE), &r->file_id) < 0) || hook_i64(C(CTX), &r->ctx) < 0 ||
+        hook_i64(C(MODEL), &r->model) < 0 || hook_i64(C(TS), &r->ts) < 0 ||
+        ct_tok_from_py(o, CT_COL_INPUT, r->tok) < 0 ||
+        (r->has_cost && hook_i64(C(COST), &r->cost) < 0) || hook_i64(C(SRC), &r->src) < 0 ||
+        (r->has_rep && hook_i64(C(REP), &r->rep) < 0) || hook_i64(C(SAV), &r->sav) < 0 ||
+        hook_i64(C(WC), &r->wc) < 0 || hook_i64(C(TOOLSET), &r->toolset) < 0)
+        return -1;
+#undef C
+    return 0;
+}
+
+/* A sequence of small ints as int32s (at most `cap`). */
+static Py_ssize_t hook_ids(PyObject *o, int32_t *out, Py_ssize_t cap) {
+    PyObject *seq = PySequence_Fast(o, "ids must be a sequence");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n > cap) n = cap;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        out[i] = (int32_t)v;
+    }
+    Py_DECREF(seq);
+    return n;
+}
+
+static PyObject *hook_id_list(const int32_t *ids, size_t n) {
+    PyObject *out = PyList_New((Py_ssize_t)n);
+    for (size_t i = 0; out && i < n; i++) {
+        PyObject *v = PyLong_FromLong(ids[i]);
+        if (!v) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)i, v);
+    }
+    return out;
+}
+
+#define HOOK_MAX 512 /* pieces, tools, rows of one case */
+
+/* keep(pieces): pieces [(key, tok, [(tool id, name), ...]), ...] in order ->
+ * [(key, index of the piece kept, [(tool id, name), ...]), ...] by first piece. */
+static PyObject *hook_keep(PyObject *pieces) {
+    PyObject *seq = PySequence_Fast(pieces, "pieces must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    struct {
+        int32_t key, head, tail;
+        Py_ssize_t piece;
+        int64_t tok[CT_NTOK];
+    } kept[HOOK_MAX];
+    ct_tool_link links[HOOK_MAX];
+    size_t nkept = 0, nlinks = 0;
+    PyObject *out = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *p = PySequence_Fast_GET_ITEM(seq, i);
+        long key;
+        PyObject *tok_o, *tools;
+        int64_t tok[CT_NTOK];
+        if (!PyArg_ParseTuple(p, "lOO", &key, &tok_o, &tools) || hook_tok(tok_o, tok) < 0)
+            goto done;
+        size_t k = 0;
+        while (k < nkept && kept[k].key != (int32_t)key) k++;
+        if (k == nkept) {
+            if (nkept == HOOK_MAX) goto too_many;
+            kept[k].key = (int32_t)key;
+            kept[k].head = kept[k].tail = -1;
+            kept[k].piece = -1; /* none yet: this piece is kept */
+            nkept++;
+        }
+        if (kept[k].piece < 0 || ct_keep_wins(tok, kept[k].tok)) {
+            kept[k].piece = i;
+            memcpy(kept[k].tok, tok, sizeof tok);
+        }
+        PyObject *ts = PySequence_Fast(tools, "tools must be a sequence");
+        if (!ts) goto done;
+        for (Py_ssize_t t = 0; t < PySequence_Fast_GET_SIZE(ts); t++) {
+            long id, name;
+            if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(ts, t), "ll", &id, &name)) {
+                Py_DECREF(ts);
+                goto done;
+            }
+            if (nlinks == HOOK_MAX) {
+                Py_DECREF(ts);
+                goto too_many;
+            }
+            nlinks += (size_t)ct_tools_put(links, &kept[k].head, &kept[k].tail, (int32_t)nlinks,
+                                           (int32_t)id, (int32_t)name);
+        }
+        Py_DECREF(ts);
+    }
+    out = PyList_New((Py_ssize_t)nkept);
+    for (size_t k = 0; out && k < nkept; k++) {
+        PyObject *tl = PyList_New(0);
+        for (int32_t t = kept[k].head; tl && t >= 0; t = links[t].next) {
+            PyObject *pair = Py_BuildValue("(ii)", links[t].key, links[t].name);
+            if (!pair || PyList_Append(tl, pair) < 0) Py_CLEAR(tl);
+            Py_XDECREF(pair);
+        }
+        PyObject *item = tl ? Py_BuildValue("(inN)", kept[k].key, kept[k].piece, tl) : NULL;
+        if (!item) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, (Py_ssize_t)k, item);
+    }
+    goto done;
+too_many:
+    PyErr_SetString(PyExc_ValueError, "keep: too many pieces or tools for the test hook");
+done:
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *hook_layout(void) {
+    PyObject *d = PyDict_New();
+    struct {
+        const char *name;
+        long long value;
+    } c[] = {
+        {"RT_KEY_HASH", CT_RT_KEY_HASH},
+        {"RT_MSG_HASH", CT_RT_MSG_HASH},
+        {"RT_DEDUP_KEY", CT_RT_DEDUP_KEY},
+        {"RT_AGENT", CT_RT_AGENT},
+        {"RT_PROJECT", CT_RT_PROJECT},
+        {"RT_SESSION", CT_RT_SESSION},
+        {"RT_SUBAGENT", CT_RT_SUBAGENT},
+        {"RT_SIDECHAIN", CT_RT_SIDECHAIN},
+        {"RT_MODEL", CT_RT_MODEL},
+        {"RT_PROVIDER", CT_RT_PROVIDER},
+        {"RT_TS", CT_RT_TS},
+        {"RT_INPUT", CT_RT_INPUT},
+        {"RT_OUTPUT", CT_RT_OUTPUT},
+        {"RT_CACHE_READ", CT_RT_CACHE_READ},
+        {"RT_CACHE_WRITE_5M", CT_RT_CACHE_WRITE_5M},
+        {"RT_CACHE_WRITE_1H", CT_RT_CACHE_WRITE_1H},
+        {"RT_WEB_SEARCH", CT_RT_WEB_SEARCH},
+        {"RT_SPEED", CT_RT_SPEED},
+        {"RT_REPORTED_USD", CT_RT_REPORTED_USD},
+        {"RT_GIT_BRANCH", CT_RT_GIT_BRANCH},
+        {"RT_TOOLS", CT_RT_TOOLS},
+        {"RAW_TURN_LEN", CT_RT_LEN},
+        {"R_KEY", CT_COL_KEY_HASH},
+        {"R_MSG", CT_COL_MSG_HASH},
+        {"R_FILE", CT_COL_FILE},
+        {"R_CTX", CT_COL_CTX},
+        {"R_MODEL", CT_COL_MODEL},
+        {"R_TS", CT_COL_TS},
+        {"R_IN", CT_COL_INPUT},
+        {"R_OUT", CT_COL_OUTPUT},
+        {"R_CREAD", CT_COL_CACHE_READ},
+        {"R_W5", CT_COL_CACHE_WRITE_5M},
+        {"R_W1", CT_COL_CACHE_WRITE_1H},
+        {"R_WEB", CT_COL_WEB_SEARCH},
+        {"R_COST", CT_COL_COST},
+        {"R_SRC", CT_COL_SRC},
+        {"R_REP", CT_COL_REP},
+        {"R_SAV", CT_COL_SAV},
+        {"R_WC", CT_COL_WC},
+        {"R_TOOLS", CT_COL_TOOLSET},
+        {"N_COLUMNS", CT_NCOLS},
+        {"N_METRICS", CT_N_METRICS},
+        {"BUCKET_MS", CT_BUCKET_MS},
+        {"DAY_MS", CT_DAY_MS},
+        {"MAX_TURN_TOKENS", CT_MAX_TURN_TOKENS},
+        {"MAX_WEB_SEARCHES", CT_MAX_WEB_SEARCHES},
+        {"MAX_LOGGED_USD", (long long)CT_MAX_LOGGED_USD},
+        {"MIN_TS_MS", CT_MIN_TS_MS},
+        {"MAX_TS_MS", CT_MAX_TS_MS},
+        {"PICO", (long long)CT_PICO},
+    };
+    for (size_t i = 0; d && i < sizeof c / sizeof *c; i++) {
+        PyObject *v = PyLong_FromLongLong(c[i].value);
+        if (!v || PyDict_SetItemString(d, c[i].name, v) < 0) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+static PyObject *rules_hook(PyObject *mod, PyObject *args) {
+    (void)mod;
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "_rules(name, *args)");
+        return NULL;
+    }
+    const char *name = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
+    if (!name) return NULL;
+#define ARG(i) PyTuple_GET_ITEM(args, (i) + 1)
+/* 1 when the rule is `s` and has `n` arguments; -1 with an error when it is `s` with others. */
+#define IS(s, n)                           \
+    (strcmp(name, s) != 0 ? 0              \
+     : nargs - 1 == (n)   ? 1              \
+                          : (PyErr_Format(PyExc_TypeError, "_rules(%s): %d arguments", s, n), -1))
+    int m;
+    if ((m = IS("layout", 0))) return m < 0 ? NULL : hook_layout();
+    if ((m = IS("columns_sql", 0)))
+        return m < 0 ? NULL : Py_BuildValue("(ss)", CT_TURN_COLUMNS_SQL, CT_TURN_COLUMNS_SET_SQL);
+    if ((m = IS("total_tokens", 1)) || (m = IS("total_input", 1))) {
+        int64_t tok[CT_NTOK];
+        if (m < 0 || hook_tok(ARG(0), tok) < 0) return NULL;
+        return py_from_i128(strcmp(name, "total_tokens") == 0 ? ct_total_tokens(tok)
+                                                              : ct_total_input(tok));
+    }
+    if ((m = IS("turn_tokens_sane", 2))) {
+        int64_t total, web;
+        if (m < 0 || hook_i64(ARG(0), &total) < 0 || hook_i64(ARG(1), &web) < 0) return NULL;
+        return PyBool_FromLong(ct_turn_tokens_sane(total, web));
+    }
+    if ((m = IS("ts_sane", 1))) {
+        int64_t ms;
+        if (m < 0 || hook_i64(ARG(0), &ms) < 0) return NULL;
+        return PyBool_FromLong(ct_ts_sane(ms));
+    }
+    if ((m = IS("reported_pico", 1))) {
+        double usd = m < 0 ? -1.0 : PyFloat_AsDouble(ARG(0));
+        if (m < 0 || (usd == -1.0 && PyErr_Occurred())) return NULL;
+        return PyLong_FromLongLong(ct_reported_pico(usd));
+    }
+    if ((m = IS("keep", 1))) return m < 0 ? NULL : hook_keep(ARG(0));
+    if ((m = IS("replaces", 2))) {
+        ct_row_t a, b;
+        if (m < 0 || hook_row(ARG(0), &a) < 0 || hook_row(ARG(1), &b) < 0) return NULL;
+        return PyBool_FromLong(ct_replaces(&a, &b));
+    }
+    if ((m = IS("tools_merge", 2))) {
+        int32_t old[HOOK_MAX], new_[HOOK_MAX], out[HOOK_MAX];
+        Py_ssize_t no = m < 0 ? -1 : hook_ids(ARG(0), old, HOOK_MAX);
+        Py_ssize_t nn = no < 0 ? -1 : hook_ids(ARG(1), new_, HOOK_MAX);
+        if (nn < 0) return NULL;
+        return hook_id_list(out, ct_tools_merge(old, (size_t)no, new_, (size_t)nn, out, HOOK_MAX));
+    }
+    if ((m = IS("card_cost", 2))) {
+        ct_card_t card;
+        int64_t tok[CT_NTOK], cost, sav, wc;
+        if (m < 0 || ct_card_from_py(ARG(0), &card) < 0 || hook_tok(ARG(1), tok) < 0) return NULL;
+        if (card.kind != CT_CARD_RATES) {
+            PyErr_SetString(PyExc_ValueError, "card_cost: not an integer rate card");
+            return NULL;
+        }
+        if (!ct_card_cost(&card, tok, &cost, &sav, &wc)) Py_RETURN_NONE;
+        return Py_BuildValue("(LLL)", (long long)cost, (long long)sav, (long long)wc);
+    }
+    if ((m = IS("row_price", 5))) {
+        /* (card, tok, reported pico or None, reported_id, none_id) -> (cost or None, source id,
+         * savings, writes), or None when Python must price it */
+        ct_card_t card;
+        ct_row_t row;
+        int64_t rid, nid;
+        memset(&row, 0, sizeof row);
+        if (m < 0 || ct_card_from_py(ARG(0), &card) < 0 || hook_tok(ARG(1), row.tok) < 0 ||
+            (ARG(2) != Py_None && hook_i64(ARG(2), &row.rep) < 0) || hook_i64(ARG(3), &rid) < 0 ||
+            hook_i64(ARG(4), &nid) < 0)
+            return NULL;
+        row.has_rep = ARG(2) != Py_None;
+        if (!ct_row_price(&row, &card, rid, nid)) Py_RETURN_NONE;
+        PyObject *cost = row.has_cost ? PyLong_FromLongLong(row.cost) : Py_NewRef(Py_None);
+        return Py_BuildValue("(NLLL)", cost, (long long)row.src, (long long)row.sav,
+                             (long long)row.wc);
+    }
+    if ((m = IS("rollup_deltas", 3))) {
+        ct_row_t row;
+        int64_t rid, sign;
+        __int128 d[CT_N_METRICS];
+        if (m < 0 || hook_row(ARG(0), &row) < 0 || hook_i64(ARG(1), &rid) < 0 ||
+            hook_i64(ARG(2), &sign) < 0)
+            return NULL;
+        ct_row_deltas(&row, rid, (int)sign, d);
+        PyObject *out = PyList_New(CT_N_METRICS);
+        for (int k = 0; out && k < CT_N_METRICS; k++) {
+            PyObject *v = py_from_i128(d[k]);
+            if (!v) Py_CLEAR(out);
+            else PyList_SET_ITEM(out, k, v);
+        }
+        return out;
+    }
+    if ((m = IS("rollup_split", 1))) {
+        __int128 sums[CT_N_METRICS];
+        PyObject *seq = m < 0 ? NULL : PySequence_Fast(ARG(0), "sums must be a sequence");
+        if (!seq) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        int bad = n > CT_N_METRICS;
+        if (bad) PyErr_SetString(PyExc_ValueError, "rollup_split: at most 18 sums");
+        for (Py_ssize_t k = 0; !bad && k < n; k++)
+            bad = py_to_i128(PySequence_Fast_GET_ITEM(seq, k), &sums[k]) < 0;
+        Py_DECREF(seq);
+        if (bad) return NULL;
+        int64_t parts = ct_rollup_parts(sums, (int)n);
+        PyObject *out = parts <= HOOK_MAX ? PyList_New(0) : NULL;
+        if (parts > HOOK_MAX) PyErr_SetString(PyExc_ValueError, "rollup_split: too many rows");
+        for (int64_t p = 0; out && p < parts; p++) {
+            PyObject *row = PyList_New(n);
+            for (Py_ssize_t k = 0; row && k < n; k++) {
+                PyObject *v = PyLong_FromLongLong(ct_rollup_share(sums[k], parts, p));
+                if (!v) Py_CLEAR(row);
+                else PyList_SET_ITEM(row, k, v);
+            }
+            if (!row || PyList_Append(out, row) < 0) Py_CLEAR(out);
+            Py_XDECREF(row);
+        }
+        return out;
+    }
+    if ((m = IS("tool_shares", 3))) {
+        ct_row_t row;
+        int64_t rid, n;
+        if (m < 0 || hook_row(ARG(0), &row) < 0 || hook_i64(ARG(1), &rid) < 0 ||
+            hook_i64(ARG(2), &n) < 0)
+            return NULL;
+        if (n < 1) {
+            PyErr_SetString(PyExc_ValueError, "tool_shares: n >= 1");
+            return NULL;
+        }
+        ct_shares_t s = ct_tool_shares(&row, rid, (size_t)n);
+        return Py_BuildValue("(ddd)", s.auto_, s.calc, s.disp);
+    }
+    if ((m = IS("tool_calls", 1))) {
+        PyObject *names = m < 0 ? NULL : PySequence_Tuple(ARG(0));
+        if (!names) return NULL;
+        size_t n = (size_t)PyTuple_GET_SIZE(names);
+        PyObject *out = PyList_New(0);
+        for (size_t k = 0; out && k < n; k++) {
+            int64_t calls = ct_tool_calls(n, k, tool_same, names);
+            if (PyErr_Occurred()) {
+                Py_CLEAR(out);
+                break;
+            }
+            if (!calls) continue;
+            PyObject *pair = Py_BuildValue("(OL)", PyTuple_GET_ITEM(names, (Py_ssize_t)k),
+                                           (long long)calls);
+            if (!pair || PyList_Append(out, pair) < 0) Py_CLEAR(out);
+            Py_XDECREF(pair);
+        }
+        Py_DECREF(names);
+        return out;
+    }
+    if ((m = IS("sidechain_replays", 1))) {
+        int64_t ids[HOOK_MAX];
+        int side[HOOK_MAX], replay[HOOK_MAX];
+        PyObject *seq = m < 0 ? NULL : PySequence_Fast(ARG(0), "rows must be a sequence");
+        if (!seq) return NULL;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        int bad = n > HOOK_MAX;
+        if (bad) PyErr_SetString(PyExc_ValueError, "sidechain_replays: too many rows");
+        for (Py_ssize_t i = 0; !bad && i < n; i++) {
+            long long id;
+            int s;
+            bad = !PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Lp", &id, &s);
+            ids[i] = id;
+            side[i] = s;
+        }
+        Py_DECREF(seq);
+        if (bad) return NULL;
+        ct_sidechain_replays(ids, side, (size_t)n, replay);
+        PyObject *out = PyList_New(0);
+        for (Py_ssize_t i = 0; out && i < n; i++) {
+            if (!replay[i]) continue;
+            PyObject *v = PyLong_FromLongLong(ids[i]);
+            if (!v || PyList_Append(out, v) < 0) Py_CLEAR(out);
+            Py_XDECREF(v);
+        }
+        return out;
+    }
+#undef IS
+#undef ARG
+    if (!PyErr_Occurred()) PyErr_Format(PyExc_ValueError, "_rules: no rule named %s", name);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"claude_parse", claude_parse, METH_VARARGS, "Parse complete Claude Code lines (see module doc)."},
     {"openclaw_parse", openclaw_parse, METH_VARARGS, "Parse complete OpenClaw lines (see module doc)."},
@@ -1025,6 +1445,7 @@ static PyMethodDef methods[] = {
     {"key_hash", py_key_hash, METH_O, "Signed 64-bit BLAKE2b of bytes."},
     {"openclaw_index", openclaw_index, METH_O, "The fields read of a sessions.json file's entries."},
     {"release_memory", release_memory, METH_NOARGS, "Return the C heap's free pages (glibc)."},
+    {"_rules", rules_hook, METH_VARARGS, "Test hook: one rule of rules.h (tests/test_rules.py)."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "clawtrace._native",
