@@ -588,7 +588,7 @@ def test_an_interrupted_bulk_load_loses_its_sidechain_replays_on_the_next_scan(
     conn = store.connect(tmp_path / "db.sqlite")
     # What a killed bulk load leaves: its replay still there, and no key index.
     with monkeypatch.context() as patch:
-        patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
+        patch.setattr(store.writer, "sidechain_replays_among", lambda *_a: [])
         run_scan(conn, tmp_path / "claude")
     assert len(turn_rows(conn)) == 3
     with conn:

@@ -355,11 +355,11 @@ def test_a_store_left_with_replays_by_an_older_version_loses_them_at_upgrade(tmp
     )
     conn = store.connect(tmp_path / "store.db")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
+        patch.setattr(store.writer, "sidechain_replays_among", lambda *_a: [])
         run_scan(conn, tmp_path / "claude", workers=1)
     assert _replays_held(conn) == 1
     # The store as the version before that migration left it.
-    step = store.MIGRATIONS.index(store._replays_settle_all)
+    step = store.MIGRATIONS.index(store.migrations._replays_settle_all)
     with conn:
         conn.execute(f"PRAGMA user_version={step}")
     store.migrate(conn, store.MIGRATIONS[: step + 1])

@@ -528,7 +528,7 @@ def _pool_init(
         _worker = _NativeIngest(db_path, config, lock, stale, bulk)
         return
     conn = sqlite3.connect(db_path, timeout=60.0, isolation_level=None)
-    store._configure(conn, WORKER_CACHE_KIB)
+    store.configure(conn, WORKER_CACHE_KIB)
     if bulk:
         conn.execute("PRAGMA synchronous=OFF")
     _worker = _Ingest(conn, config, rollup_before, lock)
@@ -1195,7 +1195,7 @@ def scan_unfinished(conn: sqlite3.Connection) -> bool:
 
 # The native writer, when built and the C scanner is on (CLAWTRACE_NATIVE). Its own name here:
 # tests turn it off for the scan alone.
-_ingest_module = store._native_ingest
+_ingest_module = store.native_ingest
 
 
 def _native_workers() -> bool:
