@@ -25,7 +25,7 @@ def corpus_store(tmp_path_factory):
     conn = store.connect(home / "clawtrace.db")
     # A first scan by the workers (a bulk load, whose derived sums are computed on a thread
     # while the indexes build), however small the corpus.
-    threshold, scan.PARALLEL_MIN_BYTES = scan.PARALLEL_MIN_BYTES, 0
+    threshold, scan.run.PARALLEL_MIN_BYTES = scan.run.PARALLEL_MIN_BYTES, 0
     try:
         scan.scan(
             conn,
@@ -34,7 +34,7 @@ def corpus_store(tmp_path_factory):
             workers=2,
         )
     finally:
-        scan.PARALLEL_MIN_BYTES = threshold
+        scan.run.PARALLEL_MIN_BYTES = threshold
     yield conn, data, truth
     conn.close()
 

@@ -150,7 +150,7 @@ def test_a_bulk_load_leaves_nothing_for_the_close_to_checkpoint(isolated_home, m
     So the scan's last writes go in before the bulk load ends, and both logs end empty."""
     from clawtrace import scan as scan_module
 
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)  # the bulk load of a big tree
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)  # the bulk load of a big tree
     monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     root = isolated_home / "logs"
     for n in range(6):

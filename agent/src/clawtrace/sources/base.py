@@ -77,7 +77,7 @@ class Discovery:
     # size). Kinds: "d" a directory listed, "f" a file read to list (an index), "m" a path
     # that was not a directory. While none of them changes, the set of files and their
     # contexts cannot have changed either, and a rescan only needs to stat the known files
-    # (see scan._tree_unchanged).
+    # (see scan.discovery.tree_unchanged).
     watch: list[tuple[str, str, int, int]] = field(default_factory=list)
     # "path: reason" of each directory that is there but could not be listed (no permission,
     # a path longer than the system allows): what is below it is not counted, and must be said.

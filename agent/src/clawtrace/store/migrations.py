@@ -391,7 +391,7 @@ MIGRATIONS.append(_replays_settle_all)
 
 # 9: what tells a file rewritten in place from one that only grew: its status-change time
 # (no program can set it back, unlike the modification time) and a hash of the last block read
-# before `offset` (scan._known_bytes_match).
+# before `offset` (scan.discovery.known_bytes_match).
 MIGRATIONS.append(
     """
     ALTER TABLE files ADD COLUMN ctime_ns INTEGER;
