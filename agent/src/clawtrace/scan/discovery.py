@@ -15,24 +15,21 @@ import orjson
 from clawtrace import store
 from clawtrace.config import Config
 from clawtrace.fileio import open_regular
-from clawtrace.paths import (
-    claude_roots,
-    openclaw_roots,
-    path_from_store,
-    path_to_store,
-)
+from clawtrace.paths import path_from_store, path_to_store
 from clawtrace.scan import ingest
 from clawtrace.scan.reading import block_hash
 from clawtrace.scan.result import ScanResult
+from clawtrace.sources import SOURCES, source_dirs
 from clawtrace.sources.base import Discovery, FileEntry
 
 
-def source_roots(
-    config: Config, claude_dirs: list[str] | None = None, openclaw_dirs: list[str] | None = None
-) -> dict[str, list[Path]]:
+def source_roots(config: Config, **dirs: list[str] | None) -> dict[str, list[Path]]:
+    """Each source's roots: the directories `dirs` gives it (by Source.dirs_key, as
+    `claude_dirs=[...]`), else the config's, else its own defaults."""
+    given = source_dirs(dirs, "source_roots")
     return {
-        "claude-code": claude_roots(claude_dirs or config.claude_dirs),
-        "openclaw": openclaw_roots(openclaw_dirs or config.openclaw_dirs),
+        name: source.roots(given[source.dirs_key] or config.source_dirs.get(source.dirs_key))
+        for name, source in SOURCES.items()
     }
 
 

@@ -19,7 +19,7 @@ from clawtrace.paths import label
 from clawtrace.scan import discovery, ingest, pool
 from clawtrace.scan.prices import prices_reprice_if_stale
 from clawtrace.scan.result import ProgressFactory, ScanResult
-from clawtrace.sources import SOURCES
+from clawtrace.sources import SOURCES, SourceDirs, source_dirs
 from clawtrace.sources.base import Discovery
 
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
@@ -35,20 +35,20 @@ def scan(
     conn: sqlite3.Connection,
     config: Config | None = None,
     *,
-    claude_dirs: list[str] | None = None,
-    openclaw_dirs: list[str] | None = None,
     workers: int | None = None,
     progress: ProgressFactory | None = None,
+    **dirs: list[str] | None,
 ) -> ScanResult:
-    """Bring the store up to date with the source logs; returns what was done."""
+    """Bring the store up to date with the source logs; returns what was done. `dirs`: each
+    source's directories by Source.dirs_key (`claude_dirs=[...]`), instead of the config's."""
+    given = source_dirs(dirs, "scan")
     started = time.perf_counter()
     config = config or Config()
     gc_was_on = gc.isenabled()
     gc.disable()  # millions of small acyclic objects: the collector would only slow us down
     try:
         with store.scan_lock(store.db_file(conn)):
-            run = ScanRun(conn, config, (claude_dirs, openclaw_dirs), workers, progress, started)
-            return run.run()
+            return ScanRun(conn, config, given, workers, progress, started).run()
     finally:
         if gc_was_on:
             gc.enable()
@@ -69,7 +69,7 @@ class ScanRun:
         self,
         conn: sqlite3.Connection,
         config: Config,
-        dirs: tuple[list[str] | None, list[str] | None],
+        dirs: SourceDirs,
         workers: int | None,
         progress: ProgressFactory | None,
         started: float,
@@ -171,7 +171,7 @@ class ScanRun:
         conn, config, result = self.conn, self.config, self.result
         self.n = self.workers or config.workers or min(os.cpu_count() or 1, 4)
         self.parallel_ok = self.n > 1 and bool(self.db)
-        self.roots = discovery.source_roots(config, *self.dirs)
+        self.roots = discovery.source_roots(config, **self.dirs)
         self.roots_sig = discovery.roots_signature(self.roots)
         unchanged = None if self.cold else discovery.tree_unchanged(conn, self.roots_sig)
         if unchanged is not None:
