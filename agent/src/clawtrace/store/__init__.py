@@ -22,6 +22,9 @@ The names below are the store's API for the rest of ClawTrace: import them from 
 
 from __future__ import annotations
 
+from clawtrace.rules import (
+    TURN_COLUMNS,
+)
 from clawtrace.store.bulk import (
     BULK_MARKER,
     BULK_UNFINISHED,
@@ -76,7 +79,6 @@ from clawtrace.store.schema import (
     ROLLUP_METRICS,
     SQL_BUCKET_DAY,
     SUMS_LAYOUT,
-    TURN_COLUMNS,
     in_chunks,
     meta_get,
     meta_set,
@@ -86,10 +88,8 @@ from clawtrace.store.writer import (
     TurnWriter,
     max_turn_id,
     merge_rows,
-    replaces,
     rows_dedup,
     sidechain_replays,
-    total_tokens,
     turns_write_named,
 )
 
@@ -140,7 +140,6 @@ __all__ = [
     "migrate",
     "native_ingest",
     "now_ms",
-    "replaces",
     "rollup_buckets",
     "rollup_rowid_max",
     "rollups_rebuild",
@@ -154,6 +153,5 @@ __all__ = [
     "sql_functions_register",
     "sums_fetch",
     "sums_file",
-    "total_tokens",
     "turns_write_named",
 ]

@@ -11,15 +11,17 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from clawtrace.rules import (
+    R_TOOLS,
+    TURN_COLUMNS,
+)
 from clawtrace.store.derived import derived_forget
 from clawtrace.store.dims import REPORTED_SOURCE_ID, Dims
 from clawtrace.store.files import database_remove, db_file, scan_lock, sums_file
 from clawtrace.store.rollups import rollup_rowid_max, rollups_refresh
 from clawtrace.store.schema import (
-    R_TOOLS,
     ROLLUP_TABLES,
     SCANNED_TABLES,
-    TURN_COLUMNS,
     meta_get,
     meta_set,
 )

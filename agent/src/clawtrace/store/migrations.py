@@ -404,9 +404,7 @@ def _turns_out_of_bounds_remove(conn: sqlite3.Connection) -> None:
     """Take out the turns older versions accepted that the parser's bounds now refuse (rules.py:
     far-off dates, token counts near a trillion): they were corrupt lines, and they made reports
     raise or sums overflow."""
-    total = "input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens + " + (
-        "cache_write_1h_tokens"
-    )
+    total = rules.TOTAL_TOKENS_SQL
     ids = [
         r[0]
         for r in conn.execute(

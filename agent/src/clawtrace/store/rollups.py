@@ -14,11 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from clawtrace import rules
-from clawtrace.store.dims import REPORTED_SOURCE_ID
-from clawtrace.store.schema import (
-    BUCKET_MS,
-    DAY_BUCKETS,
-    N_METRICS,
+from clawtrace.rules import (
     R_COST,
     R_CTX,
     R_IN,
@@ -29,17 +25,20 @@ from clawtrace.store.schema import (
     R_TS,
     R_WC,
     R_WEB,
+    TURN_COLUMNS,
+)
+from clawtrace.store.dims import REPORTED_SOURCE_ID
+from clawtrace.store.schema import (
+    BUCKET_MS,
+    DAY_BUCKETS,
+    N_METRICS,
     ROLLUP_COLUMNS,
     ROLLUP_METRICS,
     ROLLUP_TABLES,
-    TURN_COLUMNS,
     in_chunks,
 )
 
-_TOTAL_SQL = (
-    "(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
-    " + cache_write_1h_tokens)"
-)
+_TOTAL_SQL = f"({rules.TOTAL_TOKENS_SQL})"
 _CALC_UNPRICED = f"cost_pico IS NULL OR price_source_id = {REPORTED_SOURCE_ID}"
 # Each metric of ROLLUP_METRICS as SQL sums it over `turns` (Rollups.add sums the same in
 # Python, from rules.rollup_deltas; test_scan_incremental holds the two to each other).
@@ -193,19 +192,15 @@ class Rollups:
         )
         for k, d in enumerate(deltas):
             m[k] += d
-        calc_ok = cost is not None and row[R_SRC] != reported_id
         if sign > 0:
             if m[_FIRST] is None or ts < m[_FIRST]:
                 m[_FIRST] = ts
             if m[_LAST] is None or ts > m[_LAST]:
                 m[_LAST] = ts
         if tools:
-            n = len(tools)
-            auto = (cost or 0) / n
-            calc = cost / n if calc_ok else 0.0
-            disp = (rep or 0) / n
-            for name in set(tools):
-                calls = tools.count(name)
+            calc_ok = cost is not None and row[R_SRC] != reported_id
+            auto, calc, disp = rules.tool_shares(cost, calc_ok, rep, len(tools))
+            for name, calls in rules.tool_calls(tools).items():
                 tkey = (bucket, row[R_CTX], row[R_MODEL], name)
                 t = self.tools.get(tkey)
                 if t is None:

@@ -14,7 +14,9 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-PICO = 10**12
+from clawtrace import rules
+
+PICO = rules.PICO
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
 DAY_BUCKETS = 86_400_000 // BUCKET_MS
 
@@ -25,47 +27,7 @@ SQL_BUCKET_DAY = "((bucket - ((bucket % 96) + 96) % 96) / 96)"
 
 # --- turn rows -------------------------------------------------------------------------------
 
-# Columns of `turns` the scanner writes, in the order of its row tuples.
-TURN_COLUMNS: tuple[str, ...] = (
-    "key_hash",
-    "msg_hash",
-    "file_id",
-    "context_id",
-    "model_id",
-    "ts",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "web_search_requests",
-    "cost_pico",
-    "price_source_id",
-    "reported_pico",
-    "cache_savings_pico",
-    "cache_write_pico",
-    "toolset_id",
-)
-(
-    R_KEY,
-    R_MSG,
-    R_FILE,
-    R_CTX,
-    R_MODEL,
-    R_TS,
-    R_IN,
-    R_OUT,
-    R_CREAD,
-    R_W5,
-    R_W1,
-    R_WEB,
-    R_COST,
-    R_SRC,
-    R_REP,
-    R_SAV,
-    R_WC,
-    R_TOOLS,
-) = range(len(TURN_COLUMNS))
+# The row layout (TURN_COLUMNS, R_*) is a rule shared with the C writer: rules.py.
 
 
 # --- rollup rows -----------------------------------------------------------------------------

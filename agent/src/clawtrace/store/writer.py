@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from clawtrace import rules
+from clawtrace.rules import (
+    R_CTX,
+    R_KEY,
+    R_MSG,
+    R_TOOLS,
+    R_TS,
+    TURN_COLUMNS,
+)
 from clawtrace.store.dims import REPORTED_SOURCE_ID, Dims, key_hash
 from clawtrace.store.rollups import (
     Rollups,
@@ -20,18 +28,6 @@ from clawtrace.store.rollups import (
 )
 from clawtrace.store.schema import (
     BUCKET_MS,
-    R_CREAD,
-    R_CTX,
-    R_FILE,
-    R_IN,
-    R_KEY,
-    R_MSG,
-    R_OUT,
-    R_TOOLS,
-    R_TS,
-    R_W1,
-    R_W5,
-    TURN_COLUMNS,
     in_chunks,
 )
 
@@ -47,31 +43,15 @@ _UPDATE_BY_KEY = (
 )
 
 
-def total_tokens(row: Sequence[Any]) -> int:
-    return row[R_IN] + row[R_OUT] + row[R_CREAD] + row[R_W5] + row[R_W1]
-
-
-def replaces(new: Sequence[Any], old: Sequence[Any]) -> bool:
-    """formats.md 1.6 across files and scans: the larger total wins; on a tie the later turn,
-    then the later file (ids follow discovery order), then the newcomer. Deterministic whatever
-    order parallel workers write in."""
-    a, b = total_tokens(new), total_tokens(old)
-    if a != b:
-        return a > b
-    if new[R_TS] != old[R_TS]:
-        return new[R_TS] > old[R_TS]
-    return (new[R_FILE] or 0) >= (old[R_FILE] or 0)
-
-
 def merge_rows(
     dims: Dims, old: tuple[Any, ...], new: tuple[Any, ...], conn: sqlite3.Connection | None = None
 ) -> tuple[Any, ...]:
-    """The row to keep for a key seen twice: `replaces` picks the winner, and the tool calls
-    are the union of both (streamed pieces each carry some of the response's tool_use blocks)."""
+    """The row to keep for a key seen twice: `rules.replaces` picks the winner, and the tool
+    calls are the union of both (`rules.tools_merge`)."""
     old_tools = dims.tools_of(conn, old[R_TOOLS])
     new_tools = dims.tools_of(conn, new[R_TOOLS])
-    winner = new if replaces(new, old) else old
-    merged = old_tools + tuple(t for t in new_tools if t not in old_tools)
+    winner = new if rules.replaces(new, old) else old
+    merged = rules.tools_merge(old_tools, new_tools)
     tid = old[R_TOOLS] if merged == old_tools else dims.toolset(merged)
     return winner if winner[R_TOOLS] == tid else (*winner[:R_TOOLS], tid)
 
