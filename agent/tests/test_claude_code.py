@@ -188,7 +188,9 @@ def test_costusd_is_kept_as_reported_cost(conn, tmp_path):
 
 
 def test_claude_config_dir_env_lists_several_roots(conn, tmp_path, monkeypatch):
-    from clawtrace.paths import claude_roots
+    from clawtrace.sources import SOURCES
+
+    claude_roots = SOURCES["claude-code"].roots
 
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "projects").mkdir(parents=True)

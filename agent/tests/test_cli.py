@@ -219,14 +219,14 @@ def test_version():
         (["--workers=64"], {"workers": 64}),
         (
             ["--claude-dir", "a", "--claude-dir=b", "--openclaw-dir", "c"],
-            {"claude_dir": ["a", "b"], "openclaw_dir": ["c"]},
+            {"claude_dirs": ["a", "b"], "openclaw_dirs": ["c"]},
         ),
     ],
 )
 def test_the_scan_arguments_it_knows_are_read_without_typer(args, options):
     from clawtrace import cli_scan
 
-    defaults = {"claude_dir": None, "openclaw_dir": None, "json_out": False, "workers": None}
+    defaults = {"claude_dirs": None, "openclaw_dirs": None, "json_out": False, "workers": None}
     assert cli_scan.parse(args) == {**defaults, **options}
 
 

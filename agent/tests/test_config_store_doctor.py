@@ -109,7 +109,9 @@ def test_doctor_reports_malformed_gone_files_cleanup_and_missing_transcripts(con
     run_scan(conn, claude_cfg, tmp_path / "oc")
     from clawtrace.config import Config
 
-    roots = source_roots(Config(), [str(claude_cfg)], [str(tmp_path / "oc")])
+    roots = source_roots(
+        Config(), claude_dirs=[str(claude_cfg)], openclaw_dirs=[str(tmp_path / "oc")]
+    )
     data = doctor_report(conn, Config(), roots)
     assert data["sources"]["claude-code"]["malformed"] == 1
     assert data["files_gone"]["count"] == 1 and data["files_gone"]["turns_kept"] == 1

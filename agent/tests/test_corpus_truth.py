@@ -119,7 +119,7 @@ def test_serial_and_parallel_scans_give_the_same_exact_totals(
 ):
     data, truth = generated
     # Small corpora normally stay serial; force the worker pool so both paths are checked.
-    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0, raising=False)
+    monkeypatch.setattr(scan.run, "PARALLEL_MIN_BYTES", 0, raising=False)
     conn, result = _scan(tmp_path, data, workers=workers)
     assert _by_model(conn) == {row["model"]: _pick(row) for row in truth["by_model"]}
     assert result.turns_total == truth["totals"]["turns"]
@@ -132,7 +132,7 @@ def test_the_progress_bar_is_told_every_byte_read_and_the_final_totals(
 ):
     data, _ = generated
     # Parallel: the workers start while the listing goes on, so the totals come at its end.
-    monkeypatch.setattr(scan, "PARALLEL_MIN_BYTES", 0, raising=False)
+    monkeypatch.setattr(scan.run, "PARALLEL_MIN_BYTES", 0, raising=False)
     calls: list[tuple] = []
     read = [0]
 

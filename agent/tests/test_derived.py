@@ -25,7 +25,7 @@ def corpus_store(tmp_path_factory):
     conn = store.connect(home / "clawtrace.db")
     # A first scan by the workers (a bulk load, whose derived sums are computed on a thread
     # while the indexes build), however small the corpus.
-    threshold, scan.PARALLEL_MIN_BYTES = scan.PARALLEL_MIN_BYTES, 0
+    threshold, scan.run.PARALLEL_MIN_BYTES = scan.run.PARALLEL_MIN_BYTES, 0
     try:
         scan.scan(
             conn,
@@ -34,7 +34,7 @@ def corpus_store(tmp_path_factory):
             workers=2,
         )
     finally:
-        scan.PARALLEL_MIN_BYTES = threshold
+        scan.run.PARALLEL_MIN_BYTES = threshold
     yield conn, data, truth
     conn.close()
 
@@ -189,7 +189,7 @@ def test_a_recomputed_range_is_derived_again(tmp_path, corpus_store):
 def test_a_big_stores_full_refresh_in_passes_equals_one_pass(corpus_store):
     """Past `pass_rows` rollup rows a full refresh sums and writes a range of days at a time
     (its memory bounded whatever the store's size): the same rows, to the float."""
-    native = store._native_ingest()
+    native = store.derived.native_ingest()
     needs_native(native)
     conn = corpus_store[0]
     db = store.db_file(conn)
@@ -211,10 +211,10 @@ def test_a_big_stores_full_refresh_in_passes_equals_one_pass(corpus_store):
 
 
 def test_the_sql_refresh_equals_the_native_one(tmp_path, corpus_store, monkeypatch):
-    needs_native(store._native_ingest())
+    needs_native(store.derived.native_ingest())
     conn, _data, _truth = corpus_store
     native = _full_rebuild(conn)
-    monkeypatch.setattr(store, "_native_ingest", lambda: None)
+    monkeypatch.setattr(store.derived, "native_ingest", lambda: None)
     assert _full_rebuild(conn) == native
 
 
@@ -235,10 +235,10 @@ def test_reports_read_the_rollups_while_the_derived_sums_lag(tmp_path, corpus_st
 
 
 def test_the_native_grouping_answers_as_sql_does(corpus_store, monkeypatch):
-    needs_native(store._native_ingest())
+    needs_native(store.derived.native_ingest())
     conn, _data, truth = corpus_store
     cases = _cases(conn, truth)
     native = {name: fn(conn) for name, fn in cases}
-    monkeypatch.setattr(store, "_native_ingest", lambda: None)
+    monkeypatch.setattr(store.derived, "native_ingest", lambda: None)
     for name, fn in cases:
         _same(native[name], fn(conn), name)

@@ -34,7 +34,7 @@ def _native_in_use():
 
 @pytest.fixture
 def _native_writer():
-    needs_native(scan_module._ingest_module())
+    needs_native(scan_module.ingest.ingest_module())
 
 
 def _parse_both(source: str, data: bytes, ctx: dict, state: dict | None = None):
@@ -380,7 +380,7 @@ def interned(request):
     """The native writer keeps the strings it interns, and the dimension ids it has seen, across
     commits until they and their indexes pass a size (8 MB), then frees them all: both must
     store the same as the Python pipeline."""
-    ingest = scan_module._ingest_module()
+    ingest = scan_module.ingest.ingest_module()
     needs_native(ingest)
     if request.param == "kept":
         yield
@@ -404,8 +404,8 @@ def test_a_native_bulk_scan_stores_what_the_python_pipeline_stores(
     generated, tmp_path, monkeypatch
 ):
     # Force the worker pool even on a small corpus: the native writer runs in the workers.
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 8)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", 8)
     _scan(tmp_path / "native.db", generated, native=True, monkeypatch=monkeypatch)
     _scan(tmp_path / "python.db", generated, native=False, monkeypatch=monkeypatch)
     native = _snapshot(store.connect(tmp_path / "native.db"))
@@ -422,8 +422,8 @@ def test_native_and_python_incremental_scans_agree(generated, tmp_path, monkeypa
 
     data = tmp_path / "data"
     shutil.copytree(generated, data)
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 8)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", 8)
     for name in ("native", "python"):
         _scan(tmp_path / f"{name}.db", data, native=True, monkeypatch=monkeypatch)
     # More of the same: every Claude file gets a copy of its first assistant line with a larger
@@ -588,7 +588,7 @@ def test_an_interrupted_bulk_load_loses_its_sidechain_replays_on_the_next_scan(
     conn = store.connect(tmp_path / "db.sqlite")
     # What a killed bulk load leaves: its replay still there, and no key index.
     with monkeypatch.context() as patch:
-        patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
+        patch.setattr(store.writer, "sidechain_replays_among", lambda *_a: [])
         run_scan(conn, tmp_path / "claude")
     assert len(turn_rows(conn)) == 3
     with conn:
@@ -627,7 +627,7 @@ def test_settling_a_bulk_load_from_its_journals_follows_the_rules_of_the_store(
     import shutil
     import struct
 
-    ingest = scan_module._ingest_module()
+    ingest = scan_module.ingest.ingest_module()
     needs_native(ingest)
     folder = tmp_path_factory.mktemp("settle")
     base_db = folder / "loaded.db"

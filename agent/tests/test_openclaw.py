@@ -150,7 +150,9 @@ def test_tool_call_names_are_recorded_without_arguments(conn, tmp_path):
 
 
 def test_openclaw_state_dir_env_and_legacy_home(tmp_path, monkeypatch):
-    from clawtrace.paths import openclaw_roots
+    from clawtrace.sources import SOURCES
+
+    openclaw_roots = SOURCES["openclaw"].roots
 
     monkeypatch.setenv("OPENCLAW_STATE_DIR", str(tmp_path / "state"))
     assert openclaw_roots() == [tmp_path / "state"]

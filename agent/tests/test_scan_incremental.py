@@ -29,7 +29,7 @@ def test_warm_rescan_of_an_unchanged_tree_parses_nothing(conn, tmp_path, monkeyp
     write_lines(_file(tmp_path), [claude_assistant(msg_id="m1")])
     run_scan(conn, tmp_path / "claude")
     calls = []
-    monkeypatch.setattr(scan_module, "_read_file", lambda task, parse: calls.append(task))
+    monkeypatch.setattr(scan_module.reading, "read_file", lambda task, parse: calls.append(task))
     result = run_scan(conn, tmp_path / "claude")
     assert calls == []
     assert (result.files_read, result.files_unchanged, result.bytes_read) == (0, 1, 0)
@@ -63,8 +63,8 @@ def test_where_reads_cannot_go_straight_into_the_buffer_scans_store_the_same(
     conn, tmp_path, monkeypatch
 ):
     """(Windows has no readv: a transcript's bytes are read, then copied into the buffer.)"""
-    monkeypatch.setattr(scan_module, "_read_into", scan_module._read_into_by_copy)
-    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 300)  # (several reads a file)
+    monkeypatch.setattr(scan_module.reading, "_read_into", scan_module.reading._read_into_by_copy)
+    monkeypatch.setattr(scan_module.reading, "CHUNK_BYTES", 300)  # (several reads a file)
     lines = [claude_assistant(msg_id=f"m{n}", out=n + 1) for n in range(6)]
     write_lines(_file(tmp_path), lines)
     append_text(_file(tmp_path), lines[0][:40])  # half-written: waits for the rest
@@ -153,7 +153,7 @@ def test_parallel_and_serial_scans_store_the_same_turns(tmp_path, monkeypatch):
             tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
             [claude_assistant(msg_id=f"m{i}-{j}", out=j + 1, session=f"s{i}") for j in range(50)],
         )
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
     serial = store.connect(tmp_path / "serial.db")
     parallel = store.connect(tmp_path / "parallel.db")
     run_scan(serial, tmp_path / "claude", workers=1)
@@ -175,9 +175,9 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
             tmp_path / "claude" / "projects" / f"-p{i}" / "s.jsonl",
             [claude_assistant(msg_id=f"m{i}-{j}", session=f"s{i}") for j in range(20)],
         )
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 2)
-    monkeypatch.setattr(scan_module, "LISTING_RECORDS_HELD", 0)  # (written at every batch)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", 2)
+    monkeypatch.setattr(scan_module.run, "LISTING_RECORDS_HELD", 0)  # (written at every batch)
 
     class Held:
         """The pool's lock, as the main process takes it."""
@@ -197,7 +197,7 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
             self.lock.close()
 
     pools = []
-    pool_init = scan_module._Pool.__init__
+    pool_init = scan_module.pool.Pool.__init__
 
     def spied_pool(self, *args, **kwargs):
         pool_init(self, *args, **kwargs)
@@ -205,14 +205,14 @@ def test_the_listing_writes_under_the_workers_write_lock(tmp_path, monkeypatch):
         pools.append(self)
 
     writes = []
-    listing_flush = scan_module._listing_flush
+    listing_flush = scan_module.discovery.listing_flush
 
     def spied_flush(*args, **kwargs):
         writes.append(pools[-1].lock.held)
         return listing_flush(*args, **kwargs)
 
-    monkeypatch.setattr(scan_module._Pool, "__init__", spied_pool)
-    monkeypatch.setattr(scan_module, "_listing_flush", spied_flush)
+    monkeypatch.setattr(scan_module.pool.Pool, "__init__", spied_pool)
+    monkeypatch.setattr(scan_module.discovery, "listing_flush", spied_flush)
     conn = store.connect(tmp_path / "store.db")
     result = run_scan(conn, tmp_path / "claude", workers=2)
     assert result.turns_total == 240
@@ -232,8 +232,8 @@ def _eight_sessions(tmp_path):
 def _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers):
     """A scan of `_eight_sessions`, one batch a file, stopped by an error in the batch of the
     sixth (as a full disk or Ctrl-C would stop it)."""
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", 1)
 
     def failing(original):
         def batch_of(self, tasks):
@@ -244,7 +244,7 @@ def _scan_stopped_half_way(conn, tmp_path, monkeypatch, workers):
         return batch_of
 
     with monkeypatch.context() as patch:
-        for writer in (scan_module._Ingest, scan_module._NativeIngest):
+        for writer in (scan_module.ingest.Ingest, scan_module.ingest.NativeIngest):
             patch.setattr(writer, "batch", failing(writer.batch))
         with pytest.raises(RuntimeError, match="stopped half-way"):
             run_scan(conn, tmp_path / "claude", workers=workers)
@@ -355,11 +355,11 @@ def test_a_store_left_with_replays_by_an_older_version_loses_them_at_upgrade(tmp
     )
     conn = store.connect(tmp_path / "store.db")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(store, "sidechain_replays_among", lambda *_a: [])
+        patch.setattr(store.writer, "sidechain_replays_among", lambda *_a: [])
         run_scan(conn, tmp_path / "claude", workers=1)
     assert _replays_held(conn) == 1
     # The store as the version before that migration left it.
-    step = store.MIGRATIONS.index(store._replays_settle_all)
+    step = store.MIGRATIONS.index(store.migrations._replays_settle_all)
     with conn:
         conn.execute(f"PRAGMA user_version={step}")
     store.migrate(conn, store.MIGRATIONS[: step + 1])
@@ -375,7 +375,7 @@ def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
 ):
     from clawtrace import store
 
-    monkeypatch.setattr(scan_module, "BATCH_FILES", batch_files)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", batch_files)
     base = tmp_path / "claude" / "projects"
     for i in range(4):
         write_lines(
@@ -434,7 +434,7 @@ def test_rollups_built_during_the_scan_equal_a_rebuild_from_the_turns(
 
 
 def test_pieces_of_one_response_split_across_read_chunks_count_once(conn, tmp_path, monkeypatch):
-    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 1500)
+    monkeypatch.setattr(scan_module.reading, "CHUNK_BYTES", 1500)
     filler = [claude_assistant(msg_id=f"f{i}") for i in range(6)]
     write_lines(
         _file(tmp_path),

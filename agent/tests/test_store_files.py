@@ -76,7 +76,7 @@ def test_a_store_from_before_the_sums_file_moves_them_there(isolated_home, tmp_p
     isolated_home.mkdir(parents=True, exist_ok=True)
     path = isolated_home / "old.db"
     old = sqlite3.connect(path)
-    store._configure(old)
+    store.configure(old)
     store.migrate(old, store.MIGRATIONS[:6])
     old.execute("INSERT INTO meta (key, value) VALUES ('derived_marks', '0,0')")
     old.commit()
@@ -108,7 +108,7 @@ def _marker(path):
 def test_a_bulk_load_ends_with_its_marker_settled_in_this_boot(isolated_home, monkeypatch):
     path = isolated_home / "clawtrace.db"
     conn = store.connect(path)
-    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     with store.bulk_load(conn):
         assert _marker(path).read_text() == "bulk load in progress\n"
     assert _marker(path).read_text() == "settled boot-1\n"
@@ -120,9 +120,9 @@ def test_a_bulk_load_ends_with_its_marker_settled_in_this_boot(isolated_home, mo
 def test_without_a_boot_id_a_bulk_load_syncs_and_takes_its_marker_away(isolated_home, monkeypatch):
     path = isolated_home / "clawtrace.db"
     conn = store.connect(path)
-    monkeypatch.setattr(store, "_boot_id", lambda: "")
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "")
     synced: list[str] = []
-    monkeypatch.setattr(store, "_fsync_path", synced.append)
+    monkeypatch.setattr(store.bulk, "_fsync_path", synced.append)
     with store.bulk_load(conn):
         pass
     assert not _marker(path).exists()
@@ -133,12 +133,12 @@ def test_without_a_boot_id_a_bulk_load_syncs_and_takes_its_marker_away(isolated_
 def test_the_next_connect_in_the_same_boot_syncs_the_store_and_its_sums(isolated_home, monkeypatch):
     path = isolated_home / "clawtrace.db"
     conn = store.connect(path)
-    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     with store.bulk_load(conn):
         pass
     conn.close()
     synced: list[str] = []
-    monkeypatch.setattr(store, "_fsync_path", synced.append)
+    monkeypatch.setattr(store.bulk, "_fsync_path", synced.append)
     store.connect(path).close()
     sums = store.sums_file(str(path))
     assert synced == [str(path), f"{path}-wal", sums, f"{sums}-wal"]
@@ -150,8 +150,8 @@ def test_a_bulk_load_leaves_nothing_for_the_close_to_checkpoint(isolated_home, m
     So the scan's last writes go in before the bulk load ends, and both logs end empty."""
     from clawtrace import scan as scan_module
 
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)  # the bulk load of a big tree
-    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)  # the bulk load of a big tree
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     root = isolated_home / "logs"
     for n in range(6):
         lines = [claude_assistant(msg_id=f"m{n}-{k}") for k in range(30)]
@@ -185,7 +185,7 @@ def _damage(path):
 def test_a_store_found_with_a_marker_is_kept_when_sound_else_started_again(
     scanned, monkeypatch, marker, damaged, kept
 ):
-    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     _marker(scanned).write_text(marker)
     if damaged:
         _damage(scanned)
@@ -207,7 +207,7 @@ def test_a_store_found_with_a_marker_is_kept_when_sound_else_started_again(
 def test_a_marker_is_left_alone_while_a_scan_holds_the_store(scanned, monkeypatch):
     """(Another process's first scan is running: its store is neither checked nor started
     again, whatever a check would find half-way through.)"""
-    monkeypatch.setattr(store, "_boot_id", lambda: "boot-1")
+    monkeypatch.setattr(store.bulk, "_boot_id", lambda: "boot-1")
     _marker(scanned).write_text("bulk load in progress\n")
     with open(str(scanned) + store.SCAN_LOCK_SUFFIX, "a+b") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)

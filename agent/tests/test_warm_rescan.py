@@ -43,23 +43,23 @@ def _age(*roots: Path) -> None:
 def spy(monkeypatch):
     """Records whether each scan took the short way (a list of booleans)."""
     taken: list[bool] = []
-    real = scan_module._tree_unchanged
+    real = scan_module.discovery.tree_unchanged
 
     def wrapped(conn, sig):
         out = real(conn, sig)
         taken.append(out is not None)
         return out
 
-    monkeypatch.setattr(scan_module, "_tree_unchanged", wrapped)
+    monkeypatch.setattr(scan_module.discovery, "tree_unchanged", wrapped)
     return taken
 
 
 @pytest.fixture(params=["native", "python"])
 def checker(request, monkeypatch):
     if request.param == "python":
-        monkeypatch.setattr(scan_module, "_ingest_module", lambda: None)
+        monkeypatch.setattr(scan_module.ingest, "ingest_module", lambda: None)
     else:
-        needs_native(scan_module._ingest_module())
+        needs_native(scan_module.ingest.ingest_module())
     return request.param
 
 
@@ -142,8 +142,8 @@ def test_a_listing_stopped_half_way_leaves_no_record_to_trust(
     _write(claude / "projects" / "-d" / "s10.jsonl", [claude_assistant(msg_id="m10")])
     # Workers and one file a batch: the first new file's batch is handed over (and the record
     # so far written) before the listing reaches its end, where it stops.
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(scan_module, "BATCH_FILES", 1)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.pool, "BATCH_FILES", 1)
     real = claude_code.ClaudeCode.walk
 
     def stops_after_the_last_file(self, roots, found):

@@ -167,7 +167,7 @@ def test_serve_scans_in_its_own_process_and_a_plain_scan_forks(tmp_path, monkeyp
     from clawtrace import reports, store, watch
     from clawtrace import scan as scan_module
 
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
     _big_tree(tmp_path / "claude")
     forks = []
     real_fork = os.fork

@@ -18,9 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from clawtrace import __version__, cli_scan
+from clawtrace.cli_dirs import dir_params, dirs_pop, with_source_dirs
+from clawtrace.sources import SOURCES
 
 app = typer.Typer(
-    help="ClawTrace: where your agent tokens go. Reads Claude Code and OpenClaw logs locally.",
+    help="ClawTrace: where your agent tokens go. Reads "
+    + " and ".join(s.title for s in SOURCES.values())
+    + " logs locally.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -30,20 +34,6 @@ prices_app = typer.Typer(help="Price library status and re-pricing.", no_args_is
 app.add_typer(config_app, name="config")
 app.add_typer(prices_app, name="prices")
 
-ClaudeDir = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--claude-dir", help="Claude Code config or projects dir (repeatable).", show_default=False
-    ),
-]
-OpenclawDir = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--openclaw-dir",
-        help="OpenClaw state dir holding agents/ (repeatable).",
-        show_default=False,
-    ),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV.")]
 TzOpt = Annotated[
@@ -66,7 +56,7 @@ RangeOpt = Annotated[
 ProjectOpt = Annotated[str | None, typer.Option("--project", help="Only this project.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", help="Only this model.")]
 AgentOpt = Annotated[str | None, typer.Option("--agent", help="Only this agent.")]
-SourceOpt = Annotated[str | None, typer.Option("--source", help="claude-code or openclaw.")]
+SourceOpt = Annotated[str | None, typer.Option("--source", help=f"{' or '.join(SOURCES)}.")]
 NoScanOpt = Annotated[
     bool, typer.Option("--no-scan", help="Read the store as it is; do not scan logs first.")
 ]
@@ -111,8 +101,7 @@ class _Ctx:
         model: str | None,
         agent: str | None,
         source: str | None,
-        claude_dir: list[str] | None,
-        openclaw_dir: list[str] | None,
+        dirs: Any,
         no_scan: bool,
     ) -> None:
         from clawtrace import reports, store
@@ -136,8 +125,6 @@ class _Ctx:
             since, until = reports.range_parse(range_, self.tz, self.now)
         except reports.ReportError as exc:
             raise _fail(str(exc)) from None
-        from clawtrace.sources import SOURCES
-
         if source is not None and source not in SOURCES:
             raise _fail(f"--source must be one of {', '.join(SOURCES)}")
         self.filters = reports.Filters(
@@ -155,13 +142,7 @@ class _Ctx:
         if no_scan:
             _note_if_unfinished(self.conn)
         else:
-            _scan_quietly(
-                self.conn,
-                self.config,
-                claude_dir,
-                openclaw_dir,
-                show_progress=output == "table",
-            )
+            _scan_quietly(self.conn, self.config, dirs, show_progress=output == "table")
 
 
 def _note_if_unfinished(conn: Any) -> None:
@@ -186,8 +167,7 @@ _SHARED_OPTIONS: list[tuple[str, Any, Any]] = [
     ("model", ModelOpt, None),
     ("agent", AgentOpt, None),
     ("source", SourceOpt, None),
-    ("claude_dir", ClaudeDir, None),
-    ("openclaw_dir", OpenclawDir, None),
+    *dir_params(),
     ("no_scan", NoScanOpt, False),
 ]
 
@@ -217,7 +197,9 @@ def report_command(
         @functools.wraps(fn)
         def command(**options: Any) -> None:
             common = {n: options.pop(n) for n, _, _ in shared}
+            dirs = dirs_pop(common)
             ctx = _Ctx(
+                dirs=dirs,
                 output=_output(common.pop("json_out"), common.pop("csv_out")),
                 tz=common.pop("timezone"),
                 mode=common.pop("mode", None),
@@ -234,17 +216,14 @@ def report_command(
     return register
 
 
-def _scan_quietly(
-    conn: Any, config: Any, claude_dir: Any, openclaw_dir: Any, *, show_progress: bool
-) -> Any:
+def _scan_quietly(conn: Any, config: Any, dirs: Any, *, show_progress: bool) -> Any:
     from clawtrace.scan import scan
 
     return scan(
         conn,
         config,
-        claude_dirs=claude_dir,
-        openclaw_dirs=openclaw_dir,
         progress=cli_scan.progress_factory if show_progress else None,
+        **dirs,
     )
 
 
@@ -337,10 +316,8 @@ def _totals_table(
 def _caption(ctx: _Ctx) -> str:
     from clawtrace.reports import zone_name
 
-    return (
-        f"Days in {zone_name(ctx.tz)}; cost mode {ctx.mode}. "
-        "Claude Code figures are API-equivalent cost (subscriptions pay a flat fee)."
-    )
+    notes = "".join(f" {s.cost_note}" for s in SOURCES.values() if s.cost_note)
+    return f"Days in {zone_name(ctx.tz)}; cost mode {ctx.mode}.{notes}"
 
 
 # --- commands -----------------------------------------------------------------------------------
@@ -353,9 +330,9 @@ def version() -> None:
 
 
 @app.command()
+@with_source_dirs
 def scan(
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
+    dirs: Any = None,
     json_out: JsonOpt = False,
     workers: Annotated[
         int | None,
@@ -363,7 +340,7 @@ def scan(
     ] = None,
 ) -> None:
     """Read new lines from every log and update the store."""
-    code = cli_scan.run(claude_dir, openclaw_dir, json_out, workers)
+    code = cli_scan.run(json_out, workers, **dirs)
     if code:
         raise typer.Exit(code)
 
@@ -647,10 +624,10 @@ def forecast(ctx: _Ctx) -> None:
 
 
 @app.command()
+@with_source_dirs
 def doctor(
     json_out: JsonOpt = False,
-    claude_dir: ClaudeDir = None,
-    openclaw_dir: OpenclawDir = None,
+    dirs: Any = None,
     no_scan: NoScanOpt = False,
     rebuild: Annotated[
         bool,
@@ -677,7 +654,7 @@ def doctor(
         config_problem = str(exc)
         config = Config()
     if rebuild:
-        _store_rebuild(config, claude_dir, openclaw_dir, json_out)
+        _store_rebuild(config, dirs, json_out)
         return
     try:
         db_path().parent.mkdir(parents=True, exist_ok=True)
@@ -694,8 +671,8 @@ def doctor(
     except store.StoreError as exc:
         raise _fail(str(exc)) from None
     if not no_scan:
-        _scan_quietly(conn, config, claude_dir, openclaw_dir, show_progress=not json_out)
-    roots = source_roots(config, claude_dir, openclaw_dir)
+        _scan_quietly(conn, config, dirs, show_progress=not json_out)
+    roots = source_roots(config, **dirs)
     data = doctor_report(conn, config, roots)
     data["config"]["problem"] = config_problem
     data["config"]["warnings"] = config.warnings
@@ -746,23 +723,18 @@ def doctor(
             f"  waiting for the rest of a half-written line ({p['bytes']} bytes) in {p['path']}"
         )
     gone = data["files_gone"]
-    cleanup = data["claude_cleanup"]
-    src = "default" if cleanup["default"] else f"set in {cleanup['from']}"
+    kept = [n for s in SOURCES.values() if (n := s.retention_note(data))]
     console.print(
-        f"[bold]Retention[/bold]: Claude Code deletes transcripts after {cleanup['days']} days "
-        f"(cleanupPeriodDays, {src}). ClawTrace keeps every turn it has read."
+        f"[bold]Retention[/bold]: {' '.join([*kept, 'ClawTrace keeps every turn it has read.'])}"
     )
     if gone["count"]:
         console.print(
             f"  {gone['count']} log files are gone from disk; "
             f"their {gone['turns_kept']:,} turns are kept in the store."
         )
-    for s in data["openclaw_sessions_without_transcript"]:
-        console.print(
-            f"[bold]OpenClaw[/bold]: session {s['session_key']} is in sessions.json "
-            "but has no transcript "
-            "on disk (never answered, cleaned up, or ledger mode); no usage counted for it."
-        )
+    for source in SOURCES.values():
+        for note in source.doctor_notes(data):
+            console.print(note)
     if data["unpriced_models"]:
         console.print(
             "[bold]Unpriced models[/bold] (counted, shown as unpriced; add a price in config.toml):"
@@ -797,7 +769,7 @@ def _store_damaged_report(health: Any, json_out: bool) -> None:
     )
 
 
-def _store_rebuild(config: Any, claude_dir: Any, openclaw_dir: Any, json_out: bool) -> None:
+def _store_rebuild(config: Any, dirs: Any, json_out: bool) -> None:
     from clawtrace import store
     from clawtrace.paths import db_path
     from clawtrace.repair import store_check, store_set_aside
@@ -824,7 +796,7 @@ def _store_rebuild(config: Any, claude_dir: Any, openclaw_dir: Any, json_out: bo
         conn = store.connect()
     except store.StoreError as exc:
         raise _fail(str(exc)) from None
-    result = _scan_quietly(conn, config, claude_dir, openclaw_dir, show_progress=not json_out)
+    result = _scan_quietly(conn, config, dirs, show_progress=not json_out)
     turns = conn.execute("SELECT count(*) FROM turns").fetchone()[0]
     conn.close()
     data = {
@@ -877,8 +849,7 @@ def config_show(json_out: JsonOpt = False) -> None:
         "store": str(db_path()),
         "cost_mode": cfg.cost_mode,
         "timezone": cfg.timezone,
-        "claude_dirs": cfg.claude_dirs,
-        "openclaw_dirs": cfg.openclaw_dirs,
+        **{s.dirs_key: cfg.source_dirs.get(s.dirs_key) for s in SOURCES.values()},
         "workers": cfg.workers,
         "price_overrides": [o.name for o in cfg.price_overrides],
         "provider_multipliers": cfg.provider_multipliers,
@@ -897,7 +868,11 @@ def config_show(json_out: JsonOpt = False) -> None:
 @config_app.command("set")
 def config_set_cmd(
     key: Annotated[
-        str, typer.Argument(help="e.g. general.cost_mode, general.timezone, sources.claude_dirs")
+        str,
+        typer.Argument(
+            help="e.g. general.cost_mode, general.timezone, "
+            f"sources.{next(iter(SOURCES.values())).dirs_key}"
+        ),
     ],
     value: Annotated[
         str, typer.Argument(help="The value (TOML syntax for lists/numbers, else a string).")

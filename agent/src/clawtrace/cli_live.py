@@ -47,14 +47,7 @@ def serve(
         str | None,
         typer.Option(help="API token; required with --allow-remote.", show_default=False),
     ] = None,
-    claude_dir: Annotated[
-        list[str] | None,
-        typer.Option("--claude-dir", help="Claude Code dir (repeatable).", show_default=False),
-    ] = None,
-    openclaw_dir: Annotated[
-        list[str] | None,
-        typer.Option("--openclaw-dir", help="OpenClaw state dir (repeatable).", show_default=False),
-    ] = None,
+    dirs: Any = None,
     rescan_seconds: Annotated[
         float, typer.Option(help="Fallback full rescan interval.", min=2.0)
     ] = 30.0,
@@ -81,9 +74,8 @@ def serve(
         config,
         alert_settings,
         token=api_token,
-        claude_dirs=claude_dir,
-        openclaw_dirs=openclaw_dir,
         fallback_seconds=rescan_seconds,
+        **dirs,
     )
 
     def announce() -> None:
@@ -236,6 +228,8 @@ def alerts_list(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    from clawtrace.cli_dirs import with_source_dirs
+
+    app.command("serve")(with_source_dirs(serve))
     app.add_typer(service_app, name="service")
     app.add_typer(alerts_app, name="alerts")

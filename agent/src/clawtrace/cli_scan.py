@@ -19,13 +19,12 @@ PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 def parse(args: list[str]) -> dict[str, Any] | None:
     """The options of `scan` as `run` takes them; None for anything this does not know."""
-    options: dict[str, Any] = {
-        "claude_dir": None,
-        "openclaw_dir": None,
-        "json_out": False,
-        "workers": None,
-    }
-    repeatable = {"--claude-dir": "claude_dir", "--openclaw-dir": "openclaw_dir"}
+    from clawtrace.sources import SOURCES
+
+    options: dict[str, Any] = {"json_out": False, "workers": None}
+    # Each source's directory option, by the key `run` (and `scan`) takes it with.
+    repeatable = {s.dir_option: s.dirs_key for s in SOURCES.values()}
+    options.update(dict.fromkeys(repeatable.values()))
     i = 0
     while i < len(args):
         name, eq, value = args[i].partition("=")
@@ -50,13 +49,9 @@ def parse(args: list[str]) -> dict[str, Any] | None:
     return options
 
 
-def run(
-    claude_dir: list[str] | None = None,
-    openclaw_dir: list[str] | None = None,
-    json_out: bool = False,
-    workers: int | None = None,
-) -> int:
-    """Read new lines from every log and update the store; returns the exit status."""
+def run(json_out: bool = False, workers: int | None = None, **dirs: list[str] | None) -> int:
+    """Read new lines from every log and update the store; returns the exit status. `dirs`:
+    each source's directories by Source.dirs_key (`claude_dirs=[...]`)."""
     from clawtrace import store
     from clawtrace.config import ConfigError, config_load_warned
     from clawtrace.scan import scan
@@ -71,10 +66,9 @@ def run(
         result = scan(
             conn,
             config,
-            claude_dirs=claude_dir,
-            openclaw_dirs=openclaw_dir,
             workers=workers,
             progress=None if json_out else progress_factory,
+            **dirs,
         )
     finally:
         conn.close()

@@ -39,6 +39,7 @@ from typing import Any
 from clawtrace import rules
 from clawtrace.fileio import read_regular_text
 from clawtrace.paths import expand_dir
+from clawtrace.sources import SOURCES
 from clawtrace.zones import UnknownZone, zone_resolve
 
 # A config file is a few hundred bytes; anything near this is not one.
@@ -82,8 +83,8 @@ class Config:
     path: Path | None = None
     cost_mode: str = "auto"
     timezone: str | None = None
-    claude_dirs: list[str] | None = None
-    openclaw_dirs: list[str] | None = None
+    # `[sources]`: each source's directories by Source.dirs_key (those the file sets).
+    source_dirs: dict[str, list[str]] = field(default_factory=dict)
     workers: int | None = None
     price_overrides: list[PriceOverride] = field(default_factory=list)
     provider_multipliers: dict[str, float] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class Config:
 # The settings each table holds (`prices` and `alerts` check their own keys, and refuse others).
 KNOWN_KEYS: dict[str, frozenset[str]] = {
     "general": frozenset({"cost_mode", "timezone", "workers"}),
-    "sources": frozenset({"claude_dirs", "openclaw_dirs"}),
+    "sources": frozenset(s.dirs_key for s in SOURCES.values()),
     "providers.*": frozenset({"multiplier", "free"}),
     "server": frozenset({"token"}),
     "privacy": frozenset({"project_names", "git_branches", "salt"}),
@@ -244,7 +245,7 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
     sources = data.get("sources", {})
     if not isinstance(sources, dict):
         raise _err(path, text, None, "sources", "must be a table")
-    for key in ("claude_dirs", "openclaw_dirs"):
+    for key in (s.dirs_key for s in SOURCES.values()):
         value = sources.get(key)
         if value is None:
             continue
@@ -257,7 +258,7 @@ def config_parse(data: dict[str, Any], *, text: str = "", path: Path | None = No
                 expand_dir(item)
             except ValueError as exc:
                 raise _err(path, text, "sources", key, str(exc)) from None
-        setattr(cfg, key, value)
+        cfg.source_dirs[key] = value
 
     prices = data.get("prices", {})
     if not isinstance(prices, dict):

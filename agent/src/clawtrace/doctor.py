@@ -7,32 +7,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from clawtrace import reports, store
 from clawtrace.config import Config
-from clawtrace.fileio import read_regular
 from clawtrace.paths import db_path, label
 from clawtrace.sources import SOURCES
-
-CLAUDE_DEFAULT_CLEANUP_DAYS = 30
-
-
-def claude_cleanup_setting(roots: list[Path]) -> dict[str, Any]:
-    """Claude Code's `cleanupPeriodDays` from its settings.json (next to each `projects/`)."""
-    candidates = []
-    for root in roots:
-        base = root.parent if root.name == "projects" else root
-        candidates.append(base / "settings.json")
-    candidates.append(Path.home() / ".claude" / "settings.json")
-    for path in candidates:
-        try:
-            data = orjson.loads(read_regular(path, max_bytes=1 << 20))
-        except (OSError, orjson.JSONDecodeError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("cleanupPeriodDays"), int):
-            return {"days": data["cleanupPeriodDays"], "from": str(path), "default": False}
-    return {"days": CLAUDE_DEFAULT_CLEANUP_DAYS, "from": None, "default": True}
 
 
 def doctor_report(
@@ -96,13 +74,10 @@ def doctor_report(
             "SELECT COUNT(*) FROM turns WHERE file_id IN "
             "(SELECT id FROM files WHERE missing_since IS NOT NULL)"
         ).fetchone()[0]
-    no_transcript = [
-        {"agent": r[0], "session_key": r[1], "session_id": r[2], "transcript": r[3]}
-        for r in conn.execute(
-            "SELECT agent, session_key, session_id, transcript FROM index_sessions "
-            "WHERE source = 'openclaw' AND transcript_exists = 0 ORDER BY agent, session_key"
-        )
-    ]
+    # What is each source's own: it says what to report of it (in the registry's order).
+    facts: dict[str, Any] = {}
+    for name, source in SOURCES.items():
+        facts.update(source.doctor_facts(conn, roots.get(name, [])))
     unpriced = reports.unpriced_models(conn)
     for u in unpriced:
         u["override_hint"] = (
@@ -141,12 +116,11 @@ def doctor_report(
             "turns_kept": kept_from_gone,
             "paths": gone_files[:20],
         },
-        "claude_cleanup": claude_cleanup_setting(roots.get("claude-code", [])),
-        "openclaw_sessions_without_transcript": no_transcript,
+        **facts,
         "unpriced_models": unpriced,
         "environment": {
             k: os.environ[k]
-            for k in ("CLAWTRACE_HOME", "CLAUDE_CONFIG_DIR", "OPENCLAW_STATE_DIR", "OPENCLAW_HOME")
+            for k in ("CLAWTRACE_HOME", *(v for s in SOURCES.values() for v in s.env_vars))
             if k in os.environ
         },
     }

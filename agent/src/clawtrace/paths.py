@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 # --- names that are not UTF-8 -----------------------------------------------------------------
@@ -48,7 +47,7 @@ def expand_dir(path: str) -> Path:
         raise ValueError(f"{path!r}: no such user, so no home directory to expand") from None
 
 
-def _expanded(path: str) -> Path:
+def expanded(path: str) -> Path:
     """A root from the command line or the environment: expanded where it can be, else taken
     as it is (it then does not exist, and `doctor` lists it as missing)."""
     try:
@@ -61,7 +60,7 @@ def home_dir() -> Path:
     """ClawTrace's data directory: `$CLAWTRACE_HOME`, else `~/.clawtrace`."""
     env = os.environ.get("CLAWTRACE_HOME")
     if env:
-        return _expanded(env)
+        return expanded(env)
     return Path.home() / ".clawtrace"
 
 
@@ -71,68 +70,3 @@ def db_path() -> Path:
 
 def config_path() -> Path:
     return home_dir() / "config.toml"
-
-
-@dataclass(frozen=True)
-class SourceRoots:
-    """Directories each source scans; `explicit` roots came from the user, not discovery."""
-
-    claude_code: tuple[Path, ...]
-    openclaw: tuple[Path, ...]
-
-
-def claude_roots(explicit: list[str] | None = None) -> list[Path]:
-    """Claude Code `projects/` directories (formats.md 1.1), de-duplicated, existing or not.
-
-    An explicit root (CLI option or config) may name either a config dir (holding `projects/`)
-    or the `projects/` dir itself.
-    """
-    candidates: list[Path] = []
-    chosen = bool(explicit)
-    if explicit:
-        for item in explicit:
-            candidates.append(_expanded(item))
-    else:
-        env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
-        if env:
-            chosen = True
-            candidates.extend(_expanded(p.strip()) for p in env.split(",") if p.strip())
-        else:
-            xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-            candidates.append(Path(xdg) / "claude")
-            candidates.append(Path.home() / ".claude")
-    roots: list[Path] = []
-    seen: set[str] = set()
-    for cand in candidates:
-        if (cand / "projects").is_dir():
-            root = cand / "projects"
-        elif (chosen and cand.is_dir()) or cand.name == "projects":
-            # A root the user chose may be the directory of encoded-cwd folders itself.
-            root = cand
-        else:
-            root = cand / "projects"
-        key = os.path.realpath(root)
-        if key not in seen:
-            seen.add(key)
-            roots.append(root)
-    return roots
-
-
-def openclaw_roots(explicit: list[str] | None = None) -> list[Path]:
-    """OpenClaw state dirs (formats.md 2.1); each holds `agents/<id>/sessions/`."""
-    if explicit:
-        return [_expanded(p) for p in explicit]
-    for var in ("OPENCLAW_STATE_DIR", "CLAWDBOT_STATE_DIR"):
-        value = os.environ.get(var, "").strip()
-        if value:
-            return [_expanded(value)]
-    base = (
-        _expanded(os.environ["OPENCLAW_HOME"]) if os.environ.get("OPENCLAW_HOME") else Path.home()
-    )
-    primary = base / ".openclaw"
-    if primary.is_dir():
-        return [primary]
-    for legacy in (".clawdbot", ".moldbot", ".moltbot"):
-        if (base / legacy).is_dir():
-            return [base / legacy]
-    return [primary]

@@ -369,7 +369,7 @@ def _sum_by(
     through a sort: on a million-turn store, most of a report by project or session). It reads
     through a connection of its own, so only while `conn` has nothing uncommitted.
     """
-    native = store._native_ingest()
+    native = store.derived.native_ingest()
     db = store.db_file(conn)
     cols = ", ".join(keys + values)
     if native is not None and db and not conn.in_transaction:

@@ -58,7 +58,9 @@ def serve_command(env: ServiceEnv, port: int = 19898) -> list[str]:
 
 
 def _passthrough_env(env: ServiceEnv) -> dict[str, str]:
-    keys = ("CLAWTRACE_HOME", "CLAUDE_CONFIG_DIR", "OPENCLAW_STATE_DIR", "OPENCLAW_HOME")
+    from clawtrace.sources import SOURCES
+
+    keys = ("CLAWTRACE_HOME", *(v for s in SOURCES.values() for v in s.env_vars))
     return {k: env.environ[k] for k in keys if env.environ.get(k)}
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from clawtrace import store
 from clawtrace.config import Config
+from clawtrace.sources import SOURCES, source_dirs
 
 log = logging.getLogger("clawtrace.watch")
 
@@ -31,7 +32,7 @@ STALL_SECONDS = 120.0
 
 def _interesting(path: str) -> bool:
     name = path.rsplit("/", 1)[-1]
-    return ".jsonl" in name or name == "sessions.json"
+    return any(source.wakes_on(name) for source in SOURCES.values())
 
 
 class LiveScanner:
@@ -42,17 +43,17 @@ class LiveScanner:
         db_path: Path,
         config: Config,
         *,
-        claude_dirs: list[str] | None = None,
-        openclaw_dirs: list[str] | None = None,
         on_scanned: Callable[[Any], None] | None = None,
         debounce_seconds: float = DEBOUNCE_SECONDS,
         fallback_seconds: float = FALLBACK_SECONDS,
         use_events: bool = True,
+        **dirs: list[str] | None,
     ) -> None:
+        """`dirs`: each source's directories by Source.dirs_key (`claude_dirs=[...]`), instead
+        of the config's."""
         self.db_path = db_path
         self.config = config
-        self.claude_dirs = claude_dirs
-        self.openclaw_dirs = openclaw_dirs
+        self.dirs = source_dirs(dirs, "LiveScanner")
         self.on_scanned = on_scanned
         self.debounce_seconds = debounce_seconds
         self.fallback_seconds = fallback_seconds
@@ -76,13 +77,10 @@ class LiveScanner:
     def roots(self) -> list[Path]:
         from clawtrace.scan import source_roots
 
-        found = source_roots(self.config, self.claude_dirs, self.openclaw_dirs)
-        roots = list(found.get("claude-code", []))
-        for state_dir in found.get("openclaw", []):
-            # Only agents/ holds transcripts; the rest of ~/.openclaw (workspaces, caches) is noise.
-            agents = state_dir / "agents"
-            roots.append(agents if agents.is_dir() else state_dir)
-        return roots
+        found = source_roots(self.config, **self.dirs)
+        return [
+            root for name, source in SOURCES.items() for root in source.watch_roots(found[name])
+        ]
 
     def _arm(self) -> None:
         """Watch every root that exists now (roots created later are picked up on the timer)."""
@@ -128,14 +126,13 @@ class LiveScanner:
             result = scan(
                 conn,
                 self.config,
-                claude_dirs=self.claude_dirs,
-                openclaw_dirs=self.openclaw_dirs,
                 progress=self._progress,
                 # In one process: this one has threads (the server's, the stall watch), and a
                 # child forked from it could inherit a lock one of them held (logging's, the
                 # import lock, malloc's) and wait for ever. `clawtrace scan` forks its workers
                 # from a process with no other thread.
                 workers=1,
+                **self.dirs,
             )
         finally:
             conn.close()

@@ -1,4 +1,4 @@
-"""Worker processes forked from the scan (`scan._Pool`), without `multiprocessing`.
+"""Worker processes forked from the scan (`scan.pool.Pool`), without `multiprocessing`.
 
 Importing `multiprocessing` and starting its pool cost a first scan 20-25 ms before the first
 file was read, and its two helper threads handed results over only when the listing thread let

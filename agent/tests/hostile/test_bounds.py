@@ -82,7 +82,7 @@ def _pile(tmp_path, n, *, name="s.jsonl", start=0):
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["serial", "parallel"])
 def test_sums_past_64_bits_neither_stop_a_scan_nor_a_report(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
     expected = _pile(tmp_path, 1500)
     assert expected > 2**63
     conn = store.connect(tmp_path / "store.db")

@@ -140,7 +140,7 @@ def test_a_store_holding_far_off_turns_from_an_older_version_is_cleaned_at_upgra
                 )
             ],
         )
-    step = store.MIGRATIONS.index(store._turns_out_of_bounds_remove)
+    step = store.MIGRATIONS.index(store.migrations._turns_out_of_bounds_remove)
     with conn:
         conn.execute(f"PRAGMA user_version={step}")
     store.migrate(conn, store.MIGRATIONS[: step + 1])

@@ -50,7 +50,7 @@ def test_a_read_chunk_that_ends_just_before_a_newline_counts_each_line_once(
     data = ("\n".join(lines) + "\n").encode()
     # A chunk whose end falls right before the newline of line 7: that line is whole JSON.
     cut = sum(len(line) + 1 for line in lines[:7]) - 1
-    monkeypatch.setattr(scan_module, "CHUNK_BYTES", cut)
+    monkeypatch.setattr(scan_module.reading, "CHUNK_BYTES", cut)
     f = tmp_path / "oc" / "agents" / "main" / "sessions" / "s.jsonl"
     f.parent.mkdir(parents=True)
     f.write_bytes(data)

@@ -42,7 +42,7 @@ def _trees(tmp_path: Path) -> tuple[bytes, bytes]:
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["serial", "parallel"])
 def test_names_that_are_not_utf8_are_read_and_found_again(tmp_path, monkeypatch, workers):
-    monkeypatch.setattr(scan_module, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(scan_module.run, "PARALLEL_MIN_BYTES", 0)
     claude, openclaw = _trees(tmp_path)
     conn = store.connect(tmp_path / "store.db")
     result = run_scan(conn, tmp_path / "claude", tmp_path / "oc", workers=workers)

@@ -32,7 +32,7 @@ def test_a_tail_rewritten_longer_is_read_again_from_the_start(conn, tmp_path):
     f = _transcript(tmp_path)
     f.parent.mkdir(parents=True)
     head = b"".join(_line(f"h{i}", 10) for i in range(8))  # more than the head hash covers
-    assert len(head) > scan_module.HEAD_BYTES
+    assert len(head) > scan_module.reading.HEAD_BYTES
     f.write_bytes(head + _line("m2") + _line("m3"))
     run_scan(conn, tmp_path / "claude")
     # Same head, new lines from a point before the old end, longer than before.
@@ -79,7 +79,7 @@ def test_appends_after_a_tail_block_spanning_two_reads_resume_where_they_stopped
 ):
     """The last block read is hashed from the buffer or, when the last read was short, from the
     file: either way the next scan resumes at the offset."""
-    monkeypatch.setattr(scan_module, "CHUNK_BYTES", 700)
+    monkeypatch.setattr(scan_module.reading, "CHUNK_BYTES", 700)
     f = _transcript(tmp_path)
     f.parent.mkdir(parents=True)
     f.write_bytes(b"".join(_line(f"m{i}") for i in range(12)))

@@ -23,6 +23,7 @@ from clawtrace.config import Config
 from clawtrace.server.app import ServerState, app_create
 from clawtrace.server.params import utc_now
 from clawtrace.server.security import is_loopback, token_hash
+from clawtrace.sources import source_dirs
 from clawtrace.sync.auto import AutoSync
 from clawtrace.watch import LiveScanner
 
@@ -78,13 +79,15 @@ def live_stack_build(
     tz: tzinfo | None = None,
     *,
     token: str | None = None,
-    claude_dirs: list[str] | None = None,
-    openclaw_dirs: list[str] | None = None,
     watch: bool = True,
     fallback_seconds: float = 30.0,
     dispatcher: AlertDispatcher | None = None,
     sync: bool = True,
+    **dirs: list[str] | None,
 ) -> LiveStack:
+    """`dirs`: each source's directories by Source.dirs_key (`claude_dirs=[...]`), instead of
+    the config's."""
+    dirs = source_dirs(dirs, "live_stack_build")
     zone = tz or reports.zone_resolve(config.timezone)
     state = ServerState(
         db_path=db_path,
@@ -119,8 +122,7 @@ def live_stack_build(
         scanner = LiveScanner(
             db_path,
             config,
-            claude_dirs=claude_dirs,
-            openclaw_dirs=openclaw_dirs,
+            **dirs,
             on_scanned=after_scan,
             fallback_seconds=fallback_seconds,
         )

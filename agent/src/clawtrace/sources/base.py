@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 from clawtrace import rules
 
@@ -77,7 +77,7 @@ class Discovery:
     # size). Kinds: "d" a directory listed, "f" a file read to list (an index), "m" a path
     # that was not a directory. While none of them changes, the set of files and their
     # contexts cannot have changed either, and a rescan only needs to stat the known files
-    # (see scan._tree_unchanged).
+    # (see scan.discovery.tree_unchanged).
     watch: list[tuple[str, str, int, int]] = field(default_factory=list)
     # "path: reason" of each directory that is there but could not be listed (no permission,
     # a path longer than the system allows): what is below it is not counted, and must be said.
@@ -172,19 +172,68 @@ def read_lines(
         result.lines += 1
 
 
-class Source(Protocol):
-    name: str
+class Source:
+    """A log source, registered in `sources.SOURCES`: everything that is one source's own is
+    declared here, so that the rest of ClawTrace iterates the registry and names no source.
 
-    def discover(self, roots: list[Path]) -> Discovery: ...
+    Facts (class attributes): `name` (in the store, the reports and `--source`), `title` (in
+    messages), and how users point it at its logs: `dirs_key`, the key of `[sources]` in
+    config.toml, also the keyword a scan takes the directories by (`scan(conn,
+    claude_dirs=[...])`); `dir_option` and `dir_help`, its repeatable command-line option;
+    `env_vars`, the environment variables that choose its directories (shown by `doctor`);
+    `cost_note`, what the reports' caption says of its figures ("" for nothing).
+
+    Hooks with a default: `roots`, `watch_roots`, `wakes_on`, and what `doctor` reports of it
+    (`doctor_facts`, `retention_note`, `doctor_notes`). The reading itself: `discover`/`walk`,
+    `parse` and `ingest` (the C writer's entry).
+    """
+
+    name: str
+    title: str
+    dirs_key: str
+    dir_option: str
+    dir_help: str
+    env_vars: tuple[str, ...] = ()
+    cost_note: str = ""
+
+    def roots(self, explicit: list[str] | None = None) -> list[Path]:
+        """The directories to scan: `explicit` ones (the option or the config key) or the
+        source's own defaults and environment, existing or not."""
+        raise NotImplementedError
+
+    def watch_roots(self, roots: list[Path]) -> list[Path]:
+        """The directories of `roots` whose file events wake the live scan."""
+        return list(roots)
+
+    def wakes_on(self, name: str) -> bool:
+        """Whether an event on a file so named can change what a scan reads."""
+        return ".jsonl" in name
+
+    def doctor_facts(self, conn: Any, roots: list[Path]) -> dict[str, Any]:
+        """Fields of `doctor --json` that are this source's own (the store's `conn`, the
+        source's `roots`)."""
+        return {}
+
+    def retention_note(self, facts: dict[str, Any]) -> str | None:
+        """What `doctor` says of how long the source keeps its logs, from its facts."""
+        return None
+
+    def doctor_notes(self, facts: dict[str, Any]) -> list[str]:
+        """Further lines of `doctor` (rich markup) from the source's facts."""
+        return []
+
+    def discover(self, roots: list[Path]) -> Discovery:
+        found = Discovery()
+        found.files = list(self.walk(roots, found))
+        return found
 
     def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         """The files of `discover`, as they are found (a big first scan starts reading before
         the listing ends); fills `found`'s other fields on the way."""
-        ...
+        raise NotImplementedError
 
-    def parse(
-        self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None
-    ) -> ParseResult: ...
+    def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
+        raise NotImplementedError
 
     def ingest(
         self,
@@ -193,7 +242,8 @@ class Source(Protocol):
         ctx: dict[str, Any],
         state: dict[str, Any] | None,
         file_id: int,
-    ) -> ParseResult: ...
+    ) -> ParseResult:
+        raise NotImplementedError
 
 
 def lines_end(data: bytes | bytearray, n: int | None = None) -> tuple[int, bool]:

@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 
 from clawtrace import rules
-from clawtrace.paths import label
+from clawtrace.fileio import read_regular
+from clawtrace.paths import expanded, label
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     MAX_TOKENS,
@@ -29,6 +30,7 @@ from clawtrace.sources.base import (
     FileEntry,
     ParseResult,
     RawTurn,
+    Source,
     iso_to_ms,
     key_hash,
     lines_end,
@@ -47,13 +49,81 @@ _USAGE_KEYS = (
 )
 
 
-class ClaudeCode:
-    name = NAME
+DEFAULT_CLEANUP_DAYS = 30
 
-    def discover(self, roots: list[Path]) -> Discovery:
-        found = Discovery()
-        found.files = list(self.walk(roots, found))
-        return found
+
+def cleanup_setting(roots: list[Path]) -> dict[str, Any]:
+    """Claude Code's `cleanupPeriodDays` from its settings.json (next to each `projects/`)."""
+    candidates = []
+    for root in roots:
+        config_dir = root.parent if root.name == "projects" else root
+        candidates.append(config_dir / "settings.json")
+    candidates.append(Path.home() / ".claude" / "settings.json")
+    for path in candidates:
+        try:
+            data = orjson.loads(read_regular(path, max_bytes=1 << 20))
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("cleanupPeriodDays"), int):
+            return {"days": data["cleanupPeriodDays"], "from": str(path), "default": False}
+    return {"days": DEFAULT_CLEANUP_DAYS, "from": None, "default": True}
+
+
+class ClaudeCode(Source):
+    name = NAME
+    title = "Claude Code"
+    dirs_key = "claude_dirs"
+    dir_option = "--claude-dir"
+    dir_help = "Claude Code config or projects dir (repeatable)."
+    env_vars = ("CLAUDE_CONFIG_DIR",)
+    cost_note = "Claude Code figures are API-equivalent cost (subscriptions pay a flat fee)."
+
+    def roots(self, explicit: list[str] | None = None) -> list[Path]:
+        """Claude Code `projects/` directories (formats.md 1.1), de-duplicated, existing or not.
+
+        An explicit root (CLI option or config) may name either a config dir (holding `projects/`)
+        or the `projects/` dir itself.
+        """
+        candidates: list[Path] = []
+        chosen = bool(explicit)
+        if explicit:
+            for item in explicit:
+                candidates.append(expanded(item))
+        else:
+            env = os.environ.get("CLAUDE_CONFIG_DIR", "").strip()
+            if env:
+                chosen = True
+                candidates.extend(expanded(p.strip()) for p in env.split(",") if p.strip())
+            else:
+                xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+                candidates.append(Path(xdg) / "claude")
+                candidates.append(Path.home() / ".claude")
+        roots: list[Path] = []
+        seen: set[str] = set()
+        for cand in candidates:
+            if (cand / "projects").is_dir():
+                root = cand / "projects"
+            elif (chosen and cand.is_dir()) or cand.name == "projects":
+                # A root the user chose may be the directory of encoded-cwd folders itself.
+                root = cand
+            else:
+                root = cand / "projects"
+            key = os.path.realpath(root)
+            if key not in seen:
+                seen.add(key)
+                roots.append(root)
+        return roots
+
+    def doctor_facts(self, conn: Any, roots: list[Path]) -> dict[str, Any]:
+        return {"claude_cleanup": cleanup_setting(roots)}
+
+    def retention_note(self, facts: dict[str, Any]) -> str | None:
+        cleanup = facts["claude_cleanup"]
+        src = "default" if cleanup["default"] else f"set in {cleanup['from']}"
+        return (
+            f"Claude Code deletes transcripts after {cleanup['days']} days "
+            f"(cleanupPeriodDays, {src})."
+        )
 
     def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         real_roots: set[str] = set()

@@ -20,7 +20,7 @@ import orjson
 
 from clawtrace import rules
 from clawtrace.fileio import read_regular
-from clawtrace.paths import label
+from clawtrace.paths import expanded, label
 from clawtrace.sources import base
 from clawtrace.sources.base import (
     Discovery,
@@ -28,6 +28,7 @@ from clawtrace.sources.base import (
     IndexSession,
     ParseResult,
     RawTurn,
+    Source,
     iso_to_ms,
     key_hash,
     lines_end,
@@ -155,13 +156,64 @@ def _index_members(raw: bytes) -> list[tuple[Any, ...]] | None:
     return members
 
 
-class OpenClaw:
+class OpenClaw(Source):
     name = NAME
+    title = "OpenClaw"
+    dirs_key = "openclaw_dirs"
+    dir_option = "--openclaw-dir"
+    dir_help = "OpenClaw state dir holding agents/ (repeatable)."
+    env_vars = ("OPENCLAW_STATE_DIR", "OPENCLAW_HOME")
 
-    def discover(self, roots: list[Path]) -> Discovery:
-        found = Discovery()
-        found.files = list(self.walk(roots, found))
-        return found
+    def roots(self, explicit: list[str] | None = None) -> list[Path]:
+        """OpenClaw state dirs (formats.md 2.1); each holds `agents/<id>/sessions/`."""
+        if explicit:
+            return [expanded(p) for p in explicit]
+        for var in ("OPENCLAW_STATE_DIR", "CLAWDBOT_STATE_DIR"):
+            value = os.environ.get(var, "").strip()
+            if value:
+                return [expanded(value)]
+        home = (
+            expanded(os.environ["OPENCLAW_HOME"])
+            if os.environ.get("OPENCLAW_HOME")
+            else Path.home()
+        )
+        primary = home / ".openclaw"
+        if primary.is_dir():
+            return [primary]
+        for legacy in (".clawdbot", ".moldbot", ".moltbot"):
+            if (home / legacy).is_dir():
+                return [home / legacy]
+        return [primary]
+
+    def watch_roots(self, roots: list[Path]) -> list[Path]:
+        # Only agents/ holds transcripts; the rest of ~/.openclaw (workspaces, caches) is noise.
+        watched = []
+        for state_dir in roots:
+            agents = state_dir / "agents"
+            watched.append(agents if agents.is_dir() else state_dir)
+        return watched
+
+    def wakes_on(self, name: str) -> bool:
+        return ".jsonl" in name or name == "sessions.json"
+
+    def doctor_facts(self, conn: Any, roots: list[Path]) -> dict[str, Any]:
+        no_transcript = [
+            {"agent": r[0], "session_key": r[1], "session_id": r[2], "transcript": r[3]}
+            for r in conn.execute(
+                "SELECT agent, session_key, session_id, transcript FROM index_sessions "
+                "WHERE source = ? AND transcript_exists = 0 ORDER BY agent, session_key",
+                (self.name,),
+            )
+        ]
+        return {"openclaw_sessions_without_transcript": no_transcript}
+
+    def doctor_notes(self, facts: dict[str, Any]) -> list[str]:
+        return [
+            f"[bold]OpenClaw[/bold]: session {s['session_key']} is in sessions.json "
+            "but has no transcript "
+            "on disk (never answered, cleaned up, or ledger mode); no usage counted for it."
+            for s in facts["openclaw_sessions_without_transcript"]
+        ]
 
     def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         for root in roots:
