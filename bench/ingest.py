@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import gzip
 import json
+import logging
 import os
 import signal
 import statistics
@@ -40,8 +41,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import orjson
 
+logging.getLogger("httpx").setLevel(logging.WARNING)  # (a line per request otherwise)
+
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "clawtrace_bench"
+BENCH_DB = os.environ.get("BENCH_DB", "clawtrace_bench")
 EVENTS_PER_BATCH = 1000
 
 

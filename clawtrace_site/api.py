@@ -1,19 +1,26 @@
-"""Shared API plumbing: the org-scoped base views, strict input, and one error shape.
+"""Shared API plumbing: the org-scoped base views, strict input, and the one error shape.
 
-Every API error, whatever raised it, answers
-`{"error": {"code": "...", "message": "...", "fields": {...}}}` with a 4xx (or a JSON 500 from
-`handler500`), so no API path ever returns HTML or a traceback.
+Every JSON API of the site, the organization API and the agent's sync protocol alike, answers
+an error as `{"error": "<code>", "detail": "<one sentence>", "field": "<dotted path>"}` (`field`
+only when one field is at fault, e.g. `events.3.content` or `email`): the shape RFC 8628
+clients read (`error` is a string) and the agent's sender parses (docs/api.md). One
+`EXCEPTION_HANDLER` (`exception_handler` below) makes it from whatever was raised, and the
+root handlers and the CSRF failure view answer it under `/api/` too, so no API path ever
+returns HTML, a traceback or another shape.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import ExitStack
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import csrf, defaults
 from rest_framework import exceptions, serializers
@@ -23,7 +30,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
-from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 from rest_framework.viewsets import GenericViewSet
 
 from accounts.models import Membership, Organization, Role
@@ -34,51 +41,152 @@ from clawtrace_site.exceptions import ApplicationError
 logger = logging.getLogger(__name__)
 
 API_PATH_PREFIX = "/api/"
+# What a client should wait before retrying while the database is away.
+DATABASE_RETRY_AFTER_SECONDS = 5
+SERVER_ERROR_DETAIL = "Something went wrong on our side; it has been logged."
 
 
 # --- Error shape --------------------------------------------------------------------------------
 
 
-class RequestTooLarge(exceptions.APIException):
-    status_code = 413
-    default_detail = "The request body is too large."
-    default_code = "request_too_large"
+def error_body(code: str, detail: str, field: str | None = None) -> dict[str, str]:
+    body = {"error": code, "detail": detail}
+    if field:
+        body["field"] = field
+    return body
 
 
-def error_body(code: str, message: str, fields: dict | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+class ApiError(exceptions.APIException):
+    """An error an API view raises on purpose: a status, a code, a sentence, optionally the
+    field at fault and headers (`Retry-After`...)."""
+
+    status_code = 400
+    default_code = "invalid_value"
+    default_detail = "The request is not valid."
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        status_code: int | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(detail or self.default_detail, code or self.default_code)
+        self.code = code or self.default_code
+        self.field = field
+        self.headers = headers or {}
+        if status_code is not None:
+            self.status_code = status_code
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's `EXCEPTION_HANDLER`: DRF errors, Django `ValidationError`, `Http404`,
-    `PermissionDenied` and our `ApplicationError` all leave in one body shape."""
+def _first_error(detail: Any, path: tuple[str, ...] = ()) -> tuple[str, str]:
+    """The dotted path and message of the first error in a DRF ValidationError's detail."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            if key == "non_field_errors":
+                return _first_error(value, path)
+            return _first_error(value, (*path, str(key)))
+    if isinstance(detail, list) and detail:
+        if isinstance(detail[0], (dict, list)):
+            for index, value in enumerate(detail):
+                if value:
+                    return _first_error(value, (*path, str(index)))
+        return ".".join(path), str(detail[0])
+    return ".".join(path), str(detail)
+
+
+def _application_field(error: ApplicationError) -> str | None:
+    """A domain error names its field as `extra["field"]`, or the first of `extra["fields"]`
+    (the per-field messages the HTML forms show)."""
+    if error.extra.get("field"):
+        return str(error.extra["field"])
+    fields = error.extra.get("fields") or {}
+    return str(next(iter(fields))) if fields else None
+
+
+def _error_of(exc: Exception, view: Any) -> tuple[int, dict[str, str], dict[str, str]]:
+    """(status, body, headers) for any exception an API view let out."""
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(as_serializer_error(exc))
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, ApiError):
+        return exc.status_code, error_body(exc.code, str(exc.detail), exc.field), exc.headers
     if isinstance(exc, ApplicationError):
-        return Response(
-            error_body(exc.code, exc.message, exc.extra.get("fields")), status=exc.status_code
+        return exc.status_code, error_body(exc.code, exc.message, _application_field(exc)), {}
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        # DRF has set the status already: 401 with the view's WWW-Authenticate challenge when
+        # it has one (a device secret: `Bearer`), 403 otherwise (a session).
+        headers = {"WWW-Authenticate": exc.auth_header} if getattr(exc, "auth_header", None) else {}
+        error = getattr(view, "authentication_error", None)
+        code, detail = (
+            (error.default_code, str(error.default_detail))
+            if error is not None
+            else ("not_authenticated", str(exc.detail))
         )
+        return exc.status_code, error_body(code, detail), headers
+    if isinstance(exc, exceptions.Throttled):
+        wait = max(1, math.ceil(exc.wait or 1))
+        detail = f"Too many requests; retry in {wait} s."
+        return 429, error_body("throttled", detail), {"Retry-After": str(wait)}
     if isinstance(exc, RequestDataTooBig):
         # Django refuses bodies over DATA_UPLOAD_MAX_MEMORY_SIZE when DRF reads them; left
         # alone it reached handler400 as a vague "not valid". Say what is wrong, with a 413.
-        exc = RequestTooLarge()
-    elif isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(as_serializer_error(exc))
-    elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
-
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None  # an unexpected error: handler500 answers JSON, the log keeps the traceback
-    _render_as_json(context)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        detail = f"The request body is over {limit} bytes."
+        return 413, error_body("payload_too_large", detail), {}
+    if isinstance(exc, exceptions.ParseError):
+        return 400, error_body("invalid_json", "The body is not valid JSON."), {}
     if isinstance(exc, exceptions.ValidationError):
-        detail = response.data
-        fields = detail if isinstance(detail, dict) else {"non_field_errors": detail}
-        response.data = error_body("invalid_input", "The request is not valid.", fields)
-    else:
-        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
-        message = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        response.data = error_body(code if isinstance(code, str) else "error", str(message))
+        field, message = _first_error(exc.detail)
+        return 400, error_body("invalid_value", message, field or None), {}
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        detail = "Send JSON: Content-Type: application/json."
+        return 415, error_body("unsupported_media_type", detail), {}
+    if isinstance(exc, exceptions.NotAcceptable):
+        return 406, error_body("not_acceptable", "This API answers JSON only."), {}
+    if isinstance(exc, Http404):
+        return 404, error_body("not_found", "Not found."), {}
+    simple = {
+        exceptions.MethodNotAllowed: "method_not_allowed",
+        exceptions.NotFound: "not_found",
+        exceptions.PermissionDenied: "permission_denied",
+    }
+    for exception_class, code in simple.items():
+        if isinstance(exc, exception_class):
+            return exc.status_code, error_body(code, str(exc.detail)), {}
+    if isinstance(exc, exceptions.APIException):
+        code = exc.get_codes()
+        code = code if isinstance(code, str) else "error"
+        return exc.status_code, error_body(code, str(exc.detail)), {}
+    if isinstance(exc, DatabaseError):
+        # A database that is down or restarting is the client's cue to retry later, not a
+        # 500: the sender keeps its batch and comes back after Retry-After.
+        unavailable = isinstance(exc, (OperationalError, InterfaceError))
+        logger.log(
+            logging.WARNING if unavailable else logging.ERROR,
+            "API: database error, answered 503",
+            exc_info=not unavailable,
+            extra={"error_class": type(exc).__name__},
+        )
+        detail = "The database is unavailable; retry shortly."
+        retry = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        return 503, error_body("database_unavailable", detail), retry
+    logger.exception("API: unexpected error", extra={"error_class": type(exc).__name__})
+    return 500, error_body("server_error", SERVER_ERROR_DETAIL), {}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's `EXCEPTION_HANDLER`, for every API view: whatever was raised leaves in the one
+    error shape, rolled back, as JSON."""
+    set_rollback()
+    _render_as_json(context)
+    status, body, headers = _error_of(exc, context.get("view"))
+    response = Response(body, status=status)
+    for name, value in headers.items():
+        response[name] = value
     return response
 
 
@@ -133,10 +241,7 @@ def api_not_found(request: HttpRequest) -> HttpResponse:
 
 def handler500(request: HttpRequest) -> HttpResponse:
     if _is_api_request(request):
-        return JsonResponse(
-            error_body("server_error", "Something went wrong on our side; it has been logged."),
-            status=500,
-        )
+        return JsonResponse(error_body("server_error", SERVER_ERROR_DETAIL), status=500)
     return defaults.server_error(request)
 
 

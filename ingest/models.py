@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.tenancy import OrgOwnedModel
 
 
-def _organization_fk() -> models.ForeignKey:
+def _organization_fk(**options) -> models.ForeignKey:
     """`OrgOwnedModel`'s foreign key without its own index: these tables take a thousand rows a
     batch, and each has a composite index leading with `organization_id` that serves every
     organization filter (and the cascade when an organization is deleted)."""
@@ -22,6 +22,7 @@ def _organization_fk() -> models.ForeignKey:
         on_delete=models.CASCADE,
         related_name="%(class)ss",
         db_index=False,
+        **options,
     )
 
 
@@ -31,8 +32,16 @@ class Source(models.TextChoices):
 
 
 class Event(OrgOwnedModel):
-    """One turn, once per organization whichever device sent it: the unique constraint on
-    (organization, event_id) is what makes a retried batch or a second machine harmless."""
+    """One turn, once per organization whichever device sent it (`EventKey` makes it once).
+
+    On PostgreSQL the table is partitioned by month of `occurred_at` (migration 0002,
+    `ingest/partitions.py`), so retention drops whole months and a dashboard's range reads only
+    its months. A partitioned table's unique constraints must contain the partition key, so
+    (organization, event_id) cannot be unique here: `EventKey`, a small table that is not
+    partitioned, holds that constraint instead (docs/scaling.md, "Raw events table"). `id`
+    stays unique (one sequence) but has no unique index on PostgreSQL; a BRIN index finds a
+    row by it for the admin.
+    """
 
     organization = _organization_fk()
     # 32 hex digits on the wire (the agent's two 64-bit hashes); stored as the 128-bit value
@@ -66,13 +75,9 @@ class Event(OrgOwnedModel):
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta(OrgOwnedModel.Meta):
-        constraints = [
-            models.UniqueConstraint(
-                fields=["organization", "event_id"], name="ingest_event_org_event_id_unique"
-            ),
-        ]
         indexes = [
-            # The dashboards' and reports' ranges (a later issue) read by time.
+            # The dashboards' and rollups' ranges read by time; ingest finds a held row by
+            # (organization, occurred_at from its EventKey, event_id).
             models.Index(fields=["organization", "occurred_at"], name="ingest_event_org_time"),
         ]
 
@@ -88,6 +93,31 @@ class Event(OrgOwnedModel):
             + self.cache_write_5m_tokens
             + self.cache_write_1h_tokens
         )
+
+
+class EventKey(OrgOwnedModel):
+    """That the organization holds the event of this id, and where: its `occurred_at`, which
+    names the partition of `Event` the row is in.
+
+    Its primary key (organization, event_id) is what makes an event once per organization:
+    ingest claims ids with `INSERT ... ON CONFLICT DO NOTHING RETURNING`, so what comes back is
+    exactly the events this batch adds, whatever other batches do at the same moment, and the
+    key row is the lock that orders two batches holding the same event (ingest/services.py).
+    Not partitioned, and narrow (three columns), so that the check stays cheap at any size.
+    """
+
+    # No foreign-key constraint: the Event row of the same transaction has one, and a
+    # deferred check per row here cost a third of a batch's insert (bench/README.md).
+    organization = _organization_fk(db_constraint=False)
+    event_id = models.UUIDField()
+    occurred_at = models.DateTimeField()
+    pk = models.CompositePrimaryKey("organization", "event_id")
+
+    class Meta(OrgOwnedModel.Meta):
+        db_table = "ingest_event_key"
+
+    def __str__(self) -> str:
+        return self.event_id.hex
 
 
 class Delivery(OrgOwnedModel):

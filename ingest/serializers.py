@@ -47,6 +47,22 @@ class _Reject(Exception):
     """A value out of bounds; the caller adds the path."""
 
 
+# Each check below has a column form, `check.column(values)`: the whole column's values as
+# stored (the same conversions), or None when any value is out of bounds. A batch is checked
+# column by column first, in loops without a function call per value (a third of a batch's
+# time went to those calls); only a batch with a bad value goes through the per-value checks,
+# which find and name the first one. `test_serializers.py` holds the two forms to one answer.
+
+
+def _with_column(check: Callable[[Any], Any], column: Callable[[list], list | None]):
+    check.column = column  # type: ignore[attr-defined]
+    return check
+
+
+def _plain_string(value: Any, max_length: int) -> bool:
+    return type(value) is str and len(value) <= max_length and "\x00" not in value
+
+
 def _string(max_length: int, *, nullable: bool = False) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if value is None and nullable:
@@ -59,7 +75,14 @@ def _string(max_length: int, *, nullable: bool = False) -> Callable[[Any], Any]:
             raise _Reject("no NUL characters")
         return value
 
-    return check
+    def column(values: list) -> list | None:
+        if nullable:
+            ok = all(v is None or _plain_string(v, max_length) for v in values)
+        else:
+            ok = all(_plain_string(v, max_length) for v in values)
+        return values if ok else None
+
+    return _with_column(check, column)
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -68,7 +91,10 @@ def _choice(choices: tuple[str, ...]) -> Callable[[Any], Any]:
             raise _Reject("one of " + ", ".join(choices))
         return value
 
-    return check
+    def column(values: list) -> list | None:
+        return values if all(type(v) is str and v in choices for v in values) else None
+
+    return _with_column(check, column)
 
 
 def _integer(maximum: int) -> Callable[[Any], Any]:
@@ -77,13 +103,21 @@ def _integer(maximum: int) -> Callable[[Any], Any]:
             raise _Reject(f"an integer from 0 to {maximum}")
         return value
 
-    return check
+    def column(values: list) -> list | None:
+        return values if all(type(v) is int and 0 <= v <= maximum for v in values) else None
+
+    return _with_column(check, column)
 
 
 def _event_id(value: Any) -> str:
     if type(value) is not str or not _HEX32.fullmatch(value):
         raise _Reject("32 lower-case hex digits")
     return value
+
+
+def _event_id_column(values: list) -> list | None:
+    match = _HEX32.fullmatch
+    return values if all(type(v) is str and match(v) for v in values) else None
 
 
 def _timestamp(value: Any) -> datetime:
@@ -96,6 +130,17 @@ def _timestamp(value: Any) -> datetime:
     if not EARLIEST <= moment < LATEST:
         raise _Reject("a time from 2000-01-01 up to 2100-01-01")
     return moment
+
+
+def _timestamp_column(values: list) -> list | None:
+    match = _TIMESTAMP.fullmatch
+    if not all(type(v) is str and match(v) for v in values):
+        return None
+    try:
+        moments = [datetime.fromisoformat(v) for v in values]
+    except ValueError:
+        return None
+    return moments if all(EARLIEST <= m < LATEST for m in moments) else None
 
 
 def _cost(value: Any) -> Decimal | None:
@@ -112,10 +157,22 @@ def _cost(value: Any) -> Decimal | None:
     return amount
 
 
+def _cost_column(values: list) -> list | None:
+    match = _DECIMAL.fullmatch
+    if not all(v is None or (type(v) is str and match(v)) for v in values):
+        return None
+    amounts = [None if v is None else Decimal(v) for v in values]
+    return amounts if all(a is None or a <= MAX_COST for a in amounts) else None
+
+
 def _boolean(value: Any) -> bool:
     if type(value) is not bool:
         raise _Reject("true or false")
     return value
+
+
+def _boolean_column(values: list) -> list | None:
+    return values if all(type(v) is bool for v in values) else None
 
 
 def _tools(value: Any) -> list[str]:
@@ -125,6 +182,23 @@ def _tools(value: Any) -> list[str]:
         if type(name) is not str or len(name) > MAX_TOOL_NAME or "\x00" in name:
             raise _Reject(f"tool names are strings of at most {MAX_TOOL_NAME} characters")
     return value
+
+
+def _tools_column(values: list) -> list | None:
+    ok = all(
+        type(v) is list
+        and len(v) <= MAX_TOOLS
+        and all(_plain_string(name, MAX_TOOL_NAME) for name in v)
+        for v in values
+    )
+    return values if ok else None
+
+
+_with_column(_event_id, _event_id_column)
+_with_column(_timestamp, _timestamp_column)
+_with_column(_cost, _cost_column)
+_with_column(_boolean, _boolean_column)
+_with_column(_tools, _tools_column)
 
 
 @dataclass(frozen=True)
@@ -260,8 +334,19 @@ def _event_row(event: dict, index: int) -> tuple:
     return tuple(row)
 
 
+def _rows_by_column(events: list[dict]) -> list[tuple] | None:
+    """The rows, checked a column at a time; None if any value is out of bounds."""
+    columns = []
+    for key, check in _CHECKS:
+        column = check.column([event[key] for event in events])
+        if column is None:
+            return None
+        columns.append(column)
+    return list(zip(*columns, strict=True))
+
+
 def batch_parse(document: Any) -> Batch:
-    """The validated batch, or the first problem as a ProtocolError. Keys are checked for
+    """The validated batch, or the first problem as an ApiError. Keys are checked for
     every event before any value, so a field that could carry text is always the one named."""
     if type(document) is not dict:
         raise InvalidValue('The body must be an object: {"events": [...]}.', field="events")
@@ -279,7 +364,9 @@ def batch_parse(document: Any) -> Batch:
         raise PayloadTooLarge()
     for index, event in enumerate(events):
         _keys_check(event, index)
-    rows = [_event_row(event, index) for index, event in enumerate(events)]
+    rows = _rows_by_column(events)
+    if rows is None:  # a value out of bounds somewhere: find the first, and name it
+        rows = [_event_row(event, index) for index, event in enumerate(events)]
     for index, event_id in enumerate(retract):
         if type(event_id) is not str or not _HEX32.fullmatch(event_id):
             raise InvalidValue(

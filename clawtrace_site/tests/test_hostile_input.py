@@ -59,7 +59,6 @@ from clawtrace_site.tests.urlwalk import (
     url_build,
     url_fill,
 )
-from devices.protocol import is_protocol_path
 
 CANARY = "CANARY-7f3a9c"
 ROLES = ("anonymous", "member", "owner")
@@ -346,17 +345,11 @@ def _response_problem(probe: Probe, response, require_form_error_on_200: bool = 
         if not response.get("Content-Type", "").startswith("application/json"):
             return f"{status} under /api/ with {response.get('Content-Type')!r}, not JSON"
         try:
+            # The one error shape of every API (docs/api.md), the sync protocol's included.
             body = json.loads(content)
-            if is_protocol_path(probe.path) and isinstance(body.get("error"), str):
-                # The sync protocol's own shape (docs/sync-protocol.md): a code and a sentence.
-                # (What Django refuses before any view runs, a bad Host say, keeps the
-                # project's shape from handler400, checked below.)
-                assert body["error"]
-                assert isinstance(body["detail"], str) and body["detail"]
-            else:
-                error = body["error"]
-                assert isinstance(error["code"], str) and error["code"]
-                assert isinstance(error["message"], str) and error["message"]
+            assert isinstance(body["error"], str) and body["error"]
+            assert isinstance(body["detail"], str) and body["detail"]
+            assert set(body) <= {"error", "detail", "field"}
         except (ValueError, KeyError, TypeError, AssertionError):
             return f"{status} under /api/ without the error shape: {content[:200]!r}"
     return None
@@ -684,8 +677,10 @@ def test_the_admin_answers_an_operators_hostile_input_with_a_4xx_never_a_500(
 
 
 def _api_error(response) -> dict:
+    """The error body as {"code", "detail", "field"}."""
     assert response["Content-Type"].startswith("application/json")
-    return response.json()["error"]
+    body = response.json()
+    return {"code": body["error"], "detail": body["detail"], "field": body.get("field")}
 
 
 def test_api_answers_deeply_nested_json_with_a_400_not_a_recursion_error(
@@ -696,7 +691,7 @@ def test_api_answers_deeply_nested_json_with_a_400_not_a_recursion_error(
     deep = b"[" * DEEP_JSON_DEPTH + b"]" * DEEP_JSON_DEPTH
     response = client.patch(url, deep, content_type="application/json")
     assert response.status_code == 400
-    assert _api_error(response)["code"] == "parse_error"
+    assert _api_error(response)["code"] == "invalid_json"
 
 
 def test_api_answers_a_json_body_over_the_upload_limit_with_a_413(
@@ -708,7 +703,7 @@ def test_api_answers_a_json_body_over_the_upload_limit_with_a_413(
     padded = b'{"role": "admin"' + b" " * 1000 + b"}"  # valid, only too big
     response = client.patch(url, padded, content_type="application/json")
     assert response.status_code == 413
-    assert _api_error(response)["code"] == "request_too_large"
+    assert _api_error(response)["code"] == "payload_too_large"
     fuzz_world.membership.refresh_from_db()
     assert fuzz_world.membership.role == "member"
     small = client.patch(url, b'{"role": "admin"}', content_type="application/json")
@@ -726,7 +721,7 @@ def test_api_errors_are_json_even_when_html_or_the_browsable_api_is_asked_for(
         Client().get("/api/v1/organizations/", headers={"accept": "text/html"}),
     ):
         assert 400 <= response.status_code < 500
-        assert _api_error(response)["message"]
+        assert _api_error(response)["detail"]
 
 
 def test_schema_view_errors_are_json_not_openapi_yaml():
@@ -785,5 +780,7 @@ def test_the_judge_catches_a_500_and_a_non_json_api_error():
     assert _response_problem(page, FakeResponse(200, b"<form>Welcome</form>", "text/html"))
     assert _response_problem(page, FakeResponse(400, b"<ul class=errorlist>", "text/html")) is None
     assert _response_problem(page, FakeResponse(200, b"<ul class=errorlist>", "text/html")) is None
-    ok = b'{"error": {"code": "invalid_input", "message": "The request is not valid."}}'
+    nested = b'{"error": {"code": "invalid_value", "message": "The request is not valid."}}'
+    assert _response_problem(api, FakeResponse(400, nested, "application/json"))
+    ok = b'{"error": "invalid_value", "detail": "role must be one of owner, admin, member."}'
     assert _response_problem(api, FakeResponse(400, ok, "application/json")) is None

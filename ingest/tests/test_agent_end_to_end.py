@@ -154,6 +154,28 @@ class Machine:
     def login(self, site, name: str) -> None:
         self.run("login", "--server", site.url, "--enroll-key", ENROLL_KEY, "--name", name)
 
+    def egress_mark(self) -> tuple[int, int] | None:
+        """Changes whenever the sender logs a batch, which it does before sending it (the
+        log's size and time: it is rotated, so its lines do not count the batches)."""
+        try:
+            stat = (self.home / "egress.log").stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def wait_for_batches(self, proc: subprocess.Popen, count: int) -> list[float]:
+        """Wait until the running sender has logged `count` more batches (or ended); when
+        each was logged."""
+        logged: list[float] = []
+        mark, deadline = self.egress_mark(), time.monotonic() + 120
+        while len(logged) < count and proc.poll() is None:
+            assert time.monotonic() < deadline, "the sender sent nothing for two minutes"
+            if self.egress_mark() != mark:
+                mark = self.egress_mark()
+                logged.append(time.monotonic())
+            time.sleep(0.005)
+        return logged
+
     @property
     def device(self) -> dict:
         return json.loads((self.home / "device.json").read_text())
@@ -265,7 +287,12 @@ def test_a_sync_killed_at_any_moment_loses_nothing_and_counts_nothing_twice(
     kills, landed_mid_sync, last = 0, 0, -1
     while kills < 30:
         proc = laptop.start("sync", "--no-scan")
-        time.sleep(rng.uniform(0.15, 0.6))
+        # Kill points follow the sync's progress, not the clock (a loaded machine starts the
+        # command and answers a batch slower): once this round's first batch is acknowledged
+        # (the next one is logged), at a random moment of the next batch's flight or after.
+        logged = laptop.wait_for_batches(proc, 2)
+        if len(logged) == 2:
+            time.sleep(rng.uniform(0.0, 1.5 * (logged[1] - logged[0])))
         if proc.poll() is not None:  # it finished first: start the next round over
             if laptop.server_totals(site)["turns"] == truth["totals"]["turns"]:
                 break

@@ -364,6 +364,37 @@ def test_the_throttle_is_per_device(org, device_client, settings, device_client_
     assert ingest(device_client_for(secret), [event_payload()]).status_code == 200
 
 
+def test_two_devices_behind_one_address_have_a_bucket_each_and_one_device_one_bucket(
+    org, settings, device_client_for
+):
+    """Keyed by the authenticated device, never the client address: two machines behind one
+    NAT (and one proxy, whose X-Forwarded-For entry is the address the site trusts) do not
+    share a budget, and a device that changes address keeps its own."""
+    from devices.tests.factories import device_with_secret
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "NUM_PROXIES": 1,
+        "DEFAULT_THROTTLE_RATES": {"device": "2/min"},
+    }
+    _laptop, laptop_secret = device_with_secret(org, name="laptop")
+    _desktop, desktop_secret = device_with_secret(org, name="desktop")
+    office = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "198.51.100.7"}
+    laptop, desktop = device_client_for(laptop_secret), device_client_for(desktop_secret)
+    laptop.defaults.update(office)
+    desktop.defaults.update(office)
+
+    assert [ingest(laptop, [event_payload()]).status_code for _ in range(2)] == [200, 200]
+    refused = ingest(laptop, [event_payload()])
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert _error(refused)["error"] == "throttled"
+    # The desktop, same address: its own bucket.
+    assert [ingest(desktop, [event_payload()]).status_code for _ in range(2)] == [200, 200]
+    # The laptop from home: still its own (spent) bucket.
+    laptop.defaults.update({"HTTP_X_FORWARDED_FOR": "203.0.113.50"})
+    assert ingest(laptop, [event_payload()]).status_code == 429
+
+
 def test_the_throttle_has_a_default_rate_when_settings_name_none(device_client, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {}}
     from devices.authentication import DEFAULT_RATES, DeviceRateThrottle
