@@ -154,7 +154,7 @@ class RollupRefreshResult:
 
 
 def rollups_refresh(
-    *, organization: Organization, max_buckets: int = REFRESH_BUCKETS_PER_RUN
+    *, organization: Organization, max_buckets: int | None = None
 ) -> RollupRefreshResult:
     """Recompute up to `max_buckets` queued buckets of the organization and their local days;
     `more` says whether buckets remain queued. When the organization's time zone changed
@@ -163,7 +163,7 @@ def rollups_refresh(
     with transaction.atomic(), organization_scope(organization):
         state = _state_lock(organization)
         organization = Organization.objects.get(pk=organization.pk)  # its zone, under the lock
-        buckets = _dirty_take(organization, limit=max_buckets)
+        buckets = _dirty_take(organization, limit=max_buckets or REFRESH_BUCKETS_PER_RUN)
         _buckets_recompute(organization, bucket_ranges(buckets))
         result.buckets = len(buckets)
         zone_name = organization.time_zone
