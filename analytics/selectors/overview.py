@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from clawtrace.reports import Totals, forecast_from_daily, usd
-from django.db.models import CharField, Count, Q, Sum, Value
-from django.db.models.functions import Concat
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from accounts.models import Membership, Organization
@@ -24,6 +23,7 @@ from accounts.tenancy import organization_scope
 from analytics.models import Budget, BudgetScope
 from analytics.selectors.filters import UsageFilter, usage_range_bounds
 from analytics.selectors.usage import (
+    _SESSION_KEY,
     _SUMS,
     _device_labels,
     _metrics,
@@ -59,10 +59,11 @@ def period_totals(
             period: (f.since_day if time_column == "day" else f.since)
             for period, f in spans.items()
         }
-        session = Concat("source", Value("\x1f"), "session_id", output_field=CharField())
         sessions = rows.aggregate(
             **{
-                period: Count(session, distinct=True, filter=Q(**{f"{time_column}__gte": bound}))
+                period: Count(
+                    _SESSION_KEY, distinct=True, filter=Q(**{f"{time_column}__gte": bound})
+                )
                 for period, bound in bounds.items()
             }
         )

@@ -21,7 +21,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from clawtrace.reports import TOTAL_KEYS, Totals, usd
-from django.db.models import F, Max, Min, Q, QuerySet, Sum
+from django.db.models import CharField, Count, F, Max, Min, Q, QuerySet, Sum, Value
+from django.db.models.functions import Concat
 
 from accounts.models import Membership, Organization
 from accounts.tenancy import organization_scope
@@ -50,6 +51,10 @@ _ALL_TOKENS = Sum(
     + F("cache_write_5m_tokens")
     + F("cache_write_1h_tokens")
 )
+# Distinct sessions in the same scan as the sums (a session is its source and id; the unit
+# separator cannot occur in either).
+_SESSION_KEY = Concat("source", Value("\x1f"), "session_id", output_field=CharField())
+_SESSIONS = Count(_SESSION_KEY, distinct=True)
 _SUMS = {
     "s_turns": Sum("turns"),
     "s_input": Sum("input_tokens"),
@@ -139,9 +144,8 @@ def usage_totals(*, organization: Organization, filters: UsageFilter) -> dict[st
     """The cost-report totals of the range, plus its distinct sessions."""
     with organization_scope(organization):
         rows, _ = _usage_rows(organization, filters)
-        total = _totals([rows.aggregate(**_SUMS)])
-        sessions = rows.values("source", "session_id").distinct().count()
-    return {**total.as_dict(), "sessions": sessions}
+        found = rows.aggregate(**_SUMS, sessions=_SESSIONS)
+    return {**_totals([found]).as_dict(), "sessions": found["sessions"]}
 
 
 def _time_key(by: str, local: datetime) -> str:
@@ -418,7 +422,7 @@ def session_top(
 def session_count(*, organization: Organization, filters: UsageFilter) -> int:
     with organization_scope(organization):
         rows, _ = _usage_rows(organization, filters)
-        return rows.values("source", "session_id").distinct().count()
+        return rows.aggregate(sessions=_SESSIONS)["sessions"]
 
 
 # --- Tools and cache ----------------------------------------------------------------------------
