@@ -1,5 +1,7 @@
 """Forms validate shapes only; rules (roles, last owner) live in services."""
 
+import zoneinfo
+
 from django import forms
 
 from accounts.models import Role
@@ -19,6 +21,18 @@ class OrganizationForm(_Form):
         max_length=ORGANIZATION_NAME_MAX_LENGTH,
         strip=True,
         widget=forms.TextInput(attrs={"placeholder": "Acme Robotics", "autofocus": True}),
+    )
+
+
+def _time_zone_choices() -> list[tuple[str, str]]:
+    return [(name, name.replace("_", " ")) for name in sorted(zoneinfo.available_timezones())]
+
+
+class OrganizationTimeZoneForm(_Form):
+    time_zone = forms.ChoiceField(
+        label="Time zone",
+        choices=_time_zone_choices,
+        help_text="Days, weeks and months of the dashboard and the API start at midnight here.",
     )
 
 

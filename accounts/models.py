@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import zoneinfo
+
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
+from accounts.subscriptions import SubscriptionPlan
 from accounts.tenancy import OrgOwnedModel
 
 
@@ -75,6 +79,21 @@ class PlanCode(models.TextChoices):
     TEAM = "team", "Team"
 
 
+DEFAULT_TIME_ZONE = "UTC"
+
+
+def time_zone_validate(value: str) -> None:
+    """An IANA time zone name that zoneinfo knows (`Asia/Kolkata`, `America/St_Johns`, `UTC`).
+    Checked against the list of available zones rather than by loading it: `ZoneInfo` would
+    also accept a path-like key that happens to name a file."""
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(
+            "%(value)s is not a time zone name such as Europe/Paris or Asia/Kolkata.",
+            code="invalid_time_zone",
+            params={"value": str(value)[:64]},
+        )
+
+
 class Organization(models.Model):
     """The tenant: every org-owned row hangs off one of these."""
 
@@ -83,6 +102,11 @@ class Organization(models.Model):
     plan = models.CharField(max_length=20, choices=PlanCode.choices, default=PlanCode.FREE)
     is_personal = models.BooleanField(
         default=False, help_text="Created for its first member at signup."
+    )
+    # Every "today", "this week" and "this month" of the dashboard and the API is in this zone
+    # (usage is rolled up in 15-minute UTC buckets, so any offset, :30 and :45 included, works).
+    time_zone = models.CharField(
+        max_length=64, default=DEFAULT_TIME_ZONE, validators=[time_zone_validate]
     )
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -97,6 +121,10 @@ class Organization(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.time_zone)
 
 
 class Role(models.TextChoices):
@@ -113,6 +141,10 @@ class Membership(OrgOwnedModel):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # What the member pays for their agent (accounts/subscriptions.py has the prices).
+    subscription_plan = models.CharField(
+        max_length=20, choices=SubscriptionPlan.choices, default=SubscriptionPlan.API
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta(OrgOwnedModel.Meta):
@@ -123,6 +155,10 @@ class Membership(OrgOwnedModel):
             ),
             models.CheckConstraint(
                 condition=models.Q(role__in=Role.values), name="accounts_membership_role_known"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(subscription_plan__in=SubscriptionPlan.values),
+                name="accounts_membership_subscription_plan_known",
             ),
         ]
 

@@ -22,8 +22,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from accounts.models import Invitation, Membership, Organization, PlanCode, Role, User
+from accounts.models import (
+    Invitation,
+    Membership,
+    Organization,
+    PlanCode,
+    Role,
+    User,
+    time_zone_validate,
+)
 from accounts.selectors import invitation_email_matches, invitation_get_by_token
+from accounts.subscriptions import SubscriptionPlan
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, ConflictError, NotAllowedError
 from clawtrace_site.tokens import generate_secret, hash_secret
@@ -90,6 +99,32 @@ def organization_update(*, organization: Organization, actor: User, name: str) -
     organization.name = _organization_name_clean(name)
     organization.full_clean()
     organization.save(update_fields=["name"])
+    return organization
+
+
+@transaction.atomic
+def organization_time_zone_update(
+    *, organization: Organization, actor: User, time_zone: str
+) -> Organization:
+    """Owners and admins set the zone of the organization's days. Nothing else needs telling:
+    the daily rollups carry the zone they were built in, the dashboard falls back to the
+    15-minute ones while they differ, and analytics' sweep rebuilds them in the new zone."""
+    _actor_membership_get(organization=organization, actor=actor, at_least=Role.ADMIN)
+    time_zone = (time_zone or "").strip()
+    try:
+        time_zone_validate(time_zone)
+    except ValidationError as error:
+        message = " ".join(error.messages)
+        raise ApplicationError(
+            message, code="invalid_input", extra={"fields": {"time_zone": [message]}}
+        ) from None
+    if organization.time_zone != time_zone:
+        organization.time_zone = time_zone
+        organization.save(update_fields=["time_zone"])
+        logger.info(
+            "organization time zone changed",
+            extra={"organization_id": organization.pk, "time_zone": time_zone},
+        )
     return organization
 
 
@@ -170,6 +205,26 @@ def membership_role_change(*, actor: User, membership: Membership, role: str) ->
             "role": new_role,
         },
     )
+    return membership
+
+
+@transaction.atomic
+def membership_subscription_plan_set(
+    *, actor: User, membership: Membership, plan: str
+) -> Membership:
+    """Record what a member pays for their agent: the member themself, or an owner or admin."""
+    if plan not in SubscriptionPlan.values:
+        message = "Choose one of " + ", ".join(label for _, label in SubscriptionPlan.choices)
+        raise ApplicationError(
+            message, code="invalid_input", extra={"fields": {"subscription_plan": [message]}}
+        )
+    if membership.user_id != actor.pk:
+        _actor_membership_get(
+            organization=membership.organization, actor=actor, at_least=Role.ADMIN
+        )
+    if membership.subscription_plan != plan:
+        membership.subscription_plan = plan
+        membership.save(update_fields=["subscription_plan"])
     return membership
 
 

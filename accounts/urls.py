@@ -22,6 +22,11 @@ urlpatterns = [
     path("o/<slug:org_slug>/leave/", views.organization_leave_view, name="org_leave"),
     path("o/<slug:org_slug>/settings/", views.organization_settings, name="org_settings"),
     path(
+        "o/<slug:org_slug>/settings/time-zone/",
+        views.organization_time_zone,
+        name="org_time_zone",
+    ),
+    path(
         "o/<slug:org_slug>/invitations/new/",
         views.invitation_create_view,
         name="invitation_create",

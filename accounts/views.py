@@ -24,7 +24,13 @@ from django.views import View
 from django.views.decorators.http import require_POST
 
 from accounts.adapter import SESSION_KEY_PENDING_INVITATION
-from accounts.forms import InvitationForm, OrganizationForm, OrganizationSwitchForm, RoleChangeForm
+from accounts.forms import (
+    InvitationForm,
+    OrganizationForm,
+    OrganizationSwitchForm,
+    OrganizationTimeZoneForm,
+    RoleChangeForm,
+)
 from accounts.mixins import OrgMemberRequiredMixin
 from accounts.models import Invitation, Role
 from accounts.panels import organization_panels
@@ -48,6 +54,7 @@ from accounts.services import (
     membership_role_change,
     organization_create,
     organization_leave,
+    organization_time_zone_update,
     organization_update,
 )
 from clawtrace_site.exceptions import ApplicationError
@@ -139,6 +146,10 @@ class OrganizationSettingsView(OrgMemberRequiredMixin, ServiceFormView):
         return {"name": self.organization.name}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault(
+            "time_zone_form",
+            OrganizationTimeZoneForm(initial={"time_zone": self.organization.time_zone}),
+        )
         return super().get_context_data(
             organization=self.organization,
             membership=self.membership,
@@ -152,6 +163,30 @@ class OrganizationSettingsView(OrgMemberRequiredMixin, ServiceFormView):
             organization=self.organization, actor=self.request.user, name=form.cleaned_data["name"]
         )
         messages.success(self.request, "Saved.")
+        return redirect("accounts:org_settings", org_slug=self.organization.slug)
+
+
+class OrganizationTimeZoneView(OrganizationSettingsView):
+    """The settings page's second form: the zone of the organization's days."""
+
+    form_class = OrganizationTimeZoneForm
+    http_method_names = ["post"]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        # The submitted form is the time-zone one; the name form shows the current name.
+        kwargs["time_zone_form"] = kwargs.pop("form", None) or self.get_form()
+        kwargs["form"] = OrganizationForm(initial={"name": self.organization.name})
+        return super().get_context_data(**kwargs)
+
+    def form_submit(self, form: forms.Form) -> HttpResponse:
+        organization_time_zone_update(
+            organization=self.organization,
+            actor=self.request.user,
+            time_zone=form.cleaned_data["time_zone"],
+        )
+        messages.success(
+            self.request, f"Days now start at midnight {form.cleaned_data['time_zone']}."
+        )
         return redirect("accounts:org_settings", org_slug=self.organization.slug)
 
 
@@ -349,6 +384,7 @@ member_role_change = MemberRoleChangeView.as_view()
 member_remove = MemberRemoveView.as_view()
 organization_leave_view = OrganizationLeaveView.as_view()
 organization_settings = OrganizationSettingsView.as_view()
+organization_time_zone = OrganizationTimeZoneView.as_view()
 invitation_create_view = InvitationCreateView.as_view()
 invitation_revoke_view = InvitationRevokeView.as_view()
 invitation_accept_view = InvitationAcceptView.as_view()

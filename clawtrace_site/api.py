@@ -23,6 +23,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.viewsets import GenericViewSet
 
@@ -230,3 +231,29 @@ class OrgScopedAPIView(_OrgScopedBase, GenericAPIView):
 
 class OrgScopedViewSet(_OrgScopedBase, GenericViewSet):
     pass
+
+
+class CredentialScopedAPIView(APIView):
+    """Endpoints whose credential names the organization (an organization API key): the
+    authentication class puts an object with an `organization` in `request.auth`, and the
+    handler runs inside that organization's scope. The tenant comes from the credential,
+    never from the URL or the query.
+
+    The scope is left in `dispatch`'s `finally` (the ExitStack), because WSGI threads are
+    reused and a leaked scope would serve the next request.
+    """
+
+    organization: Organization
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        with ExitStack() as scope_stack:
+            self._scope_stack = scope_stack
+            return super().dispatch(request, *args, **kwargs)
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # authentication, permissions, throttles
+        organization = getattr(request.auth, "organization", None)
+        if not isinstance(organization, Organization):
+            raise exceptions.NotAuthenticated()
+        self.organization = organization
+        self._scope_stack.enter_context(organization_scope(organization))

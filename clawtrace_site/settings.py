@@ -277,6 +277,8 @@ REST_FRAMEWORK = {
         "user": env.str("API_THROTTLE_USER", default="600/min"),
         # A sender flushes a batch every few seconds at most; 120/min leaves room for retries.
         "device": env.str("API_THROTTLE_DEVICE", default="120/min"),
+        # Per organization API key (scripts, the menu bar app polling every few seconds).
+        "org_api": env.str("API_THROTTLE_ORG_API", default="600/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -330,6 +332,23 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Expired invitations are useless and carry email addresses: drop them daily, off the hour
     # so we do not pile onto everyone's midnight jobs. A missed day is harmless (expires in 12h).
+    # Rollups follow each ingest batch on their own (debounced); this catches what that missed:
+    # buckets still queued a minute after they were marked (a lost task, a broker that was
+    # down) and organizations whose daily rollups are in a zone they no longer use. Cheap when
+    # there is nothing to do (two small queries), so every five minutes.
+    "rollups_sweep": {
+        "task": "analytics.tasks.rollups_sweep_task",
+        "schedule": crontab(minute="*/5"),
+        "options": {"expires": 60 * 4},
+    },
+    # Anomalies per organization with recent usage: the windows are local hours and days, so
+    # every five minutes finds an hourly burn while the hour still runs; a stale copy would only
+    # repeat the next one's work, hence the expiry.
+    "anomalies_detect_all": {
+        "task": "analytics.tasks.anomalies_detect_all_task",
+        "schedule": crontab(minute="2-59/5"),
+        "options": {"expires": 60 * 4},
+    },
     "invitation_expired_purge": {
         "task": "accounts.tasks.invitation_expired_purge_task",
         "schedule": crontab(hour=3, minute=17),

@@ -38,6 +38,8 @@ api_v1_patterns = [
     # The sync protocol (docs/sync-protocol.md): linking devices, then their data.
     path("", include("devices.api_urls")),
     path("", include("ingest.api_urls")),
+    # The organization API (organization API keys): usage, sessions, anomalies.
+    path("", include("analytics.api_urls")),
 ]
 
 urlpatterns = [
@@ -47,6 +49,7 @@ urlpatterns = [
     path("app/", accounts_views.home, name="home"),
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
+    path("", include("analytics.urls")),
     path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
     path(
         "api/schema/",

@@ -14,6 +14,9 @@ for the few queries of the write): that makes the counts exact when two devices 
 events at the same moment, where the unique constraint alone would only keep the rows single.
 Parsing and validation happen before, outside the transaction.
 
+After the commit, a batch that changed anything sends `ingest.signals.events_ingested` with the
+times it touched (analytics keeps its rollups current from it).
+
 A batch costs a fixed handful of queries whatever its size: lock, fetch the held copies of its
 ids, fetch this device's deliveries of those, insert the new rows, update the fuller ones,
 insert the deliveries, update the device. On PostgreSQL the inserts and updates pass each
@@ -38,6 +41,7 @@ from accounts.tenancy import organization_scope
 from devices.models import Device
 from ingest.models import Delivery, Event
 from ingest.serializers import EVENT_COLUMNS, EVENT_ID, MAX_TOOLS, OCCURRED_AT, TOKEN_SLICE, TOOLS
+from ingest.signals import events_ingested
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ def usage_batch_ingest(*, device: Device, events: list[tuple], retract: list[str
 
         new: dict[str, tuple] = {}
         changed: dict[str, tuple] = {}
+        touched: set = set()  # every occurred_at this batch adds, moves or removes
         for row in events:
             event_id = row[EVENT_ID]
             current = new.get(event_id) or changed.get(event_id) or held.get(event_id)
@@ -101,6 +106,8 @@ def usage_batch_ingest(*, device: Device, events: list[tuple], retract: list[str
                 continue
             (new if event_id in new else changed)[event_id] = merged
             result.updated += 1
+            if event_id in held:
+                touched.add(held[event_id][OCCURRED_AT])
 
         # A device's events are those it sent first (Event.device) and those it sent after
         # another device did (Delivery): only the second kind needs a row here.
@@ -114,11 +121,14 @@ def usage_batch_ingest(*, device: Device, events: list[tuple], retract: list[str
         if deliveries:
             _deliveries_insert(organization=organization, device=device, event_ids=deliveries)
 
+        touched.update(row[OCCURRED_AT] for row in new.values())
+        touched.update(row[OCCURRED_AT] for row in changed.values())
         retracted_per_device: Counter = Counter()
         if retract:
-            result.retracted, retracted_per_device = _events_retract(
+            result.retracted, retracted_per_device, retracted_times = _events_retract(
                 organization=organization, event_ids=retract
             )
+            touched.update(retracted_times)
         for device_id, count in retracted_per_device.items():
             if device_id != device.pk:
                 Device.objects.filter(pk=device_id).update(event_count=F("event_count") - count)
@@ -130,11 +140,33 @@ def usage_batch_ingest(*, device: Device, events: list[tuple], retract: list[str
             last_sync_at=now,
             last_seen_at=now,
         )
+        if touched:
+            _events_ingested_send_on_commit(
+                organization=organization, device=device, touched=frozenset(touched)
+            )
     logger.info(
         "ingest batch stored",
         extra={"organization_id": organization.pk, "device_id": str(device.pk), **asdict(result)},
     )
     return result
+
+
+def _events_ingested_send_on_commit(
+    *, organization: Organization, device: Device, touched: frozenset
+) -> None:
+    def send() -> None:
+        events_ingested.send_robust(
+            sender=Event,
+            organization_id=organization.pk,
+            device_id=device.pk,
+            occurred_at_min=min(touched),
+            occurred_at_max=max(touched),
+            occurred_at=touched,
+        )
+
+    # robust: the batch is committed; a receiver that fails (say, the broker is down) is
+    # logged and must not turn the sender's 200 into a 500 that it would retry for nothing.
+    transaction.on_commit(send, robust=True)
 
 
 def _held_get(
@@ -330,12 +362,16 @@ def _deliveries_insert(*, organization: Organization, device: Device, event_ids:
     )
 
 
-def _events_retract(*, organization: Organization, event_ids: list[str]) -> tuple[int, Counter]:
+def _events_retract(
+    *, organization: Organization, event_ids: list[str]
+) -> tuple[int, Counter, list]:
     """Delete the organization's events of these ids and every device's delivery of them;
-    how many events went, and how many of each device's events (to keep their counts)."""
+    how many events went, how many of each device's events (to keep their counts), and the
+    times of the events that went (for `events_ingested`)."""
     ids = set(event_ids)
     events = Event.objects.filter(event_id__in=ids)
-    per_device = Counter(dict(events.values_list("device").annotate(count=Count("pk")).order_by()))
+    found = list(events.values_list("device", "occurred_at"))
+    per_device = Counter(device_id for device_id, _ in found)
     # Device ids spelled out, so that the delivery index (organization, device, event_id)
     # answers the look-up instead of a scan of the organization's deliveries.
     device_ids = list(Device.objects.values_list("pk", flat=True))
@@ -343,4 +379,4 @@ def _events_retract(*, organization: Organization, event_ids: list[str]) -> tupl
     per_device.update(dict(deliveries.values_list("device").annotate(count=Count("pk")).order_by()))
     deliveries.delete()
     retracted, _ = events.delete()
-    return retracted, per_device
+    return retracted, per_device, [occurred_at for _, occurred_at in found]

@@ -47,6 +47,7 @@ from hypothesis import strategies as st
 
 from accounts.models import User
 from accounts.tests.factories import UserFactory
+from analytics.tests.factories import api_key_with_value, is_organization_api_path
 from clawtrace_site.tests.urlwalk import (
     OBJECT_KWARG_FILLERS,
     ORG_KWARG,
@@ -291,6 +292,11 @@ class Walker:
             self.client.force_login(user)
             self.csrf_client.cookies = SimpleCookie(self.client.cookies.output(header=""))
         self.csrf_client.cookies["csrftoken"] = "a" * 32
+        # The organization API takes an organization API key, not a session: members and
+        # owners send a real one of their organization there, so the probes reach its views.
+        self.api_key = None
+        if user is not None and role in ("member", "owner"):
+            self.api_key = api_key_with_value(world.organization, name=f"walk as {role}")[1]
         self.failures: list[str] = []
         self.sent = 0
         self.require_form_error_on_200 = True
@@ -299,6 +305,8 @@ class Walker:
         client = self.csrf_client if probe.enforce_csrf else self.client
         cookies = client.cookies.output(header="")
         extra: dict[str, str] = {"QUERY_STRING": probe.query}
+        if self.api_key and is_organization_api_path(probe.path):
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {self.api_key}"
         extra.update(probe.headers)
         cache.clear()  # allauth's rate limits would otherwise turn later probes into 429s
         with transaction.atomic():

@@ -815,8 +815,6 @@ def forecast(
     now = now or datetime.now(UTC)
     today = now.astimezone(zone).date()
     first = today.replace(day=1)
-    next_month = (first + timedelta(days=32)).replace(day=1)
-    days_in_month = (next_month - first).days
     base = filters or Filters()
     since = local_midnight_ms(first, zone)
     until = local_midnight_ms(today + timedelta(days=1), zone)
@@ -829,10 +827,31 @@ def forecast(
         d += timedelta(days=1)
     today_cost = by_day.get(today.isoformat(), {}).get("cost_usd", 0.0)
     mtd = report["totals"]["cost_usd"]
+    return {
+        "month": first.strftime("%Y-%m"),
+        "timezone": zone_name(zone),
+        **forecast_from_daily(daily, today_cost, mtd, now.astimezone(zone)),
+        "unpriced_tokens": report["totals"]["unpriced_tokens"],
+    }
+
+
+FORECAST_METHOD = (
+    "month-to-date + daily spend x days left; range from the 20th-80th percentile of daily spend"
+)
+
+
+def forecast_from_daily(
+    completed_days: list[float], today_cost: float, month_to_date: float, local_now: datetime
+) -> dict[str, Any]:
+    """The month-end range from plain numbers: the spend of each completed day of this month
+    (zero days included), today's spend so far, the month-to-date total, and the local time.
+    Pure, so that the hosted dashboard forecasts from its rollups with the same rule."""
+    today = local_now.date()
+    first = today.replace(day=1)
+    days_in_month = ((first + timedelta(days=32)).replace(day=1) - first).days
     # Today counts as the fraction of it elapsed, so the morning does not drag the mean down.
-    local_now = now.astimezone(zone)
     frac = (local_now.hour * 3600 + local_now.minute * 60 + local_now.second) / 86400
-    samples = [*daily]
+    samples = [*completed_days]
     if frac >= 0.25 and today_cost:
         samples.append(today_cost / frac)
     remaining = days_in_month - (today - first).days - 1 + (1 - frac)
@@ -842,20 +861,14 @@ def forecast(
     low_rate = _percentile(samples, 0.2)
     high_rate = _percentile(samples, 0.8)
     return {
-        "month": first.strftime("%Y-%m"),
-        "timezone": zone_name(zone),
-        "month_to_date_usd": mtd,
+        "month_to_date_usd": month_to_date,
         "days_elapsed": (today - first).days + round(frac, 3),
         "days_in_month": days_in_month,
         "daily_mean_usd": round(mean, 6),
-        "expected_usd": round(mtd + mean * remaining, 6),
-        "low_usd": round(mtd + min(low_rate, mean) * remaining, 6),
-        "high_usd": round(mtd + max(high_rate, mean) * remaining, 6),
-        "unpriced_tokens": report["totals"]["unpriced_tokens"],
-        "method": (
-            "month-to-date + daily spend x days left; "
-            "range from the 20th-80th percentile of daily spend"
-        ),
+        "expected_usd": round(month_to_date + mean * remaining, 6),
+        "low_usd": round(month_to_date + min(low_rate, mean) * remaining, 6),
+        "high_usd": round(month_to_date + max(high_rate, mean) * remaining, 6),
+        "method": FORECAST_METHOD,
     }
 
 

@@ -4,7 +4,9 @@ environment (as Langfuse's LANGFUSE_INIT_* variables do).
 With CLAWTRACE_INIT_USER_EMAIL, CLAWTRACE_INIT_USER_PASSWORD, CLAWTRACE_INIT_ORG_NAME and
 CLAWTRACE_INIT_ORG_SLUG set, it makes sure there is a verified user, an organization with that
 slug owned by them, and, with CLAWTRACE_INIT_ENROLL_KEY, an enrollment key of exactly that
-value, so that machines can `clawtrace login --enroll-key` at once. Idempotent: what exists is
+value, so that machines can `clawtrace login --enroll-key` at once; with
+CLAWTRACE_INIT_API_KEY, an organization API key of exactly that value, so that scripts can read
+`/api/v1/usage` at once. Idempotent: what exists is
 left as it is (a changed password in the environment does not overwrite the user's own).
 With none of the variables set it does nothing.
 """
@@ -23,6 +25,8 @@ from django.db import transaction
 
 from accounts.models import Membership, Organization, Role
 from accounts.tenancy import organization_scope
+from analytics.models import OrganizationApiKey
+from analytics.services import API_KEY_PREFIX, api_key_create, api_key_value_check
 from clawtrace_site.exceptions import ApplicationError
 from clawtrace_site.tokens import hash_secret
 from devices.models import EnrollmentKey
@@ -34,8 +38,11 @@ USER_PASSWORD = "CLAWTRACE_INIT_USER_PASSWORD"  # noqa: S105  (the variable's na
 ORG_NAME = "CLAWTRACE_INIT_ORG_NAME"
 ORG_SLUG = "CLAWTRACE_INIT_ORG_SLUG"
 ENROLL_KEY = "CLAWTRACE_INIT_ENROLL_KEY"
+API_KEY = "CLAWTRACE_INIT_API_KEY"
 REQUIRED = (USER_EMAIL, USER_PASSWORD, ORG_NAME, ORG_SLUG)
+OPTIONAL = (ENROLL_KEY, API_KEY)
 ENROLL_KEY_NAME = "init (CLAWTRACE_INIT_ENROLL_KEY)"
+API_KEY_NAME = "init (CLAWTRACE_INIT_API_KEY)"
 
 
 class Command(BaseCommand):
@@ -45,18 +52,19 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        values = {name: os.environ.get(name, "").strip() for name in (*REQUIRED, ENROLL_KEY)}
+        values = {name: os.environ.get(name, "").strip() for name in (*REQUIRED, *OPTIONAL)}
         if not any(values.values()):
             return
         missing = [name for name in REQUIRED if not values[name]]
         if missing:
             raise CommandError(
                 f"init_from_env: {', '.join(missing)} not set; set all of {', '.join(REQUIRED)} "
-                f"(and optionally {ENROLL_KEY}), or none."
+                f"(and optionally {' and '.join(OPTIONAL)}), or none."
             )
         email = values[USER_EMAIL].lower()
         key = values[ENROLL_KEY]
-        self._check(email=email, slug=values[ORG_SLUG], key=key)
+        api_key = values[API_KEY]
+        self._check(email=email, slug=values[ORG_SLUG], key=key, api_key=api_key)
         with transaction.atomic():
             user = self._user(email=email, password=values[USER_PASSWORD])
             organization = self._organization(
@@ -64,8 +72,10 @@ class Command(BaseCommand):
             )
             if key:
                 self._enroll_key(user=user, organization=organization, key=key)
+            if api_key:
+                self._api_key(user=user, organization=organization, value=api_key)
 
-    def _check(self, *, email: str, slug: str, key: str) -> None:
+    def _check(self, *, email: str, slug: str, key: str, api_key: str) -> None:
         try:
             validate_email(email)
         except ValidationError:
@@ -82,6 +92,14 @@ class Command(BaseCommand):
                 f"keys do, so that secret scanners recognise them); e.g. {ENROLL_KEY_PREFIX} "
                 "followed by the output of `openssl rand -hex 24`."
             )
+        if api_key:
+            try:
+                api_key_value_check(api_key)
+            except ApplicationError as error:
+                raise CommandError(
+                    f"init_from_env: {API_KEY}: {error.message} E.g. {API_KEY_PREFIX} followed "
+                    "by the output of `openssl rand -hex 24`."
+                ) from None
 
     def _user(self, *, email: str, password: str):
         user_model = get_user_model()
@@ -140,4 +158,29 @@ class Command(BaseCommand):
             raise CommandError(f"init_from_env: {ENROLL_KEY}: {error.message}") from None
         self.stdout.write(
             f"init_from_env: created the enrollment key {key[:12]}… for {organization.slug}."
+        )
+
+    def _api_key(self, *, user, organization: Organization, value: str) -> None:
+        # The headless set-up is the one place that sets up every app at once: devices'
+        # command reaches into analytics' services here (nothing of analytics imports devices'
+        # management commands, so there is no cycle).
+        existing = OrganizationApiKey.all_orgs.filter(key_digest=hash_secret(value)).first()
+        if existing is not None:
+            if existing.organization_id != organization.pk:
+                raise CommandError(
+                    f"init_from_env: {API_KEY} is already the key of another organization."
+                )
+            if existing.revoked_at is not None:
+                self.stderr.write(
+                    f"init_from_env: {API_KEY} was revoked on the API keys page; left revoked "
+                    "(set a new value to read the API)."
+                )
+            return
+        try:
+            api_key_create(organization=organization, actor=user, name=API_KEY_NAME, value=value)
+        except ApplicationError as error:
+            raise CommandError(f"init_from_env: {API_KEY}: {error.message}") from None
+        self.stdout.write(
+            f"init_from_env: created the organization API key {value[:12]}… for "
+            f"{organization.slug}."
         )
