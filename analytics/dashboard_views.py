@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -441,7 +441,13 @@ class SessionUsageView(OrgMemberRequiredMixin, View):
                 ).drill("overview"),
                 "session_tokens": _tokens_of(session["totals"]),
                 "session_chart_data": {
-                    "labels": [turn["occurred_at"] for turn in turns],
+                    # In the organization's zone, as the page's other times.
+                    "labels": [
+                        datetime.fromisoformat(turn["occurred_at"])
+                        .astimezone(self.organization.zone)
+                        .isoformat()
+                        for turn in turns
+                    ],
                     "cost": [turn["cost_usd"] or 0 for turn in turns],
                     "tokens": [_tokens_of(turn) for turn in turns],
                 },

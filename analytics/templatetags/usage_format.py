@@ -102,14 +102,21 @@ def _moment(value: Any) -> datetime | None:
 
 @register.filter
 def moment(value: Any, organization=None) -> SafeString | str:
-    """A time in the organization's zone as `<time>`, e.g. "3 Mar 2026, 14:05"."""
+    """A time in the organization's zone as `<time>`, e.g. "3 Mar, 14:05"."""
     when = _moment(value)
     if when is None:
         return NO_VALUE
     zone = getattr(organization, "zone", None) or timezone.get_current_timezone()
     local = when.astimezone(zone)
+    # The year only when it is not this one: tables have little room.
+    this_year = timezone.now().astimezone(zone).year
+    text = f"{local.day} {local:%b}{'' if local.year == this_year else f' {local.year}'}"
     return format_html(
-        '<time datetime="{}">{}</time>', when.isoformat(), f"{local.day} {local:%b %Y, %H:%M}"
+        '<time datetime="{}" title="{}">{}, {}</time>',
+        when.isoformat(),
+        f"{local.day} {local:%b %Y, %H:%M} ({zone})",
+        text,
+        f"{local:%H:%M}",
     )
 
 
