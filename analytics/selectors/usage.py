@@ -90,7 +90,8 @@ def _totals(rows: Iterable[dict[str, Any]]) -> Totals:
 
 
 def daily_rollups_ready(organization: Organization) -> bool:
-    """Whether the daily rollups are in the organization's current zone."""
+    """Whether the daily rollups are in the organization's current zone. (Asked each time,
+    not remembered: a zone changed and changed back must not find yesterday's answer.)"""
     return RollupState.all_orgs.filter(
         organization=organization, daily_time_zone=organization.time_zone
     ).exists()

@@ -154,7 +154,7 @@ class RollupRefreshResult:
 
 
 def rollups_refresh(
-    *, organization: Organization, max_buckets: int = REFRESH_BUCKETS_PER_RUN
+    *, organization: Organization, max_buckets: int | None = None
 ) -> RollupRefreshResult:
     """Recompute up to `max_buckets` queued buckets of the organization and their local days;
     `more` says whether buckets remain queued. When the organization's time zone changed
@@ -163,7 +163,7 @@ def rollups_refresh(
     with transaction.atomic(), organization_scope(organization):
         state = _state_lock(organization)
         organization = Organization.objects.get(pk=organization.pk)  # its zone, under the lock
-        buckets = _dirty_take(organization, limit=max_buckets)
+        buckets = _dirty_take(organization, limit=max_buckets or REFRESH_BUCKETS_PER_RUN)
         _buckets_recompute(organization, bucket_ranges(buckets))
         result.buckets = len(buckets)
         zone_name = organization.time_zone
@@ -350,15 +350,23 @@ _USAGE_SUMS_FROM_EVENTS = f"""
 _TOOL_KEY_COLUMNS = "device_id, source, agent, project, model, tool"
 
 
-def _tool_expansion_sql() -> tuple[str, str, str]:
-    """(FROM clause expanding each event's tool list, the tool name, the list's length)."""
+def _tool_expansion_sql() -> tuple[str, str, str, str]:
+    """(FROM clause expanding each event's tool list into one row per distinct tool, the tool
+    name, its calls in the turn, the list's length).
+
+    On PostgreSQL a lateral subquery counts each tool's calls within its turn, so that a turn
+    is one row per tool and `COUNT(*)` is the turns that called it (COUNT(DISTINCT e.id) over
+    one row per call sorted every group: most of the rebuild's time). SQLite has no lateral
+    subquery: one row per call there, and the turns are counted distinct."""
     if _is_postgresql():
         return (
-            "CROSS JOIN LATERAL jsonb_array_elements_text(e.tools) AS t(tool)",
+            "CROSS JOIN LATERAL (SELECT value AS tool, COUNT(*) AS calls "
+            "FROM jsonb_array_elements_text(e.tools) GROUP BY value) AS t",
             "t.tool",
+            "t.calls",
             "jsonb_array_length(e.tools)",
         )
-    return ", json_each(e.tools) AS t", "t.value", "json_array_length(e.tools)"
+    return ", json_each(e.tools) AS t", "t.value", "1", "json_array_length(e.tools)"
 
 
 # Ranges (or days) per statement: the statement joins the table it reads with a VALUES list of
@@ -401,7 +409,8 @@ def _buckets_recompute(organization: Organization, ranges: list[tuple[datetime, 
     event_table = Event._meta.db_table
     bucket = _bucket_sql("e.occurred_at")
     keys = ", ".join(f"e.{column}" for column in USAGE_KEY_FIELDS)
-    tool_from, tool_name, tool_count = _tool_expansion_sql()
+    tool_from, tool_name, tool_calls, tool_count = _tool_expansion_sql()
+    tool_turns = "COUNT(*)" if _is_postgresql() else "COUNT(DISTINCT e.id)"
     tool_keys = "e.device_id, e.source, e.agent, e.project, e.model"
     events = 0
     with connection.cursor() as cursor:
@@ -434,9 +443,9 @@ def _buckets_recompute(organization: Organization, ranges: list[tuple[datetime, 
             cursor.execute(
                 f"INSERT INTO {ToolRollup._meta.db_table} "
                 f"(organization_id, bucket, {_TOOL_KEY_COLUMNS}, calls, turns, cost_pico) "
-                f"SELECT e.organization_id, {bucket}, {tool_keys}, {tool_name}, COUNT(*), "
-                "COUNT(DISTINCT e.id), CAST(ROUND(SUM(COALESCE(e.cost_usd, 0) * "
-                f"{PICO_PER_USD}.0 / {tool_count})) AS BIGINT) "
+                f"SELECT e.organization_id, {bucket}, {tool_keys}, {tool_name}, "
+                f"SUM({tool_calls}), {tool_turns}, CAST(ROUND(SUM(COALESCE(e.cost_usd, 0) * "
+                f"{tool_calls} * {PICO_PER_USD}.0 / {tool_count})) AS BIGINT) "
                 f"{join} {tool_from} {where} "
                 f"GROUP BY e.organization_id, {bucket}, {tool_keys}, {tool_name}",
                 join_params,

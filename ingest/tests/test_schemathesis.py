@@ -1,8 +1,10 @@
 """Schemathesis over every `/api/v1/` operation of the OpenAPI document that drf-spectacular
 serves: no 5xx, and every response as the document says (status, content type, headers,
-body). Requests go through the site's WSGI application, signed in two ways at once: a real
-device secret (the sync protocol) and an owner's session with its CSRF token (the
-organization and member APIs), so each operation is reached past its authentication."""
+body). Requests go through the site's WSGI application, signed in as each operation expects: a
+real device secret (the sync protocol) or a real organization API key (the organization API:
+usage, sessions, anomalies; there is only one `Authorization` header), and an owner's session
+with its CSRF token (the organization and member APIs), so each operation is reached past its
+authentication."""
 
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from analytics.services import rollups_rebuild
+from analytics.tests.factories import api_key_with_value, events_random
 from devices.tests.factories import device_with_secret
 
 EXAMPLES_PER_OPERATION = 60
+ORGANIZATION_API_PATHS = ("/api/v1/usage", "/api/v1/sessions", "/api/v1/anomalies")
 
 
 @pytest.fixture
@@ -40,13 +45,24 @@ def signed_in_headers(org, owner, client_for, settings):
     # Load control is not under test here (test_ingest_api covers 429): room for the run.
     settings.REST_FRAMEWORK = {
         **settings.REST_FRAMEWORK,
-        "DEFAULT_THROTTLE_RATES": {"device": "100000/min", "device_link": "100000/min"},
+        "DEFAULT_THROTTLE_RATES": {
+            "device": "100000/min",
+            "device_link": "100000/min",
+            "org_api": "100000/min",
+        },
     }
     session = client_for(owner).cookies["sessionid"].value
     csrf_secret = _get_new_csrf_string()
 
-    def make() -> dict[str, str]:
-        _device, secret = device_with_secret(org, name="fuzzed")
+    # Usage for the organization API to read, so its answers have rows to check.
+    events_random(org, 120, seed=61)
+    rollups_rebuild(organization=org)
+
+    def make(path: str = "") -> dict[str, str]:
+        if path in ORGANIZATION_API_PATHS:
+            secret = api_key_with_value(org, name="fuzzed")[1]
+        else:
+            secret = device_with_secret(org, name="fuzzed")[1]
         return {
             "Authorization": f"Bearer {secret}",
             "Cookie": f"sessionid={session}; csrftoken={csrf_secret}",
@@ -79,7 +95,7 @@ def test_every_api_v1_operation_answers_as_documented(api_schema, signed_in_head
     for result in api_schema.include(path_regex="^/api/v1/").get_all_operations():
         operation = result.ok()
         operations.append(operation.label)
-        headers = signed_in_headers()
+        headers = signed_in_headers(operation.path)
         # The token endpoint answers a well-formed poll with 400 until approval (RFC 8628's
         # authorization_pending, expired_token...): a protocol state, not a refusal.
         excluded = [positive_data_acceptance] if operation.path == "/api/v1/device/token" else []
@@ -96,5 +112,8 @@ def test_every_api_v1_operation_answers_as_documented(api_schema, signed_in_head
         "POST /api/v1/device/token",
         "POST /api/v1/devices/enroll",
         "DELETE /api/v1/device",
+        "GET /api/v1/usage",
+        "GET /api/v1/sessions",
+        "GET /api/v1/anomalies",
     } <= set(operations)
     assert not failures, "\n\n".join(failures)
