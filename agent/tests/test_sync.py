@@ -244,14 +244,17 @@ def test_serve_syncs_on_its_own_when_linked_and_says_so(fake, tree, isolated_hom
             fh.write(claude_assistant(msg_id="m-new", req_id="r-new", out=9) + "\n")
         stack.scanner.request()
         assert _eventually(lambda: len(fake.events) == 2501, stack)
-        # The server goes away: the error is told, not raised, and nothing is lost.
-        fake.fail_next.extend([400])
+        # The server refuses: the error is told, not raised, and nothing is lost. It keeps
+        # refusing while we look (a later round may run at any moment), then recovers.
+        fake.fail_next.extend([400] * 10_000)
         with open(session, "a") as fh:
             fh.write(claude_assistant(msg_id="m-late", req_id="r-late", out=9) + "\n")
         stack.scanner.request()
         assert _eventually(lambda: "400" in (stack.syncer.status().get("last_error") or ""), stack)
         sync = httpx.get(server.url + "/api/health").json()["sync"]
         assert sync["pending"] == 1 and len(fake.events) == 2501
+        fake.fail_next.clear()
+        assert _eventually(lambda: len(fake.events) == 2502, stack)
 
 
 def _eventually(condition, stack, rounds: int = 20) -> bool:
