@@ -50,6 +50,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
     path("", include("analytics.urls")),
+    path("", include("analytics.dashboard_urls")),
     path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
     path(
         "api/schema/",

@@ -235,6 +235,14 @@ def test_walk_covers_the_org_routes_and_the_api():
         "devices:enrollment_key_revoke",
         "api:ingest",
         "api:stats",
+        "dashboard:overview",
+        "dashboard:member",
+        "dashboard:member_plan",
+        "dashboard:device",
+        "dashboard:project",
+        "dashboard:session",
+        "dashboard:budgets",
+        "dashboard:budget_delete",
     } <= names
 
 

@@ -75,17 +75,24 @@ OBJECT_KWARG_FILLERS: dict[str, tuple[Callable[[OrgWorld], Any], Any]] = {
     "device_id": (lambda world: _world_object(world, "device").pk, MISSING_UUID),
     "key_id": (lambda world: _world_object(world, "enrollment_key").pk, MISSING_ID),
     "api_key_id": (lambda world: _world_object(world, "api_key").pk, MISSING_ID),
+    # The dashboard's drill-downs: a session and a project exist as labels on usage.
+    "session_id": (lambda world: _world_usage(world)["session_id"], "no-such-session-7f3a9c"),
+    "project": (lambda world: _world_usage(world)["project"], "no-such-project-7f3a9c"),
+    "budget_id": (lambda world: _world_object(world, "budget").pk, MISSING_ID),
 }
 
 
 def _world_object(world: OrgWorld, kind: str) -> Any:
-    """A device or enrollment key of the world's organization, made once per world (so that a
-    snapshot taken before a walk still holds after it)."""
-    from analytics.tests.factories import OrganizationApiKeyFactory
+    """A device, enrollment key, API key or budget of the world's organization, made once per
+    world (so that a snapshot taken before a walk still holds after it)."""
+    from analytics.tests.factories import BudgetFactory, OrganizationApiKeyFactory
     from devices.tests.factories import DeviceFactory, EnrollmentKeyFactory
 
     made = world.__dict__.setdefault("_made", {})
     if kind not in made:
+        if kind == "budget":
+            made[kind] = BudgetFactory(organization=world.organization)
+            return made[kind]
         factory = {
             "device": DeviceFactory,
             "enrollment_key": EnrollmentKeyFactory,
@@ -95,6 +102,27 @@ def _world_object(world: OrgWorld, kind: str) -> Any:
         made[kind] = factory(organization=world.organization, name=name)
         world.secrets_in_text.append(name)  # no other organization's page may show it
     return made[kind]
+
+
+def _world_usage(world: OrgWorld) -> dict[str, str]:
+    """One turn of the world's organization on its device, rolled up: the session and the
+    project of the dashboard's drill-down pages."""
+    from analytics.services import rollups_rebuild
+    from analytics.tests.factories import EventFactory
+
+    made = world.__dict__.setdefault("_made", {})
+    if "usage" not in made:
+        labels = {
+            "session_id": f"session-of-{world.organization.slug}",
+            "project": f"project of {world.organization.slug}",
+        }
+        EventFactory(
+            organization=world.organization, device=_world_object(world, "device"), **labels
+        )
+        rollups_rebuild(organization=world.organization)
+        world.secrets_in_text.extend(labels.values())
+        made["usage"] = labels
+    return made["usage"]
 
 
 # Kwargs of third-party routes (allauth, the admin) that name no org-owned object: a plausible
