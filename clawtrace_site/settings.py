@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "ingest",
     "analytics",
     "billing",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +198,9 @@ DEFAULT_FROM_EMAIL = env.str(
     "DEFAULT_FROM_EMAIL", default="ClawTrace <noreply@clawtrace.localhost>"
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where links in mail sent by workers point (no request to build them from): alerts, retention
+# warnings.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Internationalisation and time ------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -336,6 +340,30 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60 * 60 * 12},
     },
 }
+
+# --- Alerts ---------------------------------------------------------------------------------------
+# Webhook calls leave from the workers; short timeouts keep a dead endpoint from tying a worker
+# up (the delivery is retried later instead).
+ALERT_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float(
+    "ALERT_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0
+)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Plain-http webhooks to loopback addresses: for DEBUG and the tests' local servers only.
+ALERT_WEBHOOK_ALLOW_LOOPBACK_HTTP = env.bool("ALERT_WEBHOOK_ALLOW_LOOPBACK_HTTP", default=DEBUG)
+# A self-hosted site may post to its own network; the hosted one never does (SSRF).
+ALERT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool(
+    "ALERT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False
+)
+# Retries of a failed delivery: 30 s, 1, 2, 4, 8, 15, 15, 15 min (each with full jitter), so a
+# webhook that is down for about an hour still gets the alert.
+ALERT_DELIVERY_RETRY_BACKOFF_SECONDS = env.int("ALERT_DELIVERY_RETRY_BACKOFF_SECONDS", default=30)
+ALERT_DELIVERY_RETRY_BACKOFF_MAX_SECONDS = env.int(
+    "ALERT_DELIVERY_RETRY_BACKOFF_MAX_SECONDS", default=900
+)
+ALERT_DELIVERY_MAX_RETRIES = env.int("ALERT_DELIVERY_MAX_RETRIES", default=8)
+# An unfinished delivery untouched for this long lost its task (broker down at enqueue time);
+# the sweep enqueues it again. Longer than the longest backoff plus a send.
+ALERT_DELIVERY_STALE_AFTER_SECONDS = env.int("ALERT_DELIVERY_STALE_AFTER_SECONDS", default=1800)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

@@ -47,6 +47,7 @@ urlpatterns = [
     path("app/", accounts_views.home, name="home"),
     path("", include("accounts.urls")),
     path("", include("devices.urls")),
+    path("", include("alerts.urls")),
     path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
     path(
         "api/schema/",

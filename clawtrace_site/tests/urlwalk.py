@@ -74,17 +74,23 @@ OBJECT_KWARG_FILLERS: dict[str, tuple[Callable[[OrgWorld], Any], Any]] = {
     "token": (lambda world: world.invitation_token, MISSING_TOKEN),
     "device_id": (lambda world: _world_object(world, "device").pk, MISSING_UUID),
     "key_id": (lambda world: _world_object(world, "enrollment_key").pk, MISSING_ID),
+    "rule_id": (lambda world: _world_object(world, "alert_rule").pk, MISSING_ID),
 }
 
 
 def _world_object(world: OrgWorld, kind: str) -> Any:
-    """A device or enrollment key of the world's organization, made once per world (so that a
-    snapshot taken before a walk still holds after it)."""
+    """A device, enrollment key or alert rule of the world's organization, made once per world
+    (so that a snapshot taken before a walk still holds after it)."""
+    from alerts.tests.factories import AlertRuleFactory
     from devices.tests.factories import DeviceFactory, EnrollmentKeyFactory
 
     made = world.__dict__.setdefault("_made", {})
     if kind not in made:
-        factory = {"device": DeviceFactory, "enrollment_key": EnrollmentKeyFactory}[kind]
+        factory = {
+            "device": DeviceFactory,
+            "enrollment_key": EnrollmentKeyFactory,
+            "alert_rule": AlertRuleFactory,
+        }[kind]
         name = f"{kind} of {world.organization.slug}"
         made[kind] = factory(organization=world.organization, name=name)
         world.secrets_in_text.append(name)  # no other organization's page may show it
