@@ -27,10 +27,12 @@ import logging
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import orjson
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -344,3 +346,43 @@ def _events_retract(*, organization: Organization, event_ids: list[str]) -> tupl
     deliveries.delete()
     retracted, _ = events.delete()
     return retracted, per_device
+
+
+def events_before_delete(*, organization: Organization, before: datetime, batch_size: int) -> int:
+    """Delete up to `batch_size` of the organization's events that occurred before `before`,
+    oldest first, with every device's delivery of them; how many events went. Retention calls
+    it batch after batch.
+
+    One short transaction per batch, under the organization's row lock that ingest takes too:
+    a batch never interleaves with an ingest batch, so each device's `event_count` (the events
+    it delivered that the organization still holds) stays exact, and no lock is held for
+    longer than one batch's few statements. The batch is chosen through the
+    (organization, occurred_at) index in its order, so no sort and no scan of younger rows.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    with transaction.atomic(), organization_scope(organization):
+        list(Organization.objects.select_for_update().filter(pk=organization.pk).values("pk"))
+        rows = list(
+            Event.objects.filter(occurred_at__lt=before)
+            .order_by("occurred_at", "pk")
+            .values_list("pk", "event_id", "device_id")[:batch_size]
+        )
+        if not rows:
+            return 0
+        per_device: Counter = Counter(device_id for _pk, _event_id, device_id in rows)
+        event_ids = [event_id for _pk, event_id, _device_id in rows]
+        # Device ids spelled out, as in `_events_retract`, so that the delivery index
+        # (organization, device, event_id) answers the look-up.
+        device_ids = list(Device.objects.values_list("pk", flat=True))
+        deliveries = Delivery.objects.filter(device__in=device_ids, event_id__in=event_ids)
+        per_device.update(
+            dict(deliveries.values_list("device").annotate(count=Count("pk")).order_by())
+        )
+        deliveries.delete()
+        deleted, _ = Event.objects.filter(pk__in=[pk for pk, _e, _d in rows]).delete()
+        for device_id, count in per_device.items():
+            Device.objects.filter(pk=device_id).update(
+                event_count=Greatest(F("event_count") - count, 0)
+            )
+    return deleted
