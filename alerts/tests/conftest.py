@@ -4,6 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The browser fixtures of the accounts journey (Debian's Chromium, the screenshots folder),
+# shared rather than written twice.
+from accounts.tests.test_browser_journey import artifacts, browser  # noqa: F401  (fixtures)
 from alerts.tests.webhook_server import WebhookReceiver, webhook_receiver
 from clawtrace_site.celery import app as celery_app
 
