@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+from clawtrace import rules
 from clawtrace.config import Config, PriceOverride
 
 if TYPE_CHECKING:
@@ -145,29 +146,12 @@ class RateCard:
         return self._int_tiers  # type: ignore[attr-defined]
 
     def cost(self, counts: tuple[int, ...]) -> tuple[int, int, int]:
-        """(total, cache savings, cache write cost), in integer picodollars."""
-        i, o, cr, w5, w1, ws = counts
-        total_input = i + cr + w5 + w1
+        """(total, cache savings, cache write cost), in integer picodollars (rules.card_cost)."""
         int_tiers = self._int_tiers  # type: ignore[attr-defined]
         if int_tiers is not None:
-            r = int_tiers[0][1]
-            if len(int_tiers) > 1:
-                for threshold, tier_rates in reversed(int_tiers):
-                    if total_input > threshold:
-                        r = tier_rates
-                        break
-            writes = w5 * r[3] + w1 * r[4]
-            total = i * r[0] + o * r[1] + cr * r[2] + writes + ws * r[5]
-            return total, cr * (r[0] - r[2]), writes
-        rates = self.tiers[0][1]
-        for threshold, tier_rates in reversed(self.tiers):
-            if total_input > threshold:
-                rates = tier_rates
-                break
-        total_d = sum((Decimal(c) * r for c, r in zip(counts, rates, strict=True) if c), Decimal(0))
-        savings = Decimal(cr) * (rates[0] - rates[2]) if cr else Decimal(0)
-        writes_d = Decimal(w5) * rates[3] + Decimal(w1) * rates[4]
-        return _round(total_d), _round(savings), _round(writes_d)
+            return rules.card_cost(int_tiers, counts)  # type: ignore[return-value]
+        total, savings, writes = rules.card_cost(self.tiers, counts)
+        return _round(total), _round(savings), _round(writes)
 
 
 def _round(value: Decimal) -> int:
@@ -442,9 +426,8 @@ class Pricer:
         if card is _MISSING:
             card = self.card(provider, model, ts_ms, speed)
         if card is None:
-            if reported_pico:
-                return reported_pico, "reported", 0, 0
-            return None, "none", 0, 0
+            cost, source = rules.uncarded_cost(reported_pico)
+            return cost, source, 0, 0
         total, savings, writes = card.cost(counts)
         if max(abs(total), abs(savings), abs(writes)) > _INT64_MAX:
             # Out of reach within the bounds of rules.py (turn tokens, config prices); should a

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
-from clawtrace import store, zones
+from clawtrace import rules, store, zones
 from clawtrace.store import BUCKET_MS, DAY_BUCKETS, PICO, ROLLUP_METRICS
 
 COST_MODES = ("auto", "calculate", "display")
@@ -91,11 +91,8 @@ class Totals:
 
     @property
     def total_tokens(self) -> int:
-        return (
-            self.input_tokens
-            + self.output_tokens
-            + self.cache_read_tokens
-            + self.cache_write_tokens
+        return rules.total_tokens(
+            self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -355,10 +352,7 @@ def _metrics(mode: str) -> str:
     return ", ".join(f"COALESCE(SUM({e}),0)" for e in _metric_exprs(mode))
 
 
-_TOTAL_TOKENS = (
-    "input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
-    " + cache_write_1h_tokens"
-)
+_TOTAL_TOKENS = rules.TOTAL_TOKENS_SQL
 
 
 def _sum_by(
@@ -454,7 +448,7 @@ def cost_report(
         # Column names come from the fixed _DIM table. Most expensive first, then most tokens.
         sums = sorted(
             _sum_by(conn, [f"d.{column}"], _metric_exprs(mode), src, params, join),
-            key=lambda r: (-r[6], -(r[2] + r[3] + r[4] + r[5]), r[0]),
+            key=lambda r: (-r[6], -rules.total_tokens(r[2], r[3], r[4], r[5]), r[0]),
         )
     rows = [
         {

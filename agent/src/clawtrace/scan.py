@@ -36,7 +36,7 @@ from typing import Any
 
 import orjson
 
-from clawtrace import store
+from clawtrace import rules, store
 from clawtrace.config import Config
 from clawtrace.fileio import open_regular
 from clawtrace.paths import (
@@ -45,6 +45,28 @@ from clawtrace.paths import (
     openclaw_roots,
     path_from_store,
     path_to_store,
+)
+from clawtrace.rules import (
+    RT_AGENT,
+    RT_CACHE_READ,
+    RT_CACHE_WRITE_1H,
+    RT_CACHE_WRITE_5M,
+    RT_GIT_BRANCH,
+    RT_INPUT,
+    RT_KEY_HASH,
+    RT_MODEL,
+    RT_MSG_HASH,
+    RT_OUTPUT,
+    RT_PROJECT,
+    RT_PROVIDER,
+    RT_REPORTED_USD,
+    RT_SESSION,
+    RT_SIDECHAIN,
+    RT_SPEED,
+    RT_SUBAGENT,
+    RT_TOOLS,
+    RT_TS,
+    RT_WEB_SEARCH,
 )
 from clawtrace.sources import SOURCES, base
 from clawtrace.sources.base import Discovery, FileEntry
@@ -202,45 +224,53 @@ class _Ingest:
         contexts, models, toolsets = dims.contexts, dims.models, dims.toolsets
         price = self.pricer.price
         sources = dims.sources
-        pico = store.PICO
+        reported_pico = rules.reported_pico
         for r in turns:
-            ckey = (source, r[3], r[4], r[5], r[6], r[7], r[19])
+            ckey = (
+                source,
+                r[RT_AGENT],
+                r[RT_PROJECT],
+                r[RT_SESSION],
+                r[RT_SUBAGENT],
+                r[RT_SIDECHAIN],
+                r[RT_GIT_BRANCH],
+            )
             cid = contexts.get(ckey)
             if cid is None:
                 cid = dims.context(ckey)
-            mkey = (r[9], r[8], r[17])
+            mkey = (r[RT_PROVIDER], r[RT_MODEL], r[RT_SPEED])
             mid = models.get(mkey)
             if mid is None:
                 mid = dims.model(mkey)
-            reported = r[18]
-            rep = round(reported * pico) if reported is not None else None
+            rep = reported_pico(r[RT_REPORTED_USD])
+            counts = r[RT_INPUT : RT_WEB_SEARCH + 1]
             cost, src, savings, writes = price(
-                r[9], r[8], r[10], (r[11], r[12], r[13], r[14], r[15], r[16]), r[17], rep
+                r[RT_PROVIDER], r[RT_MODEL], r[RT_TS], counts, r[RT_SPEED], rep
             )
             sid = sources.get(src)
             if sid is None:
                 sid = dims.source(src)
-            tools = r[20]
+            tools = r[RT_TOOLS]
             if tools:
                 tid = toolsets.get(tools)
                 if tid is None:
                     tid = dims.toolset(tools)
             else:
                 tid = 0
-            rows.append(
+            rows.append(  # (rules.TURN_COLUMNS)
                 (
-                    r[0],
-                    r[1],
+                    r[RT_KEY_HASH],
+                    r[RT_MSG_HASH],
                     file_id,
                     cid,
                     mid,
-                    r[10],
-                    r[11],
-                    r[12],
-                    r[13],
-                    r[14],
-                    r[15],
-                    r[16],
+                    r[RT_TS],
+                    r[RT_INPUT],
+                    r[RT_OUTPUT],
+                    r[RT_CACHE_READ],
+                    r[RT_CACHE_WRITE_5M],
+                    r[RT_CACHE_WRITE_1H],
+                    r[RT_WEB_SEARCH],
                     cost,
                     sid,
                     rep,

@@ -42,8 +42,24 @@ import orjson
 
 from clawtrace import rules
 from clawtrace.paths import label
+from clawtrace.rules import (
+    R_COST,
+    R_CTX,
+    R_IN,
+    R_KEY,
+    R_MODEL,
+    R_MSG,
+    R_REP,
+    R_SAV,
+    R_SRC,
+    R_TOOLS,
+    R_TS,
+    R_WC,
+    R_WEB,
+    TURN_COLUMNS,
+)
 
-PICO = 10**12
+PICO = rules.PICO
 BUCKET_MS = 900_000  # 15 minutes: every real zone offset is a multiple of it
 DAY_BUCKETS = 86_400_000 // BUCKET_MS
 
@@ -526,9 +542,7 @@ def _turns_out_of_bounds_remove(conn: sqlite3.Connection) -> None:
     """Take out the turns older versions accepted that the parser's bounds now refuse (rules.py:
     far-off dates, token counts near a trillion): they were corrupt lines, and they made reports
     raise or sums overflow."""
-    total = "input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens + " + (
-        "cache_write_1h_tokens"
-    )
+    total = rules.TOTAL_TOKENS_SQL
     ids = [
         r[0]
         for r in conn.execute(
@@ -984,47 +998,7 @@ def key_hash(key: str) -> int:
 
 # --- turn rows -------------------------------------------------------------------------------
 
-# Columns of `turns` the scanner writes, in the order of its row tuples.
-TURN_COLUMNS: tuple[str, ...] = (
-    "key_hash",
-    "msg_hash",
-    "file_id",
-    "context_id",
-    "model_id",
-    "ts",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "web_search_requests",
-    "cost_pico",
-    "price_source_id",
-    "reported_pico",
-    "cache_savings_pico",
-    "cache_write_pico",
-    "toolset_id",
-)
-(
-    R_KEY,
-    R_MSG,
-    R_FILE,
-    R_CTX,
-    R_MODEL,
-    R_TS,
-    R_IN,
-    R_OUT,
-    R_CREAD,
-    R_W5,
-    R_W1,
-    R_WEB,
-    R_COST,
-    R_SRC,
-    R_REP,
-    R_SAV,
-    R_WC,
-    R_TOOLS,
-) = range(len(TURN_COLUMNS))
+# The row layout (TURN_COLUMNS, R_*) is a rule shared with the C writer: rules.py.
 
 _INSERT_SQL = (
     f"INSERT INTO turns ({', '.join(TURN_COLUMNS)}) "  # noqa: S608
@@ -1038,31 +1012,15 @@ _UPDATE_BY_KEY = (
 )
 
 
-def total_tokens(row: Sequence[Any]) -> int:
-    return row[R_IN] + row[R_OUT] + row[R_CREAD] + row[R_W5] + row[R_W1]
-
-
-def replaces(new: Sequence[Any], old: Sequence[Any]) -> bool:
-    """formats.md 1.6 across files and scans: the larger total wins; on a tie the later turn,
-    then the later file (ids follow discovery order), then the newcomer. Deterministic whatever
-    order parallel workers write in."""
-    a, b = total_tokens(new), total_tokens(old)
-    if a != b:
-        return a > b
-    if new[R_TS] != old[R_TS]:
-        return new[R_TS] > old[R_TS]
-    return (new[R_FILE] or 0) >= (old[R_FILE] or 0)
-
-
 def merge_rows(
     dims: Dims, old: tuple[Any, ...], new: tuple[Any, ...], conn: sqlite3.Connection | None = None
 ) -> tuple[Any, ...]:
-    """The row to keep for a key seen twice: `replaces` picks the winner, and the tool calls
-    are the union of both (streamed pieces each carry some of the response's tool_use blocks)."""
+    """The row to keep for a key seen twice: `rules.replaces` picks the winner, and the tool
+    calls are the union of both (`rules.tools_merge`)."""
     old_tools = dims.tools_of(conn, old[R_TOOLS])
     new_tools = dims.tools_of(conn, new[R_TOOLS])
-    winner = new if replaces(new, old) else old
-    merged = old_tools + tuple(t for t in new_tools if t not in old_tools)
+    winner = new if rules.replaces(new, old) else old
+    merged = rules.tools_merge(old_tools, new_tools)
     tid = old[R_TOOLS] if merged == old_tools else dims.toolset(merged)
     return winner if winner[R_TOOLS] == tid else (*winner[:R_TOOLS], tid)
 
@@ -1195,10 +1153,7 @@ ROLLUP_METRICS = (
 )
 N_METRICS = len(ROLLUP_METRICS)
 
-_TOTAL_SQL = (
-    "(input_tokens + output_tokens + cache_read_tokens + cache_write_5m_tokens"
-    " + cache_write_1h_tokens)"
-)
+_TOTAL_SQL = f"({rules.TOTAL_TOKENS_SQL})"
 _ROLLUP_SELECT = f"""
     SELECT ts / {BUCKET_MS} AS bucket, context_id, model_id,
         COUNT(*),
@@ -1491,19 +1446,15 @@ class Rollups:
         )
         for k, d in enumerate(deltas):
             m[k] += d
-        calc_ok = cost is not None and row[R_SRC] != reported_id
         if sign > 0:
             if m[18] is None or ts < m[18]:
                 m[18] = ts
             if m[19] is None or ts > m[19]:
                 m[19] = ts
         if tools:
-            n = len(tools)
-            auto = (cost or 0) / n
-            calc = cost / n if calc_ok else 0.0
-            disp = (rep or 0) / n
-            for name in set(tools):
-                calls = tools.count(name)
+            calc_ok = cost is not None and row[R_SRC] != reported_id
+            auto, calc, disp = rules.tool_shares(cost, calc_ok, rep, len(tools))
+            for name, calls in rules.tool_calls(tools).items():
                 tkey = (bucket, row[R_CTX], row[R_MODEL], name)
                 t = self.tools.get(tkey)
                 if t is None:

@@ -111,7 +111,7 @@ class ClaudeCode:
         native = base.native()
 
         def keep(record: RawTurn) -> None:
-            _keep(best, record)
+            rules.keep(best, record)
 
         def fast(pos: int) -> tuple[int, bool]:
             nonlocal last_cwd
@@ -137,7 +137,9 @@ class ClaudeCode:
         if native is not None:
             result.turns = native.claude_records(best)
         else:
-            result.turns = [(*rec[:20], tuple(tools.values())) for rec, tools in best.values()]
+            result.turns = [
+                (*rec[: rules.RT_TOOLS], tuple(tools.values())) for rec, tools in best.values()
+            ]
         if last_cwd:
             state["cwd"] = last_cwd
         result.state = state
@@ -189,19 +191,6 @@ class ClaudeCode:
             state["cwd"] = last_cwd
         result.state = state
         return result
-
-
-def _keep(best: dict[str, list[Any]], record: RawTurn) -> None:
-    """Streamed pieces of one response: the largest total wins, ties go to the later piece, and
-    the response's tool calls are the union of every piece's."""
-    key = record[2]
-    prev = best.get(key)
-    if prev is None:
-        best[key] = [record, dict(record[20])]
-        return
-    prev[1].update(record[20])
-    if _total(record) >= _total(prev[0]):
-        prev[0] = record
 
 
 def _line(
@@ -286,10 +275,6 @@ def _walk(top: str, found: Discovery, skip: frozenset[str] = frozenset()) -> Any
         stack.extend(dirs)
 
 
-def _total(r: RawTurn) -> int:
-    return r[11] + r[12] + r[13] + r[14] + r[15]
-
-
 def _turn(
     obj: dict[str, Any],
     tools: dict[str, str],
@@ -366,10 +351,11 @@ def _turn(
     stu = get("server_tool_use")
     if type(stu) is dict:
         web = token_count(stu.get("web_search_requests", 0)) or 0
-    if not rules.turn_tokens_sane(inp + out + cread + w5 + w1, web):
+    total = rules.total_tokens(inp, out, cread, w5, w1)
+    if not rules.turn_tokens_sane(total, web):
         result.malformed += 1
         return None
-    if inp + out + cread + w5 + w1 == 0 and web == 0:
+    if total == 0 and web == 0:
         result.skipped += 1
         return None
     sidechain = obj.get("isSidechain") is True or subagent_file

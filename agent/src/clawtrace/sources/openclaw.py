@@ -382,10 +382,11 @@ def _turn(
             result.malformed += 1
             return None
         out = total
-    if not rules.turn_tokens_sane(inp + out + cread + cwrite):
+    total = rules.total_tokens(inp, out, cread, cwrite)
+    if not rules.turn_tokens_sane(total):
         result.malformed += 1
         return None
-    if inp + out + cread + cwrite == 0:
+    if total == 0:
         # Delivery mirrors and error/aborted replies with zero usage were never billed.
         result.skipped += 1
         return None
