@@ -26,9 +26,9 @@ class Trigger(models.TextChoices):
     DAILY_BUDGET = "daily_budget", "Anomaly: daily budget"
     SESSION_SPIKE = "session_spike", "Anomaly: session spike"
     HOURLY_BURN = "hourly_burn", "Anomaly: hourly burn"
-    REQUEST_VOLUME = "request_volume", "Anomaly: request volume"
-    TOKEN_VOLUME = "token_volume", "Anomaly: token volume"
-    BASELINE = "baseline", "Anomaly: unusual hour (baseline)"
+    HOURLY_REQUESTS = "hourly_requests", "Anomaly: requests per hour"
+    HOURLY_TOKENS = "hourly_tokens", "Anomaly: tokens per hour"
+    HOUR_OF_WEEK = "hour_of_week", "Anomaly: unusual hour for the week (baseline)"
     # The organization's own spend against the rule's threshold, in its time zone.
     SPEND_DAY = "spend_day", "Spend per day over a threshold"
     SPEND_MONTH = "spend_month", "Spend per month over a threshold"
@@ -39,9 +39,9 @@ ANOMALY_TRIGGERS = frozenset(
         Trigger.DAILY_BUDGET,
         Trigger.SESSION_SPIKE,
         Trigger.HOURLY_BURN,
-        Trigger.REQUEST_VOLUME,
-        Trigger.TOKEN_VOLUME,
-        Trigger.BASELINE,
+        Trigger.HOURLY_REQUESTS,
+        Trigger.HOURLY_TOKENS,
+        Trigger.HOUR_OF_WEEK,
     }
 )
 SPEND_TRIGGERS = frozenset({Trigger.SPEND_DAY, Trigger.SPEND_MONTH})

@@ -321,9 +321,9 @@ _TRIGGER_PHRASES = {
     Trigger.DAILY_BUDGET: "Daily spend over budget",
     Trigger.SESSION_SPIKE: "A session's spend spiked",
     Trigger.HOURLY_BURN: "Hourly spend over the limit",
-    Trigger.REQUEST_VOLUME: "Requests per hour over the limit",
-    Trigger.TOKEN_VOLUME: "Tokens per hour over the limit",
-    Trigger.BASELINE: "An unusual hour against the usual week",
+    Trigger.HOURLY_REQUESTS: "Requests per hour over the limit",
+    Trigger.HOURLY_TOKENS: "Tokens per hour over the limit",
+    Trigger.HOUR_OF_WEEK: "An unusual hour against the usual week",
 }
 
 
