@@ -12,7 +12,9 @@ from alerts.models import Alert, AlertDelivery, AlertRecipient, AlertRule, Trigg
 
 class AlertRuleFactory(OrgOwnedFactory):
     """A daily spend rule with a webhook; pass `email_enabled=True` and add recipients with
-    `AlertRecipientFactory` for e-mail."""
+    `AlertRecipientFactory` for e-mail. The default webhook is a closed loopback port: a test
+    that sends without pointing it at its receiver gets a refused connection, never a DNS
+    query or a request that leaves the machine."""
 
     class Meta:
         model = AlertRule
@@ -20,7 +22,7 @@ class AlertRuleFactory(OrgOwnedFactory):
     name = factory.Sequence(lambda n: f"Daily spend {n}")
     trigger = Trigger.SPEND_DAY
     threshold_usd = Decimal("10.00")
-    webhook_url = "https://hooks.example.com/services/T000/B000/XXXX"
+    webhook_url = "https://127.0.0.1:9/services/T000/B000/XXXX"
 
 
 class AlertRecipientFactory(OrgOwnedFactory):
