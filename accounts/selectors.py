@@ -19,6 +19,21 @@ def organization_list_for_user(*, user: User) -> QuerySet[Organization]:
     )
 
 
+def organization_id_list() -> list[int]:
+    """Every organization's id, in order: the nightly jobs fan out one task per organization."""
+    return list(Organization.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def owner_email_list(*, organization: Organization) -> list[str]:
+    """The addresses of the organization's active owners (who hear about billing and data)."""
+    with organization_scope(organization):
+        return sorted(
+            Membership.objects.filter(role=Role.OWNER, user__is_active=True).values_list(
+                "user__email", flat=True
+            )
+        )
+
+
 def membership_for_user_get(*, user: User, organization_slug: str) -> Membership | None:
     """The user's membership in the org with that slug, or None (unknown slug or not a member:
     callers answer both with the same 404)."""

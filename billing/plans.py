@@ -8,7 +8,7 @@ stores); each has exactly one plan here.
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounts.models import PlanCode
+from accounts.models import Organization, PlanCode
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,14 @@ PLANS: dict[str, Plan] = {plan.code: plan for plan in (FREE, PRO, TEAM)}
 
 def plan_get(code: str) -> Plan:
     return PLANS[code]
+
+
+# The longest history any plan keeps: what the retention job assumes an organization had
+# before it first ran, so that its first run on a shorter plan warns before deleting.
+LONGEST_RETENTION_DAYS = max(plan.retention_days for plan in PLANS.values())
+
+
+def retention_days_for(*, organization: Organization) -> int:
+    """Days of history the organization's plan keeps (the retention job asks this each night,
+    so a change of plan takes effect on the next run)."""
+    return plan_get(organization.plan).retention_days

@@ -90,6 +90,8 @@ INSTALLED_APPS = [
     "ingest",
     "analytics",
     "billing",
+    "alerts",
+    "retention",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +199,9 @@ DEFAULT_FROM_EMAIL = env.str(
     "DEFAULT_FROM_EMAIL", default="ClawTrace <noreply@clawtrace.localhost>"
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where links in mail sent by workers point (no request to build them from): alerts, retention
+# warnings.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 
 # --- Internationalisation and time ------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -364,7 +369,60 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=41),
         "options": {"expires": 60 * 60 * 20},
     },
+    # Retention nightly: history is kept in whole days, so once a day is enough, and a plan
+    # change takes effect by the next morning. At 02:43 UTC, the quietest hour of the ingest
+    # graphs and off the hour; a run that misses its night is harmless (the next one deletes
+    # a day more), hence a long expiry.
+    "retention_nightly": {
+        "task": "retention.tasks.retention_nightly_task",
+        "schedule": crontab(hour=2, minute=43),
+        "options": {"expires": 60 * 60 * 12},
+    },
+    # Deliveries whose task was lost (the broker was down when the alert fired) are enqueued
+    # again: every ten minutes, so a lost alert is late by minutes, not lost; it reads one
+    # small partial index, so the cadence costs nothing.
+    "alert_deliveries_requeue_stale": {
+        "task": "alerts.tasks.alert_deliveries_requeue_stale_task",
+        "schedule": crontab(minute="7-59/10"),
+        "options": {"expires": 60 * 9},
+    },
 }
+
+# --- Alerts ---------------------------------------------------------------------------------------
+# Webhook calls leave from the workers; short timeouts keep a dead endpoint from tying a worker
+# up (the delivery is retried later instead).
+ALERT_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env.float(
+    "ALERT_WEBHOOK_CONNECT_TIMEOUT_SECONDS", default=3.0
+)
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env.float("ALERT_WEBHOOK_TIMEOUT_SECONDS", default=5.0)
+# Plain-http webhooks to loopback addresses: for DEBUG and the tests' local servers only.
+ALERT_WEBHOOK_ALLOW_LOOPBACK_HTTP = env.bool("ALERT_WEBHOOK_ALLOW_LOOPBACK_HTTP", default=DEBUG)
+# A self-hosted site may post to its own network; the hosted one never does (SSRF).
+ALERT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env.bool(
+    "ALERT_WEBHOOK_ALLOW_PRIVATE_ADDRESSES", default=False
+)
+# Retries of a failed delivery: 30 s, 1, 2, 4, 8, 15, 15, 15 min (each with full jitter), so a
+# webhook that is down for about an hour still gets the alert.
+ALERT_DELIVERY_RETRY_BACKOFF_SECONDS = env.int("ALERT_DELIVERY_RETRY_BACKOFF_SECONDS", default=30)
+ALERT_DELIVERY_RETRY_BACKOFF_MAX_SECONDS = env.int(
+    "ALERT_DELIVERY_RETRY_BACKOFF_MAX_SECONDS", default=900
+)
+ALERT_DELIVERY_MAX_RETRIES = env.int("ALERT_DELIVERY_MAX_RETRIES", default=8)
+# An unfinished delivery untouched for this long lost its task (broker down at enqueue time);
+# the sweep enqueues it again. Longer than the longest backoff plus a send.
+ALERT_DELIVERY_STALE_AFTER_SECONDS = env.int("ALERT_DELIVERY_STALE_AFTER_SECONDS", default=1800)
+
+# --- Retention ------------------------------------------------------------------------------------
+# Rows per DELETE: a few milliseconds of locks each, and ingest of the same organization waits
+# at most that long (both take the organization's row lock).
+RETENTION_BATCH_SIZE = env.int("RETENTION_BATCH_SIZE", default=2_000)
+# Batches per task run (100,000 rows at the defaults: well inside the task time limits), and
+# how many runs one organization's night may chain before it stops and says so in the log.
+RETENTION_BATCHES_PER_RUN = env.int("RETENTION_BATCHES_PER_RUN", default=50)
+RETENTION_MAX_RUNS = env.int("RETENTION_MAX_RUNS", default=100)
+# After a downgrade, the owners are warned and the shorter retention applies this many days
+# later (nothing is deleted at once).
+RETENTION_DOWNGRADE_GRACE_DAYS = env.int("RETENTION_DOWNGRADE_GRACE_DAYS", default=3)
 
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -46,3 +47,11 @@ def event_totals(*, organization: Organization, device: Device | None = None) ->
         + int(sums["cache_write_1h_tokens"] or 0),
         "cost_usd": float(round(cost, COST_PLACES)),
     }
+
+
+def event_exists_between(*, organization: Organization, start: datetime, end: datetime) -> bool:
+    """Whether the organization holds an event with `start <= occurred_at < end` (the
+    retention job's "would a shorter retention delete anything?"; one probe of the
+    (organization, occurred_at) index)."""
+    with organization_scope(organization):
+        return Event.objects.filter(occurred_at__gte=start, occurred_at__lt=end).exists()

@@ -19,8 +19,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIRST_PARTY = ("accounts", "analytics", "billing", "clawtrace_site", "ingest")
-APPS_ABOVE_ACCOUNTS = ("billing", "ingest", "analytics")
+FIRST_PARTY = (
+    "accounts",
+    "alerts",
+    "analytics",
+    "billing",
+    "clawtrace_site",
+    "devices",
+    "ingest",
+    "retention",
+)
+APPS_ABOVE_ACCOUNTS = ("billing", "ingest", "analytics", "devices", "alerts", "retention")
+# The workers' apps stand on the others (alerts reads analytics' anomalies and spend; retention
+# reads billing's plans and deletes through ingest's and analytics' services); nothing below
+# them may import them back.
+TOP_APPS = ("alerts", "retention")
 FOUNDATION = ("accounts.models", "accounts.tenancy", "accounts.selectors")
 
 ImportGraph = dict[str, set[str]]
@@ -158,6 +171,18 @@ def test_accounts_imports_no_app_above_it_not_even_through_clawtrace_site(graph)
     assert crossings == [], "accounts must not depend on billing, ingest or analytics: " + (
         "; ".join(crossings)
     )
+
+
+def test_no_app_imports_the_workers_apps_above_it(graph):
+    below = ("accounts", "analytics", "billing", "devices", "ingest", "clawtrace_site")
+    crossings = sorted(
+        " -> ".join(chain)
+        for module in sorted(graph)
+        if _is_in(below)(module)
+        and ".tests" not in module
+        and (chain := path_find(graph, module, _is_in(TOP_APPS)))
+    )
+    assert crossings == [], "imports of alerts or retention from below: " + "; ".join(crossings)
 
 
 @pytest.mark.parametrize("module", FOUNDATION)

@@ -114,3 +114,5 @@ def test_a_worker_started_from_the_command_line_registers_every_task():
     registered = result.stdout
     assert "'ping'" in registered
     assert "invitation_expired_purge_task" in registered
+    assert "alerts.tasks.alert_delivery_send_task" in registered
+    assert "retention.tasks.retention_nightly_task" in registered

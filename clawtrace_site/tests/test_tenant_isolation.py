@@ -24,6 +24,7 @@ from django.urls import reverse
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.tenancy import OrgOwnedModel, OrgScopedManager, TenantScopeMissing, organization_scope
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from alerts.models import AlertRule
 from clawtrace_site.tests.urlwalk import (
     MISSING_SLUG,
     OBJECT_KWARG_FILLERS,
@@ -127,6 +128,11 @@ def _other_org_snapshot(world: OtherOrgWorld) -> dict[str, Any]:
         "enrollment_keys": sorted(
             EnrollmentKey.all_orgs.filter(organization=organization).values_list(
                 "id", "name", "revoked_at"
+            )
+        ),
+        "alert_rules": sorted(
+            AlertRule.all_orgs.filter(organization=organization).values_list(
+                "id", "name", "trigger", "threshold_usd", "webhook_url", "is_enabled"
             )
         ),
         "users": sorted(
@@ -243,6 +249,11 @@ def test_walk_covers_the_org_routes_and_the_api():
         "dashboard:session",
         "dashboard:budgets",
         "dashboard:budget_delete",
+        "alerts:rule_list",
+        "alerts:rule_update",
+        "alerts:rule_enabled",
+        "alerts:rule_delete",
+        "alerts:delivery_log",
     } <= names
 
 

@@ -79,12 +79,14 @@ OBJECT_KWARG_FILLERS: dict[str, tuple[Callable[[OrgWorld], Any], Any]] = {
     "session_id": (lambda world: _world_usage(world)["session_id"], "no-such-session-7f3a9c"),
     "project": (lambda world: _world_usage(world)["project"], "no-such-project-7f3a9c"),
     "budget_id": (lambda world: _world_object(world, "budget").pk, MISSING_ID),
+    "rule_id": (lambda world: _world_object(world, "alert_rule").pk, MISSING_ID),
 }
 
 
 def _world_object(world: OrgWorld, kind: str) -> Any:
-    """A device, enrollment key, API key or budget of the world's organization, made once per
-    world (so that a snapshot taken before a walk still holds after it)."""
+    """A device, enrollment key, API key, budget or alert rule of the world's organization,
+    made once per world (so that a snapshot taken before a walk still holds after it)."""
+    from alerts.tests.factories import AlertRuleFactory
     from analytics.tests.factories import BudgetFactory, OrganizationApiKeyFactory
     from devices.tests.factories import DeviceFactory, EnrollmentKeyFactory
 
@@ -97,6 +99,7 @@ def _world_object(world: OrgWorld, kind: str) -> Any:
             "device": DeviceFactory,
             "enrollment_key": EnrollmentKeyFactory,
             "api_key": OrganizationApiKeyFactory,
+            "alert_rule": AlertRuleFactory,
         }[kind]
         name = f"{kind} of {world.organization.slug}"
         made[kind] = factory(organization=world.organization, name=name)

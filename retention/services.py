@@ -1,0 +1,180 @@
+"""The nightly retention job: delete what is older than the organization's plan keeps.
+
+What the plan keeps is billing's (`billing.plans.retention_days_for`), asked on every run, so a
+change of plan takes effect on the next one. The deleting is done by the apps that own the rows
+(`ingest.services.events_before_delete`), a small batch per transaction, so no statement holds
+its locks for long and ingest, which takes the same organization lock, waits at most one batch.
+
+A shorter retention (a downgrade after a refund or a lost dispute, or the first run over an
+organization that already holds older history) never deletes at once. If the shorter cutoff
+would remove rows the longer one keeps, the owners are e-mailed first, the warning is recorded
+(`RetentionState.warned_at`, so it goes once), and the job keeps the longer retention until the
+grace period (`RETENTION_DOWNGRADE_GRACE_DAYS`) has passed. Rows older than the longer
+retention were out of range anyway and go as usual. An upgrade meanwhile cancels the pending
+change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Organization
+from accounts.selectors import owner_email_list
+from accounts.tenancy import organization_scope
+from billing.plans import LONGEST_RETENTION_DAYS, plan_get, retention_days_for
+from ingest.selectors import event_exists_between
+from ingest.services import events_before_delete
+from retention.models import RetentionState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionRun:
+    organization_id: int
+    plan_days: int
+    enforced_days: int
+    cutoff: datetime
+    deleted_events: int
+    # False when it stopped at `max_batches` with rows left (the task runs again).
+    finished: bool
+    warned: bool
+
+
+class _WarningNotSent(Exception):
+    pass
+
+
+def _warning_send(
+    *, organization: Organization, state: RetentionState, plan_days: int, applies_from: datetime
+) -> None:
+    recipients = owner_email_list(organization=organization)
+    if not recipients:
+        raise _WarningNotSent("no owner to warn")
+    plan = plan_get(organization.plan)
+    site = settings.SITE_URL.rstrip("/")
+    context = {
+        "organization": organization,
+        "plan": plan,
+        "plan_days": plan_days,
+        "enforced_days": state.enforced_days,
+        "applies_from": applies_from,
+        "pricing_url": site + reverse("pricing"),
+        "settings_url": site + reverse("accounts:org_settings", args=[organization.slug]),
+    }
+    subject = " ".join(render_to_string("retention/email/warning_subject.txt", context).split())
+    body = render_to_string("retention/email/warning_message.txt", context)
+    EmailMessage(
+        subject=f"{settings.ACCOUNT_EMAIL_SUBJECT_PREFIX}{subject}", body=body, to=recipients
+    ).send(fail_silently=False)
+
+
+def _enforced_days_resolve(*, organization: Organization, plan_days: int, now: datetime):
+    """The retention to apply tonight, and whether the owners were warned just now."""
+    with transaction.atomic(), organization_scope(organization):
+        state, _created = RetentionState.objects.select_for_update().get_or_create(
+            organization=organization, defaults={"enforced_days": LONGEST_RETENTION_DAYS}
+        )
+        warned = False
+        if plan_days >= state.enforced_days:
+            # Same or longer (an upgrade, also one during a grace period): at once.
+            state.enforced_days, state.pending_days, state.applies_from = plan_days, None, None
+        elif state.pending_days is not None and plan_days >= state.pending_days:
+            # Announced already (or less than announced): apply once the grace period is over.
+            if now >= state.applies_from:
+                state.enforced_days, state.pending_days, state.applies_from = plan_days, None, None
+        elif not event_exists_between(
+            organization=organization,
+            start=now - timedelta(days=state.enforced_days),
+            end=now - timedelta(days=plan_days),
+        ):
+            # Nothing became out of range because of the change: nothing to warn about.
+            state.enforced_days, state.pending_days, state.applies_from = plan_days, None, None
+        else:
+            applies_from = now + timedelta(days=settings.RETENTION_DOWNGRADE_GRACE_DAYS)
+            try:
+                with transaction.atomic():  # a savepoint: a failure here leaves the state usable
+                    _warning_send(
+                        organization=organization,
+                        state=state,
+                        plan_days=plan_days,
+                        applies_from=applies_from,
+                    )
+            except Exception:
+                # Not recorded, so tried again next night; meanwhile the longer retention holds
+                # and nothing the warning is about is deleted.
+                logger.exception(
+                    "retention warning not sent; keeping the longer retention",
+                    extra={"organization_id": organization.pk},
+                )
+            else:
+                state.pending_days, state.warned_at, state.applies_from = (
+                    plan_days,
+                    now,
+                    applies_from,
+                )
+                warned = True
+        state.last_run_at = now
+        state.full_clean()
+        state.save()
+    return state.enforced_days, warned
+
+
+def organization_retention_apply(
+    *,
+    organization: Organization,
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+) -> RetentionRun:
+    """One night's retention for one organization: settle the retention in force (warning the
+    owners about a shorter one), then delete events older than it, oldest first, in batches."""
+    now = now or timezone.now()
+    batch_size = batch_size or settings.RETENTION_BATCH_SIZE
+    max_batches = max_batches or settings.RETENTION_BATCHES_PER_RUN
+    plan_days = retention_days_for(organization=organization)
+    enforced_days, warned = _enforced_days_resolve(
+        organization=organization, plan_days=plan_days, now=now
+    )
+    cutoff = now - timedelta(days=enforced_days)
+    deleted, finished = 0, False
+    for _batch in range(max_batches):
+        count = events_before_delete(
+            organization=organization, before=cutoff, batch_size=batch_size
+        )
+        deleted += count
+        if count < batch_size:
+            finished = True
+            break
+    with organization_scope(organization):
+        RetentionState.objects.filter(organization=organization).update(last_deleted_count=deleted)
+    run = RetentionRun(
+        organization_id=organization.pk,
+        plan_days=plan_days,
+        enforced_days=enforced_days,
+        cutoff=cutoff,
+        deleted_events=deleted,
+        finished=finished,
+        warned=warned,
+    )
+    logger.info(
+        "retention applied",
+        extra={
+            "organization_id": organization.pk,
+            "plan_days": plan_days,
+            "enforced_days": enforced_days,
+            "deleted_events": deleted,
+            "finished": finished,
+            "warned": warned,
+        },
+    )
+    return run
