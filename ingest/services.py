@@ -608,26 +608,28 @@ def events_before_delete(*, organization: Organization, before: datetime, batch_
     oldest first, with their keys and every device's delivery of them; how many events went.
     Retention calls it batch after batch.
 
-    One short transaction per batch. The batch's `EventKey` rows are locked first, as ingest
-    locks the key of an event it holds before it touches the event, so a batch never
-    interleaves with an ingest of the same events and each device's `event_count` (the events
-    it delivered that the organization still holds) stays exact; no lock is held for longer
-    than one batch's few statements. Whole months of every organization go faster by
-    `ingest.partitions.event_partitions_drop_before`.
+    One short transaction per batch. The batch's `EventKey` rows are locked before anything is
+    deleted, as ingest locks the key of an event it holds before it touches the event, so a
+    batch never interleaves with an ingest of the same events and each device's `event_count`
+    (the events it delivered that the organization still holds) stays exact; no lock is held
+    for longer than one batch's few statements. The batch is chosen through the
+    (organization, occurred_at) index in its order. Whole months of every organization go
+    faster by `ingest.partitions.event_partitions_drop_before`.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     with transaction.atomic(), organization_scope(organization):
-        event_ids = list(
-            EventKey.objects.select_for_update()
-            .filter(occurred_at__lt=before)
-            .order_by("occurred_at", "event_id")
-            .values_list("event_id", flat=True)[:batch_size]
+        rows = list(
+            Event.objects.filter(occurred_at__lt=before)
+            .order_by("occurred_at", "pk")
+            .values_list("pk", "event_id", "device_id")[:batch_size]
         )
-        if not event_ids:
+        if not rows:
             return 0
-        rows = list(Event.objects.filter(event_id__in=event_ids).values_list("pk", "device_id"))
-        per_device: Counter = Counter(device_id for _pk, device_id in rows)
+        event_ids = [event_id for _pk, event_id, _device in rows]
+        keys = EventKey.objects.filter(event_id__in=event_ids)
+        list(keys.select_for_update().values_list("event_id", flat=True))
+        per_device: Counter = Counter(device_id for _pk, _event_id, device_id in rows)
         # Device ids spelled out, as in the store's retraction, so that the delivery index
         # (organization, device, event_id) answers the look-up.
         device_ids = list(Device.objects.values_list("pk", flat=True))
@@ -636,8 +638,8 @@ def events_before_delete(*, organization: Organization, before: datetime, batch_
             dict(deliveries.values_list("device").annotate(count=Count("pk")).order_by())
         )
         deliveries.delete()
-        deleted, _ = Event.objects.filter(pk__in=[pk for pk, _device in rows]).delete()
-        EventKey.objects.filter(event_id__in=event_ids).delete()
+        deleted, _ = Event.objects.filter(pk__in=[pk for pk, _e, _d in rows]).delete()
+        keys.delete()
         for device_id, count in per_device.items():
             Device.objects.filter(pk=device_id).update(
                 event_count=Greatest(F("event_count") - count, 0)
