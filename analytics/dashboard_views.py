@@ -42,6 +42,7 @@ from analytics.selectors.dashboard_extra import (
 )
 from analytics.services import budget_delete, budget_set
 from analytics.tables import BREAKDOWNS, TABLE_BUILDERS, Table, UsagePage, session_tables
+from clawtrace_site.api import error_body
 from clawtrace_site.exceptions import ApplicationError
 from clawtrace_site.views import ServiceErrorMixin, form_error_add
 
@@ -59,14 +60,10 @@ def _invalid_response(
     """A filter the page cannot use: a CSV request gets the JSON error shape the API uses, a
     page request the page saying which parameter is wrong, with a way back."""
     if request.GET.get("format") == "csv":
+        fields = error.extra.get("fields") or {}
+        field = error.extra.get("field") or next(iter(fields), None)
         return JsonResponse(
-            {
-                "error": {
-                    "code": error.code,
-                    "message": error.message,
-                    "fields": error.extra.get("fields", {}),
-                }
-            },
+            error_body(error.code, error.message, str(field) if field else None),
             status=error.status_code,
         )
     return render(
