@@ -10,42 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
-from rest_framework import authentication, exceptions, permissions, throttling
+from rest_framework import permissions, throttling
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from analytics.models import OrganizationApiKey
 from analytics.selectors import api_key_get_by_value
 from analytics.services import api_key_used
+from clawtrace_site.credentials import BearerSecretAuthentication
 
 # Fallback while settings do not name the scope: scripts and a menu bar app polling every few
 # seconds fit in it many times over. Load control, not security (the keys have 256 bits).
 DEFAULT_RATE = "600/min"
 
 
-class OrganizationApiKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+class OrganizationApiKeyAuthentication(BearerSecretAuthentication):
+    credential_name = "organization API key"
 
-    def authenticate(self, request: Request) -> tuple[AnonymousUser, OrganizationApiKey] | None:
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
-        try:
-            value = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Malformed organization API key.") from None
-        api_key = api_key_get_by_value(value=value)
-        if api_key is None or api_key.is_revoked:
-            raise exceptions.AuthenticationFailed("Unknown or revoked organization API key.")
-        api_key_used(api_key=api_key)
-        return AnonymousUser(), api_key
+    def credential_get(self, value: str) -> OrganizationApiKey | None:
+        return api_key_get_by_value(value=value)
 
-    def authenticate_header(self, request: Request) -> str:
-        # Makes DRF answer 401 (not 403) when the header is missing.
-        return f'{self.keyword} realm="clawtrace"'
+    def credential_used(self, credential: OrganizationApiKey) -> None:
+        api_key_used(api_key=credential)
 
 
 class HasOrganizationApiKey(permissions.BasePermission):

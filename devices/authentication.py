@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
-from rest_framework import authentication, exceptions, permissions, throttling
+from rest_framework import permissions, throttling
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from clawtrace_site.credentials import BearerSecretAuthentication
 from devices.models import Device
 from devices.selectors import device_get_by_secret
 from devices.services import device_seen
@@ -29,28 +29,14 @@ DEFAULT_RATES = {
 }
 
 
-class DeviceSecretAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+class DeviceSecretAuthentication(BearerSecretAuthentication):
+    credential_name = "device secret"
 
-    def authenticate(self, request: Request) -> tuple[AnonymousUser, Device] | None:
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
-        try:
-            secret = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Malformed device secret.") from None
-        device = device_get_by_secret(secret=secret)
-        if device is None or device.is_revoked:
-            raise exceptions.AuthenticationFailed("Unknown or revoked device secret.")
-        device_seen(device=device)
-        return AnonymousUser(), device
+    def credential_get(self, value: str) -> Device | None:
+        return device_get_by_secret(secret=value)
 
-    def authenticate_header(self, request: Request) -> str:
-        # Makes DRF answer 401 (not 403) when the header is missing.
-        return f'{self.keyword} realm="clawtrace"'
+    def credential_used(self, credential: Device) -> None:
+        device_seen(device=credential)
 
 
 class HasDevice(permissions.BasePermission):

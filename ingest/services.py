@@ -42,6 +42,7 @@ writes first, takes SQLite's single write lock for the rest of the transaction.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -270,7 +271,7 @@ def _events_ingested_send_on_commit(
 # --- The steps, per database ---------------------------------------------------------------------
 
 
-class _Store:
+class _Store(ABC):
     """The steps of `_batch_apply` on one database, for one organization and device. Ids are
     32 hex digits in and out; rows are tuples in `EVENT_COLUMNS` order."""
 
@@ -278,34 +279,34 @@ class _Store:
         self.organization = organization
         self.device = device
 
+    @abstractmethod
     def keys_claim(self, keys: list[tuple[str, datetime]]) -> set[str]:
         """Insert these (id, occurred_at) keys, in this order, where absent; the ids inserted."""
-        raise NotImplementedError
 
+    @abstractmethod
     def keys_lock(self, ids: list[str]) -> set[str]:
         """Lock these keys (sorted) until the commit; the ids that exist."""
-        raise NotImplementedError
 
-    def held_get(self, ids: list[str]) -> dict[str, _Held]:
-        raise NotImplementedError
+    @abstractmethod
+    def held_get(self, ids: list[str]) -> dict[str, _Held]: ...
 
-    def events_insert(self, rows: list[tuple], *, now: datetime) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def events_insert(self, rows: list[tuple], *, now: datetime) -> None: ...
 
-    def events_update(self, changed: list[tuple[_Held, tuple]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def events_update(self, changed: list[tuple[_Held, tuple]]) -> None: ...
 
-    def keys_move(self, moved: list[tuple[str, datetime]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def keys_move(self, moved: list[tuple[str, datetime]]) -> None: ...
 
+    @abstractmethod
     def deliveries_insert(self, ids: list[str]) -> int:
         """This device's deliveries of these events, where absent; how many were added."""
-        raise NotImplementedError
 
+    @abstractmethod
     def retract(self, ids: list[str]) -> tuple[int, Counter, list[datetime]]:
         """Delete these events with their keys and deliveries: how many events went, how many
         each device lost (events it sent first and deliveries), and the times they had."""
-        raise NotImplementedError
 
     def devices_count(self, counts: Counter, *, now: datetime) -> None:
         """Add each device's change to its `event_count`, in the order of their ids (so two

@@ -5,9 +5,8 @@ with the broker."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -23,9 +22,6 @@ pytestmark = [
     pytest.mark.redis,
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not os.environ.get("REDIS_URL"), reason="REDIS_URL is not set (CI's services suite)"
-    ),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL"),
 ]
 
@@ -48,27 +44,12 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> bool:
     return condition()
 
 
-@pytest.fixture
-def worker() -> Iterator[None]:
-    from celery.contrib.testing.worker import start_worker
-
-    assert app.conf.broker_url.startswith("redis://")
-    app.conf.task_always_eager = False
-    app.control.purge()
-    try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-            yield
-    finally:
-        # The retry test leaves a retry waiting in the broker: it must not reach a later run.
-        app.control.purge()
-
-
 def _delivery_status(delivery_id: int) -> tuple[str, int]:
     delivery = AlertDelivery.all_orgs.get(pk=delivery_id)
     return delivery.status, delivery.attempt_count
 
 
-def test_an_alert_reaches_a_local_webhook_through_a_real_worker(org, receiver, worker):
+def test_an_alert_reaches_a_local_webhook_through_a_real_worker(org, receiver, redis_worker):
     rule = AlertRuleFactory(organization=org, name="Daily cap", webhook_url=receiver.url)
 
     alert, created = alert_fire(rule=rule, firing=DAY)  # commits: the test is transactional
@@ -80,7 +61,7 @@ def test_an_alert_reaches_a_local_webhook_through_a_real_worker(org, receiver, w
     assert "$42.00" in body["text"] and body["clawtrace"]["window"] == "2026-03-01"
 
 
-def test_a_500_leaves_the_delivery_retrying_with_a_retry_scheduled(org, receiver, worker):
+def test_a_500_leaves_the_delivery_retrying_with_a_retry_scheduled(org, receiver, redis_worker):
     receiver.default = 500
     rule = AlertRuleFactory(organization=org, webhook_url=receiver.url)
 

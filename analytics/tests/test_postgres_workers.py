@@ -6,12 +6,10 @@ REDIS_URL.)"""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from analytics import selectors
 from analytics.services import (
@@ -22,7 +20,7 @@ from analytics.services import (
 )
 from analytics.tests.factories import events_random
 from analytics.tests.helpers import raw_events, rollup_snapshot, totals_of
-from clawtrace_site.celery import app
+from clawtrace_site.tests.concurrency import run_concurrently
 from devices.tests.factories import device_with_secret
 from ingest.serializers import batch_parse
 from ingest.services import usage_batch_ingest
@@ -33,29 +31,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL"),
 ]
-
-
-def _concurrently(*calls):
-    """Run each call in its own thread (so its own connection), all released at once."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def _totals(organization) -> dict:
@@ -73,7 +48,7 @@ def test_two_workers_refreshing_one_organization_at_once_change_nothing(org, mon
         times = [event.occurred_at for event in events]
         rollup_buckets_mark(organization_id=org.pk, occurred_at=times)
         rollup_buckets_mark(organization_id=org.pk, occurred_at=times[::2])
-        one, two = _concurrently(
+        one, two = run_concurrently(
             lambda: rollups_refresh(organization=org),
             lambda: rollups_refresh(organization=org),
         )
@@ -103,7 +78,7 @@ def test_a_refresh_racing_ingest_batches_loses_nothing(org, monkeypatch):
         for _ in range(12):
             rollups_refresh(organization=org)
 
-    _concurrently(ingest_batches, refresh_repeatedly)
+    run_concurrently(ingest_batches, refresh_repeatedly)
     # Whatever the interleaving, the queue holds what the last refresh did not see.
     while rollups_refresh(organization=org).buckets:
         pass
@@ -111,32 +86,25 @@ def test_a_refresh_racing_ingest_batches_loses_nothing(org, monkeypatch):
 
 
 @pytest.mark.redis
-def test_an_ingest_batch_is_rolled_up_by_a_real_worker_on_redis(org, monkeypatch):
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("REDIS_URL is not set; this suite runs against a real Redis in CI")
-    from celery.contrib.testing.worker import start_worker
-
+def test_an_ingest_batch_is_rolled_up_by_a_real_worker_on_redis(org, monkeypatch, redis_worker):
     monkeypatch.setattr("analytics.services.rollups.REFRESH_DEBOUNCE_SECONDS", 1)
-    app.conf.task_always_eager = False  # (the autouse fixture restores it)
-    assert app.conf.broker_url.startswith("redis://")
     device, _ = device_with_secret(org)
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        for batch in range(3):  # three batches in a second: one debounced run, or two
-            rows = batch_parse(
-                {
-                    "events": [
-                        event_payload(
-                            timestamp=f"2026-03-0{batch + 1}T12:{minute:02d}:00.000Z",
-                            tools=["Read", "Bash"],
-                        )
-                        for minute in range(50)
-                    ]
-                }
-            ).events
-            usage_batch_ingest(device=device, events=rows, retract=[])
-        expected = totals_of(raw_events(org))
-        deadline = time.monotonic() + 60
-        while _totals(org) != expected and time.monotonic() < deadline:
-            time.sleep(0.2)
+    for batch in range(3):  # three batches in a second: one debounced run, or two
+        rows = batch_parse(
+            {
+                "events": [
+                    event_payload(
+                        timestamp=f"2026-03-0{batch + 1}T12:{minute:02d}:00.000Z",
+                        tools=["Read", "Bash"],
+                    )
+                    for minute in range(50)
+                ]
+            }
+        ).events
+        usage_batch_ingest(device=device, events=rows, retract=[])
+    expected = totals_of(raw_events(org))
+    deadline = time.monotonic() + 60
+    while _totals(org) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert _totals(org) == expected
     assert expected["turns"] == 150

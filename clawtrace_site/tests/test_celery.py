@@ -90,15 +90,8 @@ def test_filesystem_broker_works_with_a_real_worker_and_no_server(tmp_path):
 
 
 @pytest.mark.redis
-def test_real_worker_on_redis_answers_ping():
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("REDIS_URL is not set; this suite runs against a real Redis in CI")
-    from celery.contrib.testing.worker import start_worker
-
-    app.conf.task_always_eager = False
-    assert app.conf.broker_url.startswith("redis://")
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        assert ping.delay().get(timeout=30) == "pong"
+def test_real_worker_on_redis_answers_ping(redis_worker):
+    assert ping.delay().get(timeout=30) == "pong"
 
 
 def test_a_worker_started_from_the_command_line_registers_every_task():

@@ -12,13 +12,13 @@ and check every count against the rows: each event held once with one key, every
 from __future__ import annotations
 
 import random
-import threading
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from accounts.tenancy import organization_scope
+from clawtrace_site.tests.concurrency import run_concurrently
 from devices.models import Device
 from devices.tests.factories import device_with_secret
 from ingest.models import Delivery, Event, EventKey
@@ -32,29 +32,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL"),
 ]
-
-
-def _concurrently(*calls):
-    """Run each call in its own thread (so its own connection), all released at once."""
-    barrier = threading.Barrier(len(calls))
-    results, errors = [None] * len(calls), []
-
-    def run(index, call):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = call()
-        except Exception as error:
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
-    return results
 
 
 def _rows(events: list[dict]) -> list[tuple]:
@@ -88,7 +65,7 @@ def test_two_devices_sending_the_same_batch_at_once_count_it_once(org):
     second, _ = device_with_secret(org)
     for round_ in range(10):
         rows = batch_parse({"events": [event_payload() for _ in range(1000)]}).events
-        one, two = _concurrently(
+        one, two = run_concurrently(
             lambda rows=rows: usage_batch_ingest(device=first, events=rows, retract=[]),
             lambda rows=rows: usage_batch_ingest(device=second, events=rows, retract=[]),
         )
@@ -114,7 +91,7 @@ def test_four_devices_with_overlapping_histories_in_any_order_count_each_event_o
             seen = rng.sample(pool, 300)
             rng.shuffle(seen)
             batches.append(_rows(seen))
-        results = _concurrently(
+        results = run_concurrently(
             *(_send(device, rows) for device, rows in zip(devices, batches, strict=True))
         )
         for rows, result in zip(batches, results, strict=True):
@@ -131,7 +108,7 @@ def test_one_device_sending_a_batch_twice_at_once_counts_it_once_without_deliver
     device, _ = device_with_secret(org)
     for round_ in range(10):
         rows = _rows([event_payload() for _ in range(500)])
-        one, two = _concurrently(_send(device, rows), _send(device, rows))
+        one, two = run_concurrently(_send(device, rows), _send(device, rows))
         assert one.accepted + two.accepted == 500, round_
     with organization_scope(org):
         assert not Delivery.objects.exists()
@@ -149,7 +126,7 @@ def test_retractions_racing_copies_of_the_same_events_leave_the_counts_exact(org
         retracted_ids = [event["event_id"] for event in events[::2]]
         # The laptop retracts half while the desktop sends them all, and some new ones.
         newcomers = [event_payload() for _ in range(50)]
-        retraction, copies = _concurrently(
+        retraction, copies = run_concurrently(
             _send(laptop, [], retract=retracted_ids),
             _send(desktop, _rows([*reversed(events), *newcomers])),
         )
@@ -176,7 +153,7 @@ def test_fuller_copies_racing_across_months_end_with_the_fullest_in_its_month(or
         ]
         for n in range(3)
     ]
-    _concurrently(*(_send(device, _rows(c)) for device, c in zip(devices, copies, strict=True)))
+    run_concurrently(*(_send(device, _rows(c)) for device, c in zip(devices, copies, strict=True)))
     with organization_scope(org):
         assert set(Event.objects.values_list("output_tokens", flat=True)) == {40}
         assert set(EventKey.objects.values_list("occurred_at", flat=True)) == {
@@ -195,7 +172,7 @@ def test_fuller_copies_racing_end_with_the_fullest(org):
     usage_batch_ingest(device=first, events=batch_parse({"events": base}).events, retract=[])
     bigger = batch_parse({"events": [{**e, "output_tokens": 50} for e in base]}).events
     biggest = batch_parse({"events": [{**e, "output_tokens": 90} for e in base]}).events
-    _concurrently(
+    run_concurrently(
         lambda: usage_batch_ingest(device=first, events=bigger, retract=[]),
         lambda: usage_batch_ingest(device=second, events=biggest, retract=[]),
     )
@@ -209,7 +186,7 @@ def test_concurrent_batches_of_two_organizations_do_not_wait_for_or_touch_each_o
     ours, _ = device_with_secret(org)
     theirs, _ = device_with_secret(other_org)
     rows = batch_parse({"events": [event_payload() for _ in range(500)]}).events
-    one, two = _concurrently(
+    one, two = run_concurrently(
         lambda: usage_batch_ingest(device=ours, events=rows, retract=[]),
         lambda: usage_batch_ingest(device=theirs, events=rows, retract=[]),
     )

@@ -23,6 +23,7 @@ import hashlib
 import os
 import stat
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -172,7 +173,7 @@ def read_lines(
         result.lines += 1
 
 
-class Source:
+class Source(ABC):
     """A log source, registered in `sources.SOURCES`: everything that is one source's own is
     declared here, so that the rest of ClawTrace iterates the registry and names no source.
 
@@ -196,10 +197,10 @@ class Source:
     env_vars: tuple[str, ...] = ()
     cost_note: str = ""
 
+    @abstractmethod
     def roots(self, explicit: list[str] | None = None) -> list[Path]:
         """The directories to scan: `explicit` ones (the option or the config key) or the
         source's own defaults and environment, existing or not."""
-        raise NotImplementedError
 
     def watch_roots(self, roots: list[Path]) -> list[Path]:
         """The directories of `roots` whose file events wake the live scan."""
@@ -227,14 +228,17 @@ class Source:
         found.files = list(self.walk(roots, found))
         return found
 
+    @abstractmethod
     def walk(self, roots: list[Path], found: Discovery) -> Iterator[FileEntry]:
         """The files of `discover`, as they are found (a big first scan starts reading before
         the listing ends); fills `found`'s other fields on the way."""
-        raise NotImplementedError
 
-    def parse(self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None) -> ParseResult:
-        raise NotImplementedError
+    @abstractmethod
+    def parse(
+        self, data: bytes, ctx: dict[str, Any], state: dict[str, Any] | None
+    ) -> ParseResult: ...
 
+    @abstractmethod
     def ingest(
         self,
         sink: Any,
@@ -242,8 +246,7 @@ class Source:
         ctx: dict[str, Any],
         state: dict[str, Any] | None,
         file_id: int,
-    ) -> ParseResult:
-        raise NotImplementedError
+    ) -> ParseResult: ...
 
 
 def lines_end(data: bytes | bytearray, n: int | None = None) -> tuple[int, bool]:
