@@ -424,6 +424,20 @@ RETENTION_MAX_RUNS = env.int("RETENTION_MAX_RUNS", default=100)
 # later (nothing is deleted at once).
 RETENTION_DOWNGRADE_GRACE_DAYS = env.int("RETENTION_DOWNGRADE_GRACE_DAYS", default=3)
 
+# --- Billing (Stripe) -----------------------------------------------------------------------------
+# Billing is on only when a secret key is configured. Without one (self-hosting, `make run`),
+# every organization has the largest plan's limits and the billing page says billing is off.
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+BILLING_ENABLED = bool(STRIPE_SECRET_KEY)
+# Verifies the `Stripe-Signature` header of webhook deliveries (whsec_...).
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# The one-time Prices a Checkout Session charges, per plan: an operator changes a price in
+# Stripe and here, without a deploy.
+STRIPE_PRICE_PRO = env.str("STRIPE_PRICE_PRO", default="")
+STRIPE_PRICE_TEAM = env.str("STRIPE_PRICE_TEAM", default="")
+# Where stripe-python sends its requests; tests point it at a local fake, never the internet.
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="https://api.stripe.com")
+
 # --- Logging ----------------------------------------------------------------------------------
 LOGGING = {
     "version": 1,

@@ -1,0 +1,25 @@
+"""Reads for billing: which plan an organization is on, as every enforcement point sees it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from accounts.models import Organization
+from billing.plans import PLANS, Plan, plan_get
+
+# With billing off (no Stripe key: self-hosting), every organization gets this plan's limits.
+LARGEST_PLAN: Plan = max(PLANS.values(), key=lambda plan: plan.price_usd)
+
+
+def billing_enabled() -> bool:
+    return bool(settings.BILLING_ENABLED)
+
+
+def organization_plan(*, organization: Organization) -> Plan:
+    """The plan whose limits apply to `organization` now.
+
+    `Organization.plan` holds the plan its payments give (billing's services are its only
+    writers); with billing off the largest plan applies to everyone, whatever was paid."""
+    if not billing_enabled():
+        return LARGEST_PLAN
+    return plan_get(organization.plan)
