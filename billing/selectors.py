@@ -5,7 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 
 from accounts.models import Organization
+from accounts.selectors import membership_count
+from analytics.selectors import project_count
 from billing.plans import PLANS, Plan, plan_get
+from devices.selectors import device_count_linked
 
 # With billing off (no Stripe key: self-hosting), every organization gets this plan's limits.
 LARGEST_PLAN: Plan = max(PLANS.values(), key=lambda plan: plan.price_usd)
@@ -23,3 +26,12 @@ def organization_plan(*, organization: Organization) -> Plan:
     if not billing_enabled():
         return LARGEST_PLAN
     return plan_get(organization.plan)
+
+
+def organization_usage(*, organization: Organization) -> dict[str, int]:
+    """What the organization uses of each limit its plan sets (hidden projects included)."""
+    return {
+        "devices": device_count_linked(organization=organization),
+        "projects": project_count(organization=organization),
+        "members": membership_count(organization=organization),
+    }

@@ -106,3 +106,9 @@ def device_list(*, organization: Organization) -> list[Device]:
 def enrollment_key_list(*, organization: Organization) -> list[EnrollmentKey]:
     with organization_scope(organization):
         return list(EnrollmentKey.objects.select_related("created_by").order_by("-created_at"))
+
+
+def device_count_linked(*, organization: Organization) -> int:
+    """Devices that can still send (not revoked): what a plan's device limit counts."""
+    with organization_scope(organization):
+        return Device.objects.filter(revoked_at__isnull=True).count()

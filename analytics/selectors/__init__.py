@@ -26,6 +26,7 @@ from analytics.selectors.records import (
     api_key_get,
     api_key_get_by_value,
     api_key_list,
+    project_count,
     session_detail,
 )
 from analytics.selectors.usage import (
@@ -66,6 +67,7 @@ __all__ = [
     "member_plan_comparison",
     "month_forecast",
     "period_totals",
+    "project_count",
     "session_count",
     "session_detail",
     "session_top",

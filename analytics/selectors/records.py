@@ -13,7 +13,7 @@ from django.db.models import Max, Min, QuerySet
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
-from analytics.models import Anomaly, OrganizationApiKey, UsageRollup
+from analytics.models import Anomaly, OrganizationApiKey, UsageDailyRollup, UsageRollup
 from analytics.selectors.filters import InvalidParameter, UsageFilter
 from clawtrace_site.tokens import hash_secret, secret_matches
 from ingest.models import Event
@@ -149,3 +149,15 @@ def session_detail(
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat()
+
+
+def project_count(*, organization: Organization) -> int:
+    """Distinct project labels the organization has usage for (hidden ones included): what a
+    plan's project limit counts. Read from the daily rollups, not the raw events."""
+    with organization_scope(organization):
+        return (
+            UsageDailyRollup.objects.exclude(project__isnull=True)
+            .values("project")
+            .distinct()
+            .count()
+        )
