@@ -11,3 +11,8 @@ class DevicesConfig(AppConfig):
     def ready(self) -> None:
         # drf-spectacular finds authentication extensions by import.
         from devices import schema  # noqa: F401
+        from devices.panels import device_panels_register
+
+        # The organization's home shows its devices through accounts' panel registry
+        # (accounts never imports devices).
+        device_panels_register()
