@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts.limits import PlanLimitReachedError, limit_reached_message, organization_limits
+from accounts.limits import PlanLimitReachedError
 from accounts.models import Membership, Organization, Role, User
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, NotAllowedError
@@ -33,7 +33,7 @@ from devices.selectors import (
     USER_CODE_LENGTH,
     device_authorization_get_by_code,
     device_authorization_get_pending,
-    device_count_linked,
+    device_link_refusal,
     enrollment_key_get_by_value,
 )
 
@@ -82,10 +82,9 @@ def can_link_device(organization: Organization) -> bool:
     """Whether `organization` may link one more device: its linked (not revoked) devices stay
     within the plan's count (`accounts.limits`, which billing fills from its plans table).
 
-    A check alone, for pages that offer linking; linking itself goes through
-    `_device_link_ensure`, which counts under a lock."""
-    limits = organization_limits(organization=organization)
-    return limits.allows("devices", device_count_linked(organization=organization) + 1)
+    A check alone; linking itself goes through `_device_link_ensure`, which counts under a
+    lock."""
+    return device_link_refusal(organization=organization) is None
 
 
 def _device_link_ensure(organization: Organization) -> Organization:
@@ -97,11 +96,9 @@ def _device_link_ensure(organization: Organization) -> Organization:
     both link. It also re-reads the plan under the lock, so an organization downgraded a moment
     ago is held to its new plan."""
     locked = Organization.objects.select_for_update().get(pk=organization.pk)
-    limits = organization_limits(organization=locked)
-    if not limits.allows("devices", device_count_linked(organization=locked) + 1):
-        raise DeviceLimitReachedError(
-            limit_reached_message(organization=locked, limits=limits, resource="devices")
-        )
+    refusal = device_link_refusal(organization=locked)
+    if refusal is not None:
+        raise DeviceLimitReachedError(refusal)
     return locked
 
 

@@ -224,3 +224,17 @@ def test_team_approves_a_third_device_and_refuses_a_fourth(org, owner, client_fo
     assert refused.status_code == 403
     assert "on the Team plan, which allows 3 linked devices" in refused.content.decode()
     assert _linked(org) == 3
+
+
+# --- The Devices page ---------------------------------------------------------------------------
+
+
+def test_the_devices_page_says_when_the_plans_count_is_reached(org, owner_client):
+    url = reverse("devices:device_list", args=[org.slug])
+    assert b'id="device-limit"' not in owner_client.get(url).content
+
+    DeviceFactory(organization=org)
+
+    text = owner_client.get(url).content.decode()
+    assert "Alpha Labs is on the Free plan, which allows 1 linked device." in text
+    assert f'<a href="{BILLING_URL}"' in text
