@@ -5,6 +5,7 @@ from __future__ import annotations
 from allauth.account.models import EmailAddress
 from django.db.models import Case, F, IntegerField, QuerySet, Value, When
 
+from accounts.limits import limit_reached_message, organization_limits
 from accounts.models import Invitation, Membership, Organization, Role, User
 from accounts.tenancy import organization_scope
 from clawtrace_site.tokens import hash_secret, secret_matches
@@ -59,6 +60,16 @@ def membership_get(*, organization: Organization, membership_id: int) -> Members
 def membership_count(*, organization: Organization) -> int:
     with organization_scope(organization):
         return Membership.objects.count()
+
+
+def membership_limit_refusal(*, organization: Organization, adding: int = 1) -> str | None:
+    """Why the organization's plan does not let `adding` more people join (which plan would,
+    and where to upgrade), or None when it does. The invitation services refuse with it and
+    the members page shows it in place of the invitation form."""
+    limits = organization_limits(organization=organization)
+    if limits.allows("members", membership_count(organization=organization) + adding):
+        return None
+    return limit_reached_message(organization=organization, limits=limits, resource="members")
 
 
 def membership_list(*, organization: Organization) -> QuerySet[Membership]:

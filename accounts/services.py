@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts.limits import PlanLimitReachedError
 from accounts.models import (
     Invitation,
     Membership,
@@ -31,7 +32,11 @@ from accounts.models import (
     User,
     time_zone_validate,
 )
-from accounts.selectors import invitation_email_matches, invitation_get_by_token
+from accounts.selectors import (
+    invitation_email_matches,
+    invitation_get_by_token,
+    membership_limit_refusal,
+)
 from accounts.subscriptions import SubscriptionPlan
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, ConflictError, NotAllowedError
@@ -297,6 +302,7 @@ def invitation_create(
     )
     if new_role == Role.OWNER and actor_membership.role != Role.OWNER:
         raise NotAllowedError("Only an owner can invite another owner.")
+    _members_limit_ensure(organization)
     now = timezone.now()
     with organization_scope(organization):
         if Membership.objects.filter(user__email__iexact=email).exists():
@@ -331,6 +337,16 @@ def invitation_create(
         extra={"organization_id": organization.pk, "invitation_id": invitation.pk},
     )
     return invitation, token
+
+
+def _members_limit_ensure(organization: Organization) -> None:
+    """Refuse one more member past the plan's count (on Free and Pro, anyone at all: members
+    and invitations are Team's). The organization's row is locked first, so two acceptances
+    at once cannot both take the last place, and the plan is read as it is now."""
+    locked = Organization.objects.select_for_update().get(pk=organization.pk)
+    refusal = membership_limit_refusal(organization=locked)
+    if refusal is not None:
+        raise PlanLimitReachedError(refusal, code="member_limit_reached")
 
 
 def _invitation_email_send(*, invitation: Invitation, accept_url: str) -> None:
@@ -380,6 +396,8 @@ def invitation_accept(*, token: str, user: User) -> Membership:
             raise ConflictError(
                 "You are already a member of this organization.", code="already_member"
             )
+        # Checked again here: the invitation may date from before a downgrade.
+        _members_limit_ensure(organization)
         membership = Membership.objects.create(
             organization=organization, user=user, role=invitation.role
         )

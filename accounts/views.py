@@ -44,6 +44,7 @@ from accounts.selectors import (
     membership_count,
     membership_for_user_get,
     membership_get,
+    membership_limit_refusal,
     membership_list,
 )
 from accounts.services import (
@@ -213,6 +214,10 @@ class _MemberPageMixin(OrgMemberRequiredMixin, ServiceErrorMixin):
                 else [],
                 "can_manage": can_manage,
                 "is_owner": is_owner,
+                # Why nobody can be invited on this plan (shown instead of the button).
+                "invitation_refusal": membership_limit_refusal(organization=self.organization)
+                if can_manage
+                else None,
                 "role_choices": Role.choices
                 if is_owner
                 else [(Role.ADMIN, "Admin"), (Role.MEMBER, "Member")],
@@ -282,7 +287,11 @@ class InvitationCreateView(OrgMemberRequiredMixin, ServiceFormView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(
-            organization=self.organization, membership=self.membership, **kwargs
+            organization=self.organization,
+            membership=self.membership,
+            # The plan's refusal in place of the form (the service refuses a post anyway).
+            invitation_refusal=membership_limit_refusal(organization=self.organization),
+            **kwargs,
         )
 
     def form_submit(self, form: forms.Form) -> HttpResponse:

@@ -12,6 +12,7 @@ from analytics.models import (
     Anomaly,
     Budget,
     OrganizationApiKey,
+    Project,
     RollupDirtyBucket,
     RollupState,
     ToolDailyRollup,
@@ -77,6 +78,19 @@ class RollupStateAdmin(_ReadOnlyAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return RollupState.all_orgs.select_related("organization")
+
+
+@admin.register(Project)
+class ProjectAdmin(_ReadOnlyAdmin):
+    """Which projects a plan with a project count shows: the first ones to arrive."""
+
+    list_display = ["label", "organization", "first_received_at"]
+    search_fields = ["organization__slug", "label"]
+    list_select_related = ["organization"]
+    readonly_fields = ["organization", "label", "first_received_at"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return Project.all_orgs.select_related("organization")
 
 
 @admin.register(RollupDirtyBucket)

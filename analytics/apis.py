@@ -1,5 +1,6 @@
 """The organization API (read-only, for scripts and the menu bar app), authenticated by an
-organization API key: `GET /api/v1/usage`, `/api/v1/sessions`, `/api/v1/anomalies`.
+organization API key: `GET /api/v1/usage`, `/api/v1/sessions`, `/api/v1/anomalies` (and
+billing's `/api/v1/organization`, on the same base).
 
 Each method parses the query into one `UsageFilter` (errors name the parameter), calls one
 selector and answers its data. `usage` answers exactly what `clawtrace cost-report --json`
@@ -148,7 +149,10 @@ class AnomaliesSerializer(serializers.Serializer):
     rows = AnomalySerializer(many=True)
 
 
-class _OrganizationApi(CredentialScopedAPIView):
+class OrganizationApiView(CredentialScopedAPIView):
+    """Base of every organization API endpoint (here and `billing.apis`): the organization API
+    key, its throttle, JSON only, and a query that names its parameters."""
+
     authentication_classes = [OrganizationApiKeyAuthentication]
     permission_classes = [HasOrganizationApiKey]
     throttle_classes = [OrganizationApiKeyThrottle]
@@ -179,7 +183,7 @@ class _OrganizationApi(CredentialScopedAPIView):
         return int(value)
 
 
-class UsageApi(_OrganizationApi):
+class UsageApi(OrganizationApiView):
     allowed_params = (*FILTER_PARAMS, "by")
 
     @extend_schema(
@@ -207,7 +211,7 @@ class UsageApi(_OrganizationApi):
         return Response({**report, "mode": "auto"})
 
 
-class SessionsApi(_OrganizationApi):
+class SessionsApi(OrganizationApiView):
     allowed_params = (*FILTER_PARAMS, "top")
 
     @extend_schema(
@@ -231,7 +235,7 @@ class SessionsApi(_OrganizationApi):
         )
 
 
-class AnomaliesApi(_OrganizationApi):
+class AnomaliesApi(OrganizationApiView):
     allowed_params = ("range", "limit")
 
     @extend_schema(

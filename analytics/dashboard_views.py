@@ -227,6 +227,7 @@ class _UsagePageView(OrgMemberRequiredMixin, View):
             "subject": subject,
             "usage_filter": filters,
             "has_usage": usage_exists(organization=organization),
+            "hidden_projects": selectors.hidden_projects(organization=organization),
             "choices": filter_choices(organization=organization, filters=filters),
             "range_presets": selectors.RANGE_PRESETS,
             "is_custom_range": filters.range not in selectors.RANGE_PRESETS,

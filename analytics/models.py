@@ -208,6 +208,33 @@ class RollupState(OrgOwnedModel):
         return f"rollups of {self.organization_id}"
 
 
+class Project(OrgOwnedModel):
+    """A project label the organization has sent, in the order the labels first arrived.
+
+    A project exists only as a label on usage; this row records when the organization's first
+    event with the label was received (not when it occurred), so that a plan that shows a
+    number of projects shows the first ones the organization sent, and keeps showing them: an
+    event with an old timestamp arriving later, or retention deleting a project's oldest
+    events, cannot change which projects those are. Written by the rollup refresh (under the
+    organization's `RollupState` lock) as labels appear, never updated."""
+
+    organization = _organization_fk()
+    label = models.CharField(max_length=200, blank=True)
+    first_received_at = models.DateTimeField()
+
+    class Meta(OrgOwnedModel.Meta):
+        ordering = ["first_received_at", "id"]
+        constraints = [
+            # Also the index every read of an organization's projects uses.
+            models.UniqueConstraint(
+                fields=["organization", "label"], name="analytics_project_org_label_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.label or "(empty label)"
+
+
 class RollupDirtyBucket(OrgOwnedModel):
     """A 15-minute bucket whose events changed since its rollups were made: an append-only
     queue. Ingest's receiver adds rows (never updates one, so it never waits on a worker that

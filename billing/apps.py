@@ -11,3 +11,8 @@ class BillingConfig(AppConfig):
         from billing.panels import plan_panels_register
 
         plan_panels_register()
+        # Every limit enforced outside billing (devices, projects, members, retention) is
+        # asked of accounts' registry, which billing answers from its plans table.
+        from billing.limits import organization_limits_register
+
+        organization_limits_register()

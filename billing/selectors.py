@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 
+from accounts.limits import organization_limits
 from accounts.models import Organization
 from accounts.selectors import membership_count
 from analytics.selectors import project_count
@@ -34,4 +37,23 @@ def organization_usage(*, organization: Organization) -> dict[str, int]:
         "devices": device_count_linked(organization=organization),
         "projects": project_count(organization=organization),
         "members": membership_count(organization=organization),
+    }
+
+
+def organization_summary(*, organization: Organization) -> dict[str, Any]:
+    """The organization, the plan whose limits apply, those limits (None: unlimited) and its
+    usage of each (`GET /api/v1/organization`)."""
+    limits = organization_limits(organization=organization)
+    return {
+        "id": organization.pk,
+        "slug": organization.slug,
+        "name": organization.name,
+        "plan": limits.plan_code,
+        "limits": {
+            "devices": limits.max_devices,
+            "projects": limits.max_projects,
+            "members": limits.max_members,
+            "retention_days": limits.retention_days,
+        },
+        "usage": organization_usage(organization=organization),
     }

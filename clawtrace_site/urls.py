@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from accounts import apis as accounts_apis
 from accounts import views as accounts_views
+from billing import apis as billing_apis
 from clawtrace_site import api, health, pages
 
 # Operators log in through allauth too (rate limits, MFA), not the admin's own form.
@@ -38,8 +39,10 @@ api_v1_patterns = [
     # The sync protocol (docs/sync-protocol.md): linking devices, then their data.
     path("", include("devices.api_urls")),
     path("", include("ingest.api_urls")),
-    # The organization API (organization API keys): usage, sessions, anomalies.
+    # The organization API (organization API keys): usage, sessions, anomalies, and the
+    # organization with its plan's limits (billing's).
     path("", include("analytics.api_urls")),
+    path("organization", billing_apis.OrganizationApi.as_view(), name="organization"),
 ]
 
 urlpatterns = [

@@ -7,6 +7,7 @@ import re
 
 from django.db.models import F, QuerySet
 
+from accounts.limits import limit_reached_message, organization_limits
 from accounts.models import Organization, Role, User
 from accounts.tenancy import organization_scope
 from clawtrace_site.tokens import hash_secret, secret_matches
@@ -112,3 +113,13 @@ def device_count_linked(*, organization: Organization) -> int:
     """Devices that can still send (not revoked): what a plan's device limit counts."""
     with organization_scope(organization):
         return Device.objects.filter(revoked_at__isnull=True).count()
+
+
+def device_link_refusal(*, organization: Organization) -> str | None:
+    """Why the organization's plan lets no more devices link (which plan allows more, where to
+    upgrade, or that revoking one frees a place), or None when one more fits. Linking asks it
+    under a lock (`devices.services`); the Devices page shows it."""
+    limits = organization_limits(organization=organization)
+    if limits.allows("devices", device_count_linked(organization=organization) + 1):
+        return None
+    return limit_reached_message(organization=organization, limits=limits, resource="devices")

@@ -4,7 +4,8 @@ and enrollment keys.
 Rules kept here (never only in views): only an organization's owners and admins approve
 devices, rename or revoke them and manage keys; device codes are single-use and expire after
 15 minutes; a revoked device or key stays revoked; every new device passes
-`can_link_device` first. Errors are domain errors (`clawtrace_site.exceptions`).
+`_device_link_ensure` first (the plan's device count, under a lock). Errors are domain errors
+(`clawtrace_site.exceptions`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.limits import PlanLimitReachedError
 from accounts.models import Membership, Organization, Role, User
 from accounts.tenancy import organization_scope
 from clawtrace_site.exceptions import ApplicationError, NotAllowedError
@@ -31,6 +33,7 @@ from devices.selectors import (
     USER_CODE_LENGTH,
     device_authorization_get_by_code,
     device_authorization_get_pending,
+    device_link_refusal,
     enrollment_key_get_by_value,
 )
 
@@ -62,7 +65,7 @@ class InvalidEnrollKeyError(ApplicationError):
     status_code = 401
 
 
-class DeviceLimitReachedError(ApplicationError):
+class DeviceLimitReachedError(PlanLimitReachedError):
     code = "device_limit_reached"
     status_code = 403
 
@@ -76,17 +79,27 @@ class UserCodeInvalidError(ApplicationError):
 
 
 def can_link_device(organization: Organization) -> bool:
-    """Whether `organization` may link one more device. The one place a plan's device limit
-    will be enforced (billing fills it in a later issue); today every organization may."""
-    return True
+    """Whether `organization` may link one more device: its linked (not revoked) devices stay
+    within the plan's count (`accounts.limits`, which billing fills from its plans table).
+
+    A check alone; linking itself goes through `_device_link_ensure`, which counts under a
+    lock."""
+    return device_link_refusal(organization=organization) is None
 
 
-def _ensure_can_link(organization: Organization) -> None:
-    if not can_link_device(organization):
-        raise DeviceLimitReachedError(
-            f"{organization.name} has reached its plan's device limit; revoke a device or "
-            "upgrade the plan."
-        )
+def _device_link_ensure(organization: Organization) -> Organization:
+    """Refuse a device past the plan's count, or return the organization locked until the
+    caller's transaction ends. Call it inside the transaction that creates the device.
+
+    The organization's row is the lock: two enrollments (or an enrollment and a device-flow
+    exchange) at the same instant would otherwise both count one device below the limit and
+    both link. It also re-reads the plan under the lock, so an organization downgraded a moment
+    ago is held to its new plan."""
+    locked = Organization.objects.select_for_update().get(pk=organization.pk)
+    refusal = device_link_refusal(organization=locked)
+    if refusal is not None:
+        raise DeviceLimitReachedError(refusal)
+    return locked
 
 
 def _ensure_admin(*, organization: Organization, actor: User) -> Membership:
@@ -204,14 +217,16 @@ def device_authorization_poll(*, device_code: str) -> tuple[Device, str]:
 
 @transaction.atomic
 def _device_authorization_exchange(*, authorization: DeviceAuthorization) -> tuple[Device, str]:
+    # Counted again here, not only at the approval: two codes approved one after the other
+    # would each have seen a free place. A refusal rolls back, so the approval stands and a
+    # later poll links once a device was revoked.
+    organization = _device_link_ensure(authorization.organization)
     # Compare-and-set: of two polls racing after the approval, exactly one gets the secret.
     won = DeviceAuthorization.objects.filter(
         pk=authorization.pk, status=AuthorizationStatus.APPROVED
     ).update(status=AuthorizationStatus.EXCHANGED)
     if not won:
         raise DeviceGrantError("The device code was already used.", code="expired_token")
-    organization = authorization.organization
-    _ensure_can_link(organization)
     device, secret = _device_create(
         organization=organization,
         name=authorization.name,
@@ -237,7 +252,9 @@ def device_authorization_decide(
         if organization is None:
             raise ApplicationError("Choose the organization to link it to.", code="invalid_value")
         _ensure_admin(organization=organization, actor=actor)
-        _ensure_can_link(organization)
+        # Refused on the page, where the member can act on it, rather than only when the
+        # machine polls.
+        _device_link_ensure(organization)
         changes = {
             "status": AuthorizationStatus.APPROVED,
             "organization": organization,
@@ -333,8 +350,7 @@ def device_enroll(*, key: str, name: str, os: str, agent_version: str) -> tuple[
     enrollment_key = enrollment_key_get_by_value(key=key)
     if enrollment_key is None or not enrollment_key.is_usable:
         raise InvalidEnrollKeyError("The enrollment key is unknown, revoked or expired.")
-    organization = enrollment_key.organization
-    _ensure_can_link(organization)
+    organization = _device_link_ensure(enrollment_key.organization)
     now = timezone.now()
     EnrollmentKey.all_orgs.filter(pk=enrollment_key.pk).update(uses=F("uses") + 1, last_used_at=now)
     return _device_create(

@@ -24,6 +24,7 @@ from devices.forms import DeviceDecisionForm, DeviceRenameForm, EnrollmentKeyFor
 from devices.models import Device, EnrollmentKey
 from devices.selectors import (
     device_authorization_get_pending,
+    device_link_refusal,
     device_list,
     enrollment_key_list,
     organization_list_for_linking,
@@ -215,6 +216,10 @@ class _DevicesPageMixin(OrgMemberRequiredMixin):
                 "can_manage": can_manage,
                 "key_form": key_form or EnrollmentKeyForm(),
                 "created_key": created_key,
+                # The plan's count reached: said before anyone tries to link one more.
+                "device_limit_notice": device_link_refusal(organization=self.organization)
+                if can_manage
+                else None,
                 "action_error": error,
             },
             status=status,

@@ -1,7 +1,8 @@
 """The nightly retention job: delete what is older than the organization's plan keeps.
 
-What the plan keeps is billing's (`billing.plans.retention_days_for`), asked on every run, so a
-change of plan takes effect on the next one. The deleting is done by the apps that own the rows
+What the plan keeps is asked of the limits registry on every run (`accounts.limits`, which
+billing answers with the plan that applies now: the paid one, or the largest with billing off),
+so a change of plan takes effect on the next one. The deleting is done by the apps that own the rows
 (`ingest.services.events_before_delete`), a small batch per transaction, so no statement holds
 its locks for long and ingest, which takes the same organization lock, waits at most one batch.
 
@@ -27,10 +28,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.limits import OrganizationLimits, organization_limits
 from accounts.models import Organization
 from accounts.selectors import owner_email_list
 from accounts.tenancy import organization_scope
-from billing.plans import LONGEST_RETENTION_DAYS, plan_get, retention_days_for
+from billing.plans import LONGEST_RETENTION_DAYS
 from ingest.selectors import event_exists_between
 from ingest.services import events_before_delete
 from retention.models import RetentionState
@@ -41,9 +43,10 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RetentionRun:
     organization_id: int
-    plan_days: int
-    enforced_days: int
-    cutoff: datetime
+    # None, and no cutoff, when the organization's history is unlimited.
+    plan_days: int | None
+    enforced_days: int | None
+    cutoff: datetime | None
     deleted_events: int
     # False when it stopped at `max_batches` with rows left (the task runs again).
     finished: bool
@@ -55,16 +58,20 @@ class _WarningNotSent(Exception):
 
 
 def _warning_send(
-    *, organization: Organization, state: RetentionState, plan_days: int, applies_from: datetime
+    *,
+    organization: Organization,
+    limits: OrganizationLimits,
+    state: RetentionState,
+    plan_days: int,
+    applies_from: datetime,
 ) -> None:
     recipients = owner_email_list(organization=organization)
     if not recipients:
         raise _WarningNotSent("no owner to warn")
-    plan = plan_get(organization.plan)
     site = settings.SITE_URL.rstrip("/")
     context = {
         "organization": organization,
-        "plan": plan,
+        "plan_name": limits.plan_name,
         "plan_days": plan_days,
         "enforced_days": state.enforced_days,
         "applies_from": applies_from,
@@ -78,7 +85,9 @@ def _warning_send(
     ).send(fail_silently=False)
 
 
-def _enforced_days_resolve(*, organization: Organization, plan_days: int, now: datetime):
+def _enforced_days_resolve(
+    *, organization: Organization, limits: OrganizationLimits, plan_days: int, now: datetime
+):
     """The retention to apply tonight, and whether the owners were warned just now."""
     with transaction.atomic(), organization_scope(organization):
         state, _created = RetentionState.objects.select_for_update().get_or_create(
@@ -105,6 +114,7 @@ def _enforced_days_resolve(*, organization: Organization, plan_days: int, now: d
                 with transaction.atomic():  # a savepoint: a failure here leaves the state usable
                     _warning_send(
                         organization=organization,
+                        limits=limits,
                         state=state,
                         plan_days=plan_days,
                         applies_from=applies_from,
@@ -141,9 +151,22 @@ def organization_retention_apply(
     now = now or timezone.now()
     batch_size = batch_size or settings.RETENTION_BATCH_SIZE
     max_batches = max_batches or settings.RETENTION_BATCHES_PER_RUN
-    plan_days = retention_days_for(organization=organization)
+    limits = organization_limits(organization=organization)
+    if limits.retention_days is None:
+        # Unlimited history (no plan table registered, `accounts.limits`' default): nothing
+        # to delete and nothing to settle.
+        return RetentionRun(
+            organization_id=organization.pk,
+            plan_days=None,
+            enforced_days=None,
+            cutoff=None,
+            deleted_events=0,
+            finished=True,
+            warned=False,
+        )
+    plan_days = limits.retention_days
     enforced_days, warned = _enforced_days_resolve(
-        organization=organization, plan_days=plan_days, now=now
+        organization=organization, limits=limits, plan_days=plan_days, now=now
     )
     cutoff = now - timedelta(days=enforced_days)
     deleted, finished = 0, False

@@ -35,6 +35,11 @@ class FakeServer:
     revoked: bool = False
     polls: int = 0
     approve_after: int = 2
+    interval: int = 5  # seconds between polls the device code asks for
+    slow_down_first: bool = True  # the first poll is answered slow_down
+    # When set, linking is refused as the site refuses a device past the plan's count: the
+    # enrollment, and the token poll once approved, answer 403 device_limit_reached with this.
+    link_refusal: str | None = None
     url: str = ""
 
     def totals(self) -> dict[str, Any]:
@@ -116,9 +121,12 @@ class _Handler(BaseHTTPRequestHandler):
             "organization": {"slug": "acme", "name": "Acme"},
             "name": body.get("name", ""),
         }
+        refusal = {"error": "device_limit_reached", "detail": fake.link_refusal}
         if self.path == "/api/v1/devices/enroll":
             if body.get("enroll_key") != "cte_good":
                 self._reply(401, {"error": "invalid_enroll_key", "detail": "unknown key"})
+            elif fake.link_refusal:
+                self._reply(403, refusal)
             else:
                 self._reply(201, credentials)
         elif self.path == "/api/v1/device/code":
@@ -130,15 +138,17 @@ class _Handler(BaseHTTPRequestHandler):
                     "verification_uri": f"{fake.url}/device/",
                     "verification_uri_complete": f"{fake.url}/device/?user_code=WDJBMJHT",
                     "expires_in": 900,
-                    "interval": 5,
+                    "interval": fake.interval,
                 },
             )
         elif self.path == "/api/v1/device/token":
             fake.polls += 1
-            if fake.polls == 1:
+            if fake.polls == 1 and fake.slow_down_first:
                 self._reply(400, {"error": "slow_down", "detail": "slow down"})
             elif fake.polls < fake.approve_after:
                 self._reply(400, {"error": "authorization_pending", "detail": "waiting"})
+            elif fake.link_refusal:
+                self._reply(403, refusal)
             else:
                 self._reply(200, credentials)
         elif self.path == "/api/v1/ingest":

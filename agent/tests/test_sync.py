@@ -78,6 +78,47 @@ def test_a_bad_enrollment_key_is_refused_with_the_servers_reason(fake, tree, iso
     assert not (isolated_home / "device.json").exists()
 
 
+PLAN_REFUSAL = (
+    "Acme is on the Free plan, which allows 1 linked device. The Team plan allows 3 linked "
+    "devices: upgrade at https://clawtrace.example/o/acme/billing/. Revoking a device on the "
+    "Devices page frees its place."
+)
+
+
+def test_an_enrollment_past_the_plans_devices_prints_the_servers_reason_and_fails(
+    fake, tree, isolated_home
+):
+    fake.link_refusal = PLAN_REFUSAL
+    code, out, err = run("login", "--server", fake.url, "--enroll-key", "cte_good", tree=tree)
+    assert code == 1
+    assert err == f"Error: the server refused to link this machine.\n{PLAN_REFUSAL}\n"
+    assert "Linked as" not in out
+    assert not (isolated_home / "device.json").exists()
+
+
+def test_a_device_flow_refused_at_the_poll_prints_the_servers_reason_and_fails(
+    fake, tree, isolated_home
+):
+    fake.link_refusal = PLAN_REFUSAL
+    fake.interval, fake.slow_down_first, fake.approve_after = 0, False, 1
+    code, out, err = run("login", "--server", fake.url, tree=tree)
+    assert code == 1
+    assert "Waiting for approval..." in out
+    assert err == f"Error: the server refused to link this machine.\n{PLAN_REFUSAL}\n"
+    assert fake.polls == 1  # a refusal ends the polling
+    assert not (isolated_home / "device.json").exists()
+
+
+def test_the_refusal_reaches_the_caller_of_the_device_flow_with_its_code(fake, isolated_home):
+    from clawtrace.sync.sender import link_interactively
+
+    fake.link_refusal = PLAN_REFUSAL
+    with pytest.raises(SyncError) as refused:
+        link_interactively(fake.url, "laptop", show=lambda grant: None, sleep=lambda s: None)
+    assert (refused.value.status, refused.value.code) == (403, "device_limit_reached")
+    assert refused.value.detail == PLAN_REFUSAL
+
+
 def test_sync_sends_every_turn_once_and_metadata_only(fake, tree, isolated_home):
     login(fake, tree)
     code, out, err = run("sync", tree=tree)

@@ -45,6 +45,7 @@ from analytics.selectors.usage import (
     usage_series,
     usage_totals,
 )
+from analytics.selectors.visibility import hidden_projects, projects_shown, rows_visible
 
 __all__ = [
     "DEFAULT_RANGE",
@@ -64,10 +65,13 @@ __all__ = [
     "budget_status_list",
     "cache_savings",
     "daily_rollups_ready",
+    "hidden_projects",
     "member_plan_comparison",
     "month_forecast",
     "period_totals",
     "project_count",
+    "projects_shown",
+    "rows_visible",
     "session_count",
     "session_detail",
     "session_top",

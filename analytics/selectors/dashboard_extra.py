@@ -20,6 +20,7 @@ from analytics.models import Budget, UsageRollup
 from analytics.selectors.filters import UsageFilter
 from analytics.selectors.overview import member_plan_comparison
 from analytics.selectors.usage import _usage_rows
+from analytics.selectors.visibility import rows_visible
 from devices.models import Device
 
 # The filter bar lists at most this many values of a label (the most recent range's); a value
@@ -97,12 +98,14 @@ def budget_get(*, organization: Organization, budget_id: int) -> Budget | None:
 
 
 def project_has_usage(*, organization: Organization, project: str) -> bool:
-    """Whether the project has any rolled-up usage in the organization (its page is a 404
-    otherwise: a project exists only as a label on usage)."""
+    """Whether the project has any rolled-up usage in the organization that its plan shows
+    (its page is a 404 otherwise: a project exists only as a label on usage)."""
     if not project or len(project) > 200 or "\x00" in project:
         return False
     with organization_scope(organization):
-        return UsageRollup.objects.filter(project=project).exists()
+        return rows_visible(
+            UsageRollup.objects.filter(project=project), organization=organization
+        ).exists()
 
 
 def _plan_cheapest(api_month_usd: float) -> tuple[str, str, float]:

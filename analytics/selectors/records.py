@@ -9,12 +9,19 @@ from datetime import datetime
 from typing import Any
 
 from clawtrace.reports import Totals, usd
-from django.db.models import Max, Min, QuerySet
+from django.db.models import Max, Min, Q, QuerySet
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
-from analytics.models import Anomaly, OrganizationApiKey, UsageDailyRollup, UsageRollup
+from analytics.models import (
+    Anomaly,
+    AnomalyKind,
+    OrganizationApiKey,
+    UsageDailyRollup,
+    UsageRollup,
+)
 from analytics.selectors.filters import InvalidParameter, UsageFilter
+from analytics.selectors.visibility import projects_shown, rows_visible
 from clawtrace_site.tokens import hash_secret, secret_matches
 from ingest.models import Event
 
@@ -49,11 +56,21 @@ def api_key_get(*, organization: Organization, api_key_id: int) -> OrganizationA
 def anomaly_list(
     *, organization: Organization, filters: UsageFilter | None = None, limit: int = 100
 ) -> QuerySet[Anomaly]:
-    """Anomalies whose window overlaps the range, newest first."""
+    """Anomalies whose window overlaps the range, newest first. A session's spike in a project
+    the plan hides is hidden with it; the organization-wide ones (a day's or an hour's spend
+    over a limit) are about all the money spent and stay."""
     if not 1 <= limit <= 1000:
         raise InvalidParameter("limit", "a number from 1 to 1000.")
+    shown = projects_shown(organization=organization)
     with organization_scope(organization):
         rows = Anomaly.objects.all()
+        if shown is not None:
+            rows = rows.exclude(
+                Q(kind=AnomalyKind.SESSION_SPIKE)
+                & Q(details__project__isnull=False)
+                & ~Q(details__project=None)
+                & ~Q(details__project__in=shown)
+            )
         if filters is not None and filters.since is not None:
             rows = rows.filter(window_end__gt=filters.since)
         if filters is not None and filters.until is not None:
@@ -69,14 +86,21 @@ def session_detail(
     if not session_id or len(session_id) > 200 or "\x00" in session_id:
         raise InvalidParameter("session", "a session id of 1 to 200 characters.")
     with organization_scope(organization):
-        spans = UsageRollup.objects.filter(session_id=session_id)
+        spans = rows_visible(
+            UsageRollup.objects.filter(session_id=session_id), organization=organization
+        )
         if source is not None:
             spans = spans.filter(source=source)
         span = spans.aggregate(first=Min("first_at"), last=Max("last_at"))
         if span["first"] is None:
             return None
-        events = Event.objects.filter(
-            session_id=session_id, occurred_at__gte=span["first"], occurred_at__lte=span["last"]
+        events = rows_visible(
+            Event.objects.filter(
+                session_id=session_id,
+                occurred_at__gte=span["first"],
+                occurred_at__lte=span["last"],
+            ),
+            organization=organization,
         )
         if source is not None:
             events = events.filter(source=source)

@@ -34,6 +34,7 @@ from analytics.models import (
     UsageRollup,
 )
 from analytics.selectors.filters import InvalidParameter, UsageFilter
+from analytics.selectors.visibility import rows_visible
 from devices.models import Device
 
 TIME_GROUPINGS = ("hour", "day", "week", "month")
@@ -115,8 +116,8 @@ def _dimension_filters(rows: QuerySet, f: UsageFilter, *, with_session: bool = T
 def _usage_rows(
     organization: Organization, f: UsageFilter, *, fine: bool = False, tools: bool = False
 ) -> tuple[QuerySet, str]:
-    """The rollup rows `f` selects and the name of their time column ("day" or "bucket").
-    Call inside the organization's scope."""
+    """The rollup rows `f` selects and the name of their time column ("day" or "bucket"),
+    without the projects the plan hides. Call inside the organization's scope."""
     daily_model, bucket_model = (
         (ToolDailyRollup, ToolRollup) if tools else (UsageDailyRollup, UsageRollup)
     )
@@ -134,7 +135,7 @@ def _usage_rows(
         if f.until is not None:
             rows = rows.filter(bucket__lt=f.until)
         time_column = "bucket"
-    return _dimension_filters(rows, f), time_column
+    return _dimension_filters(rows_visible(rows, organization=organization), f), time_column
 
 
 # --- Totals and reports -------------------------------------------------------------------------

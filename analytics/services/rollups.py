@@ -32,12 +32,14 @@ from zoneinfo import ZoneInfo
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
 from analytics.models import (
     USAGE_KEY_FIELDS,
+    Project,
     RollupDirtyBucket,
     RollupState,
     ToolDailyRollup,
@@ -265,8 +267,6 @@ def _as_aware(value) -> datetime:
 
 
 def _event_span(organization: Organization) -> tuple[datetime, datetime] | None:
-    from django.db.models import Max, Min
-
     span = Event.objects.aggregate(first=Min("occurred_at"), last=Max("occurred_at"))
     if span["first"] is None:
         return None
@@ -413,6 +413,7 @@ def _buckets_recompute(organization: Organization, ranges: list[tuple[datetime, 
     tool_turns = "COUNT(*)" if _is_postgresql() else "COUNT(DISTINCT e.id)"
     tool_keys = "e.device_id, e.source, e.agent, e.project, e.model"
     events = 0
+    new_labels: set[str] = set()
     with connection.cursor() as cursor:
         for chunk in _chunks(ranges):
             spans = _spans_sql(len(chunk))
@@ -450,7 +451,45 @@ def _buckets_recompute(organization: Organization, ranges: list[tuple[datetime, 
                 f"GROUP BY e.organization_id, {bucket}, {tool_keys}, {tool_name}",
                 join_params,
             )
+            # Labels these buckets hold that the organization's projects do not have yet:
+            # read from the rows just written (far fewer than the events), almost always none.
+            cursor.execute(
+                f"SELECT DISTINCT u.project FROM {UsageRollup._meta.db_table} AS u "  # noqa: S608
+                f"JOIN {spans} ON u.bucket >= r.start_at AND u.bucket < r.end_at "
+                "WHERE u.organization_id = %s AND u.project IS NOT NULL AND NOT EXISTS ("
+                f"SELECT 1 FROM {Project._meta.db_table} AS p "
+                "WHERE p.organization_id = u.organization_id AND p.label = u.project)",
+                join_params,
+            )
+            new_labels.update(row[0] for row in cursor.fetchall())
+    if new_labels:
+        _projects_record(organization, sorted(new_labels), ranges)
     return events
+
+
+def _projects_record(
+    organization: Organization, labels: list[str], ranges: list[tuple[datetime, datetime]]
+) -> None:
+    """Record new project labels with their first arrival, earliest first. Only the times
+    being refreshed are read: a label that is new has no events in buckets refreshed before."""
+    firsts = (
+        Event.objects.filter(
+            project__in=labels,
+            occurred_at__gte=min(start for start, _ in ranges),
+            occurred_at__lt=max(end for _, end in ranges),
+        )
+        .values("project")
+        .annotate(first=Min("received_at"))
+        .order_by("first", "project")
+    )
+    # (A conflict is impossible under the rollup lock; ignoring it keeps a replay harmless.)
+    Project.objects.bulk_create(
+        [
+            Project(organization=organization, label=row["project"], first_received_at=row["first"])
+            for row in firsts
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def _days_recompute(organization: Organization, days: Iterable[date], zone: ZoneInfo) -> None:

@@ -276,6 +276,30 @@ def test_a_revoked_device_is_refused_at_once(site, small_corpus, tmp_path):
     assert "401" in refused.stderr or "revoked" in refused.stderr.lower()
 
 
+def test_a_machine_past_the_plans_devices_is_refused_and_the_agent_prints_why(
+    site, small_corpus, tmp_path, settings
+):
+    settings.BILLING_ENABLED = True  # (the organization is on Free: one device)
+    settings.SITE_URL = "https://clawtrace.example"
+    data, _ = small_corpus
+    laptop, server = Machine(tmp_path / "laptop", data), Machine(tmp_path / "server", data)
+    laptop.login(site, "laptop")
+
+    refused = server.run(
+        "login", "--server", site.url, "--enroll-key", ENROLL_KEY, "--name", "build-server",
+        check=False,
+    )  # fmt: skip
+
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "Error: the server refused to link this machine.\n"
+        "End To End is on the Free plan, which allows 1 linked device. The Team plan allows 3 "
+        "linked devices: upgrade at https://clawtrace.example/o/end-to-end/billing/. Revoking "
+        "a device on the Devices page frees its place.\n"
+    )
+    assert not (server.home / "device.json").exists()
+
+
 def test_a_sync_killed_at_any_moment_loses_nothing_and_counts_nothing_twice(
     site, big_corpus, tmp_path, settings
 ):

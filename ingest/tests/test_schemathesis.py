@@ -2,9 +2,9 @@
 serves: no 5xx, and every response as the document says (status, content type, headers,
 body). Requests go through the site's WSGI application, signed in as each operation expects: a
 real device secret (the sync protocol) or a real organization API key (the organization API:
-usage, sessions, anomalies; there is only one `Authorization` header), and an owner's session
-with its CSRF token (the organization and member APIs), so each operation is reached past its
-authentication."""
+usage, sessions, anomalies, the organization and its plan; there is only one `Authorization`
+header), and an owner's session with its CSRF token (the organization and member APIs), so
+each operation is reached past its authentication."""
 
 from __future__ import annotations
 
@@ -22,7 +22,12 @@ from analytics.tests.factories import api_key_with_value, events_random
 from devices.tests.factories import device_with_secret
 
 EXAMPLES_PER_OPERATION = 60
-ORGANIZATION_API_PATHS = ("/api/v1/usage", "/api/v1/sessions", "/api/v1/anomalies")
+ORGANIZATION_API_PATHS = (
+    "/api/v1/usage",
+    "/api/v1/sessions",
+    "/api/v1/anomalies",
+    "/api/v1/organization",
+)
 
 
 @pytest.fixture
@@ -115,5 +120,6 @@ def test_every_api_v1_operation_answers_as_documented(api_schema, signed_in_head
         "GET /api/v1/usage",
         "GET /api/v1/sessions",
         "GET /api/v1/anomalies",
+        "GET /api/v1/organization",
     } <= set(operations)
     assert not failures, "\n\n".join(failures)

@@ -24,6 +24,13 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 20, 2, 43, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _billing_on(settings):
+    """The plans' own retention (with billing off every organization keeps the largest plan's,
+    `test_with_billing_off_every_organization_keeps_the_largest_plans_history`)."""
+    settings.BILLING_ENABLED = True
+
+
 @pytest.fixture
 def now(time_machine):
     time_machine.move_to(NOW, tick=False)
@@ -68,6 +75,19 @@ def test_events_older_than_the_plan_are_deleted_and_the_one_at_the_cutoff_is_kep
     assert run.cutoff == now - cutoff
     assert (run.deleted_events, run.finished, run.warned) == (2, True, False)
     assert _ages(org, now) == [timedelta(0), cutoff - tiny, cutoff]
+
+
+def test_with_billing_off_every_organization_keeps_the_largest_plans_history(org, now, settings):
+    settings.BILLING_ENABLED = False
+    _plan(org, PlanCode.FREE)
+    _settled(org, 7)  # (a night with billing on before: the job follows the plan in force)
+    _events_at(org, now, timedelta(days=30), timedelta(days=89), timedelta(days=91))
+
+    run = organization_retention_apply(organization=org)
+
+    assert (run.plan_days, run.enforced_days, run.deleted_events) == (90, 90, 1)
+    assert _ages(org, now) == [timedelta(days=30), timedelta(days=89)]
+    assert mail.outbox == []
 
 
 def test_another_organizations_events_are_not_touched(org, other_org, now):

@@ -13,6 +13,9 @@ from typing import Annotated, Any
 import typer
 
 DEFAULT_SERVER = "https://clawtrace.dev"
+# Refusals of `login` whose reason is the server's to give (the plan's device count: which
+# plan allows more and where to upgrade): printed as the server wrote them.
+LINK_REFUSALS = frozenset({"device_limit_reached"})
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -75,6 +78,8 @@ def login(
                 target, name, show=lambda grant: _show_code(grant, open_browser=not no_browser)
             )
     except SyncError as exc:
+        if exc.code in LINK_REFUSALS and exc.detail:
+            raise _fail(f"the server refused to link this machine.\n{exc.detail}", 1) from None
         raise _fail(str(exc), 1) from None
     _enable_outbox()
     typer.echo(

@@ -36,10 +36,20 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 class SyncError(Exception):
     """The server refused, or could not be reached after every retry; says which."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        detail: str = "",
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
+        # The server's own sentence (the error body's `detail`), for refusals worth printing
+        # as they are.
+        self.detail = detail
 
 
 def server_url(url: str) -> str:
@@ -168,6 +178,7 @@ class Client:
                     f"{f' ({code})' if code else ''}: {detail}",
                     status=response.status_code,
                     code=code,
+                    detail=detail,
                 )
                 if response.status_code not in RETRY_STATUSES:
                     raise last
