@@ -589,21 +589,23 @@ def payments_reconcile(*, created_after: int | None = None) -> list[str]:
 
 
 def _receipt_fetch_enqueue(*, payment_id: int) -> None:
-    from billing.tasks import payment_receipt_fetch_task
+    from billing.tasks import payment_sync_from_stripe_task
 
     try:
-        payment_receipt_fetch_task.delay(payment_id=payment_id)
+        payment_sync_from_stripe_task.delay(payment_id=payment_id)
     except Exception:
         # The broker is down: the payment is committed, and the hourly reconcile adds the
         # receipt link.
         logger.exception("receipt fetch not enqueued", extra={"payment_id": payment_id})
 
 
-def payment_receipt_fetch(*, payment_id: int) -> str | None:
-    """Fetch the receipt link of a newly recorded payment (the checkout event does not carry
-    it; its charge does). Best effort: the hourly reconcile fills what this misses."""
+def payment_sync_from_stripe(*, payment_id: int) -> str | None:
+    """Fetch the payment's Checkout Session from Stripe and take what it says (its receipt,
+    a refund billing missed); what changed, or None. After a new payment (the checkout event
+    does not carry the receipt link; its charge does) and from the admin. Raises
+    `stripe_gateway.StripeUnavailableError`."""
     payment = Payment.all_orgs.filter(pk=payment_id).first()
-    if payment is None or payment.receipt_url:
+    if payment is None:
         return None
     session = stripe_gateway.checkout_session_retrieve(session_id=payment.checkout_session_id)
     return _session_reconcile(session)

@@ -8,7 +8,7 @@ import time
 from celery import shared_task
 
 from billing.selectors import billing_enabled
-from billing.services import payment_receipt_fetch, payments_reconcile
+from billing.services import payment_sync_from_stripe, payments_reconcile
 from billing.stripe_gateway import StripeUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -35,9 +35,10 @@ def payments_reconcile_task() -> int:
 
 
 @shared_task
-def payment_receipt_fetch_task(*, payment_id: int) -> None:
+def payment_sync_from_stripe_task(*, payment_id: int) -> None:
+    """After a new payment: its receipt link (the checkout event does not carry it)."""
     try:
-        payment_receipt_fetch(payment_id=payment_id)
+        payment_sync_from_stripe(payment_id=payment_id)
     except StripeUnavailableError:
         # Best effort: the hourly reconcile adds the receipt link.
         logger.warning("receipt not fetched", extra={"payment_id": payment_id})
