@@ -17,6 +17,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from accounts.admin import OrganizationAdmin
 from accounts.models import Organization
@@ -265,7 +266,7 @@ class BillingOrganizationAdmin(OrganizationAdmin):
             "<tr{}><td>{}</td><td>${}</td><td>{}</td><td>{}</td><td>{}</td><td>{} days</td></tr>",
             (
                 (
-                    format_html(' style="font-weight:bold"') if plan == in_force else "",
+                    mark_safe(' style="font-weight:bold"') if plan == in_force else "",
                     plan.name + (" (in force)" if plan == in_force else ""),
                     plan.price_usd,
                     _limit(plan.max_devices),

@@ -76,7 +76,7 @@ class Payment(OrgOwnedModel):
     @property
     def amount(self) -> Decimal:
         # Every currency we sell in has two decimals (the Prices are USD).
-        return Decimal(self.amount_total) / 100
+        return (Decimal(self.amount_total) / 100).quantize(Decimal("0.01"))
 
     @property
     def is_paid(self) -> bool:

@@ -559,18 +559,21 @@ def _session_reconcile(session: dict[str, Any]) -> str | None:
     needs_refund = refunded and (existing is None or existing.is_paid)
     if existing is not None and not needs_receipt and not needs_refund:
         return None
-    if refunded:
+    reversal = (
         payment_reversal_record(
             payment_intent_id=_id_of(payment_intent),
             kind=ReversalKind.REFUNDED,
             charge_id=_id_of(charge),
             stripe_event_id="reconcile",
         )
+        if refunded
+        else None
+    )
     recorded = payment_record_from_session(organization=organization, session=session)
     if recorded.created:
         return f"{session_id}: missed payment recorded; {recorded.describe()}"
-    if needs_refund:
-        return f"{session_id}: missed refund recorded; {recorded.change.describe()}"
+    if needs_refund and reversal is not None and reversal.change is not None:
+        return f"{session_id}: missed refund recorded; {reversal.change.describe()}"
     return f"{session_id}: receipt link added"
 
 

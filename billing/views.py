@@ -152,7 +152,8 @@ def billing_current(request: HttpRequest) -> HttpResponse:
     the user works in when they own it, else of the first one they own (signup gives everyone
     a personal one)."""
     organization = current_organization_resolve(request)
-    owned = organization_list_for_user(user=request.user).filter(memberships__role=Role.OWNER)
+    # (`role` is the user's own role there, annotated by the selector.)
+    owned = organization_list_for_user(user=request.user).filter(role=Role.OWNER)
     if organization is None or not owned.filter(pk=organization.pk).exists():
         organization = owned.first()
     if organization is None:
