@@ -133,6 +133,22 @@ def organization_time_zone_update(
     return organization
 
 
+def organization_plan_set(*, organization: Organization, plan: str) -> Organization:
+    """Store the tier that applies to the organization. Billing is the only caller: it decides
+    the tier from the organization's payments and grants (accounts only keeps the column,
+    since it may not import billing), under the organization's row lock it already holds."""
+    plan = PlanCode(plan)
+    if organization.plan != plan:
+        previous = organization.plan
+        organization.plan = plan
+        organization.save(update_fields=["plan"])
+        logger.info(
+            "organization plan changed",
+            extra={"organization_id": organization.pk, "plan": plan.value, "previous": previous},
+        )
+    return organization
+
+
 def user_signup_finalize(*, user: User) -> None:
     """Called once per new user, from the allauth adapter's `save_user`.
 

@@ -378,6 +378,15 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=2, minute=43),
         "options": {"expires": 60 * 60 * 12},
     },
+    # Stripe is the source of truth: each hour the last week's completed Checkout Sessions are
+    # compared with the payments recorded, so a webhook that never arrived costs a paying
+    # organization an hour at most. A no-op with billing off. Off the hour; a copy queued
+    # behind an outage repeats the next run's work, hence expiring before it.
+    "payments_reconcile": {
+        "task": "billing.tasks.payments_reconcile_task",
+        "schedule": crontab(minute=23),
+        "options": {"expires": 60 * 50},
+    },
     # Deliveries whose task was lost (the broker was down when the alert fired) are enqueued
     # again: every ten minutes, so a lost alert is late by minutes, not lost; it reads one
     # small partial index, so the cadence costs nothing.

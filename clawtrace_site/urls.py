@@ -55,6 +55,7 @@ urlpatterns = [
     path("", include("analytics.urls")),
     path("", include("analytics.dashboard_urls")),
     path("", include("alerts.urls")),
+    path("", include("billing.urls")),
     path("api/v1/", include((api_v1_patterns, "api"), namespace="api")),
     path(
         "api/schema/",

@@ -56,7 +56,9 @@ def test_landing_page_sends_visitors_to_signup_and_pricing(client: Client) -> No
     assert f'href="{reverse("account_login")}"' in html
 
 
-def test_pricing_page_shows_every_plan_with_its_price_and_a_signup_link(client: Client) -> None:
+def test_pricing_page_shows_every_plan_with_its_price_and_a_signup_link_back_to_billing(
+    client: Client,
+) -> None:
     response = client.get(reverse("pricing"))
 
     assert response.status_code == 200
@@ -65,7 +67,8 @@ def test_pricing_page_shows_every_plan_with_its_price_and_a_signup_link(client: 
         assert f'id="plan-{plan.code}"' in html
         assert f"${plan.price_usd}" in html
         assert f"{plan.retention_days} days" in html
-        assert f'href="{reverse("account_signup")}?plan={plan.code}"' in html
+        signup = f"{reverse('account_signup')}?plan={plan.code}&amp;next=%2Fbilling%2F%3Fplan%3D"
+        assert f'href="{signup}{plan.code}"' in html
 
 
 def test_pricing_page_states_the_three_tiers_of_the_offer(client: Client) -> None:
