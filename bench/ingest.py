@@ -53,13 +53,13 @@ def _db_url(base: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
-def database_recreate(base_url: str) -> str:
+def database_recreate(base_url: str, name: str = BENCH_DB) -> str:
     import psycopg
 
     with psycopg.connect(base_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return _db_url(base_url, BENCH_DB)
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return _db_url(base_url, name)
 
 
 def django_setup(db_url: str) -> None:
