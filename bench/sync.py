@@ -104,16 +104,45 @@ def _pids_where(match) -> list[int]:
     return found
 
 
-def server_cpu(gunicorn_pid: int, database: str) -> dict[str, float]:
-    """CPU seconds spent so far by the gunicorn master and workers, and by the PostgreSQL
-    backends connected to `database` (the workers' persistent connections)."""
-    children = _pids_where(lambda pid, _cmd: _parent(pid) == gunicorn_pid)
-    backends = _pids_where(lambda _pid, cmd: cmd.startswith("postgres:") and f" {database} " in cmd)
-    return {
-        "gunicorn": sum(_cpu_seconds(pid) for pid in [gunicorn_pid, *children]),
-        "postgres": sum(_cpu_seconds(pid) for pid in backends),
-        "backends": backends,
-    }
+class ServerCpu:
+    """CPU seconds the gunicorn master and workers and the PostgreSQL backends connected to
+    `database` (the workers' connections) spend from `start()` to `stop()`. Read from /proc
+    every quarter second, per process, so that a backend that ends meanwhile (a connection a
+    worker closed and opened again) still counts up to its last reading."""
+
+    def __init__(self, gunicorn_pid: int, database: str) -> None:
+        self.gunicorn_pid, self.database = gunicorn_pid, database
+        self.first: dict[tuple[str, int], float] = {}
+        self.last: dict[tuple[str, int], float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> dict[tuple[str, int], float]:
+        workers = _pids_where(lambda pid, _cmd: _parent(pid) == self.gunicorn_pid)
+        backends = _pids_where(
+            lambda _pid, cmd: cmd.startswith("postgres:") and f" {self.database} " in cmd
+        )
+        seen = {("gunicorn", pid): _cpu_seconds(pid) for pid in [self.gunicorn_pid, *workers]}
+        seen.update({("postgres", pid): _cpu_seconds(pid) for pid in backends})
+        return seen
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            self.last.update(self._read())
+
+    def start(self) -> None:
+        self.first = self._read()
+        self.last = dict(self.first)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.last.update(self._read())
+        spent = {"gunicorn": 0.0, "postgres": 0.0}
+        for (kind, pid), cpu in self.last.items():
+            spent[kind] += cpu - self.first.get((kind, pid), 0.0)  # (new ones from zero)
+        return spent
 
 
 def _parent(pid: int) -> int:
@@ -244,7 +273,8 @@ def bench_size(turns: int, args: argparse.Namespace, base_url: str) -> dict:
             "clawtrace login",
         )
         row["load_before"] = os.getloadavg()[0]
-        before = server_cpu(server.pid, BENCH_DB)
+        server_cpu = ServerCpu(server.pid, BENCH_DB)
+        server_cpu.start()
         sync_argv = [*ct, "sync", "--json"]
         if args.profile:
             # cProfile slows the sender by about a third: a profiled run is for its shape.
@@ -253,16 +283,15 @@ def bench_size(turns: int, args: argparse.Namespace, base_url: str) -> dict:
             sync_argv = [sys.executable, "-m", "cProfile", "-o", str(profile)]
             sync_argv += ["-m", "clawtrace", "sync", "--json"]
         sync = _check(run_timed(sync_argv, env), "clawtrace sync")
-        after = server_cpu(server.pid, BENCH_DB)
+        spent = server_cpu.stop()
         row["load_after"] = os.getloadavg()[0]
         sent = json.loads(sync["stdout"])
         row.update(
             sync_s=sync["wall_s"],
             sender_cpu_s=sync["cpu_s"],
             rss_mb=sync["rss_mb"],
-            gunicorn_cpu_s=after["gunicorn"] - before["gunicorn"],
-            # (Backends that did not exist before the sync count from zero.)
-            postgres_cpu_s=after["postgres"] - before["postgres"],
+            gunicorn_cpu_s=spent["gunicorn"],
+            postgres_cpu_s=spent["postgres"],
             events=sent["events"],
             batches=sent["batches"],
             accepted=sent["accepted"],
