@@ -4,6 +4,7 @@ and clients signed in as them."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -44,6 +45,31 @@ def redis_worker():
     finally:
         # A retry left waiting in the broker must not reach a later test.
         celery_app.control.purge()
+
+
+@pytest.fixture(autouse=True)
+def _live_server_one_request_at_a_time(request, monkeypatch):
+    """On an in-memory SQLite database, Django's live server hands the test's one connection to
+    every request thread (`ThreadedWSGIServer.connections_override`), so two requests at once
+    interleave their transactions on it: the sender keeps two batches in flight, and a batch
+    of each could end up committed by the other. There, requests are served one at a time (a
+    lock per request, not per kept-alive connection), as SQLite has one writer anyway; on
+    PostgreSQL each thread has its own connection and nothing changes."""
+    if "live_server" not in request.fixturenames:
+        return
+    from django.core.handlers.base import BaseHandler
+    from django.db import connection
+
+    if connection.vendor != "sqlite" or not connection.is_in_memory_db():
+        return
+    lock = threading.RLock()
+    get_response = BaseHandler.get_response
+
+    def one_at_a_time(handler, http_request):
+        with lock:
+            return get_response(handler, http_request)
+
+    monkeypatch.setattr(BaseHandler, "get_response", one_at_a_time)
 
 
 @pytest.fixture(autouse=True)

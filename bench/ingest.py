@@ -53,13 +53,13 @@ def _db_url(base: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
 
 
-def database_recreate(base_url: str) -> str:
+def database_recreate(base_url: str, name: str = BENCH_DB) -> str:
     import psycopg
 
     with psycopg.connect(base_url.replace("postgres://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return _db_url(base_url, BENCH_DB)
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return _db_url(base_url, name)
 
 
 def django_setup(db_url: str) -> None:
@@ -329,7 +329,9 @@ def main() -> None:
             ]
             bodies = [gzip.compress(orjson.dumps({"events": b}), 6, mtime=0) for b in batches]
             start += total
+            load = os.getloadavg()[0]
             result = ingest_run(args.port, secrets[:senders], bodies)
+            result["load"] = load
             runs.append(
                 (
                     f"POST /api/v1/ingest, {senders} sender{'s' if senders > 1 else ''}",
@@ -341,15 +343,15 @@ def main() -> None:
                 raise SystemExit(f"{len(result['errors'])} errors, e.g. {result['errors'][0]}")
             # The floor, right after, on the same rows (so the table has grown alike).
             rows = copy_rows([e for b in batches for e in b], floor.pk, floor_device.pk)
-            runs.append(
-                (
-                    f"COPY, 1,000-row transactions (after {senders})",
-                    copy_run(db_url, rows, EVENTS_PER_BATCH),
-                    total,
-                )
-            )
+            load = os.getloadavg()[0]
+            floor_run = copy_run(db_url, rows, EVENTS_PER_BATCH)
+            floor_run["load"] = load
+            runs.append((f"COPY, 1,000-row transactions (after {senders})", floor_run, total))
         rows = copy_rows(events_make(10**9, total), floor.pk, floor_device.pk)
-        runs.append(("COPY, one transaction", copy_run(db_url, rows, total), total))
+        load = os.getloadavg()[0]
+        floor_run = copy_run(db_url, rows, total)
+        floor_run["load"] = load
+        runs.append(("COPY, one transaction", floor_run, total))
     finally:
         gunicorn_stop(server)
 
@@ -358,14 +360,15 @@ def main() -> None:
         f"gunicorn {args.workers} sync workers, {args.batches} batches of {EVENTS_PER_BATCH} "
         "events per row",
         "",
-        "| what | events/s | p50 ms/batch | p99 ms/batch | errors |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| what | events/s | p50 ms/batch | p99 ms/batch | errors | load before |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for label, result, count in runs:
         rate = count / result["wall"]
         lines.append(
             f"| {label} | {rate:,.0f} | {_ms(result['latencies'], 0.5):.1f} | "
-            f"{_ms(result['latencies'], 0.99):.1f} | {len(result['errors'])} |"
+            f"{_ms(result['latencies'], 0.99):.1f} | {len(result['errors'])} | "
+            f"{result['load']:.2f} |"
         )
     ingest_rates = [count / r["wall"] for label, r, count in runs if label.startswith("POST")]
     copy_rates = [count / r["wall"] for label, r, count in runs if label.startswith("COPY, 1,000")]
@@ -373,6 +376,9 @@ def main() -> None:
         "",
         f"best ingest / median COPY (1,000-row transactions): "
         f"{max(ingest_rates) / statistics.median(copy_rates):.2f}",
+        "",
+        "load before: the 1-minute load average as the row started (2 cores, shared: above ~1 "
+        "something else was running).",
     ]
     table = "\n".join(lines)
     print(table)

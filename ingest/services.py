@@ -375,13 +375,19 @@ class _PostgresStore(_Store):
     def keys_claim(self, keys):
         if not keys:
             return set()
-        found = self._run(
-            f"INSERT INTO {_KEY} (organization_id, event_id, occurred_at) "  # noqa: S608
-            "SELECT %s, k.id, k.at FROM unnest(%b::uuid[], %b::timestamptz[]) AS k(id, at) "
-            "ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id",
-            [self.organization.pk, [key for key, _ in keys], [at for _, at in keys]],
-        )
-        return {event_id.hex for (event_id,) in found}
+        with _pg_cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {_KEY} (organization_id, event_id, occurred_at) "  # noqa: S608
+                "SELECT %s, k.id, k.at FROM unnest(%b::uuid[], %b::timestamptz[]) AS k(id, at) "
+                "ON CONFLICT (organization_id, event_id) DO NOTHING RETURNING event_id",
+                [self.organization.pk, [key for key, _ in keys], [at for _, at in keys]],
+            )
+            # Every key inserted (a first sync: nearly every batch) needs no look at which: the
+            # ids are distinct, so as many rows back means all of them, and loading a thousand
+            # UUIDs was a tenth of the batch's time in Python.
+            if cursor.rowcount == len(keys):
+                return {key for key, _ in keys}
+            return {event_id.hex for (event_id,) in cursor.fetchall()}
 
     def keys_lock(self, ids):
         if not ids:

@@ -29,6 +29,7 @@ from types import ModuleType, SimpleNamespace
 
 import httpx
 import pytest
+from clawtrace.sync.sender import IN_FLIGHT
 from django.core.management import call_command
 from django.db import connection
 
@@ -313,10 +314,11 @@ def test_a_sync_killed_at_any_moment_loses_nothing_and_counts_nothing_twice(
         proc = laptop.start("sync", "--no-scan")
         # Kill points follow the sync's progress, not the clock (a loaded machine starts the
         # command and answers a batch slower): once this round's first batch is acknowledged
-        # (the next one is logged), at a random moment of the next batch's flight or after.
-        logged = laptop.wait_for_batches(proc, 2)
-        if len(logged) == 2:
-            time.sleep(rng.uniform(0.0, 1.5 * (logged[1] - logged[0])))
+        # (the sender keeps IN_FLIGHT batches out, so the one IN_FLIGHT after it is logged),
+        # at a random moment of the next batch's flight or after.
+        logged = laptop.wait_for_batches(proc, IN_FLIGHT + 1)
+        if len(logged) == IN_FLIGHT + 1:
+            time.sleep(rng.uniform(0.0, 1.5 * (logged[-1] - logged[-2])))
         if proc.poll() is not None:  # it finished first: start the next round over
             if laptop.server_totals(site)["turns"] == truth["totals"]["turns"]:
                 break

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,6 +14,11 @@ from clawtrace.config import Config
 from clawtrace.sync import outbox
 from clawtrace.sync.client import Client, SyncError, machine
 from clawtrace.sync.device import Device, device_save
+
+# Batches in flight at once: while the server stores one, the next is read, logged and sent,
+# so the machine's reading and the server's writing overlap (bench/sync.py: the server is the
+# slower side). Two keep a server's two workers busy without letting one device take them all.
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -50,22 +57,39 @@ def sync_run(
     client: Client | None = None,
     on_batch: Callable[[SyncResult], None] | None = None,
     max_batches: int | None = None,
+    in_flight: int = IN_FLIGHT,
 ) -> SyncResult:
-    """Send every batch the server has not acknowledged; the cursor moves only after each
-    acknowledgement, so a stop at any point re-sends at most the batch in flight."""
+    """Send every batch the server has not acknowledged, up to `in_flight` at once; the
+    cursor moves only after each acknowledgement, and in order (a batch acknowledged before
+    the one ahead of it waits for it), so a stop at any point re-sends at most the batches
+    that were in flight."""
     started = time.monotonic()
     result = SyncResult()
     outbox.outbox_enable(conn)
     privacy = privacy_of(config, device)
     own = client is None
     client = client or Client(device.server, device.secret)
+    pool = ThreadPoolExecutor(max_workers=max(1, in_flight), thread_name_prefix="clawtrace-send")
+    sending: deque[tuple[outbox.Batch, Future | None]] = deque()
+    read = 0
     try:
-        while max_batches is None or result.batches < max_batches:
-            batch = outbox.next_batch(conn, privacy)
-            if not batch:
+        while True:
+            while len(sending) < max(1, in_flight) and (max_batches is None or read < max_batches):
+                batch = _batch_next(conn, privacy, behind=sending[-1][0] if sending else None)
+                if batch is None:
+                    break
+                read += 1
+                future = None
+                if batch.events or batch.retract:
+                    body = batch.body()
+                    client.egress(body)  # (here, in order: the log reads as they were sent)
+                    future = pool.submit(client.ingest_post, body)
+                sending.append((batch, future))
+            if not sending:
                 break
-            if batch.events or batch.retract:
-                answer = client.ingest(batch.body())
+            batch, future = sending.popleft()
+            if future is not None:
+                answer = future.result()
                 result.accepted += int(answer.get("accepted", 0))
                 result.duplicates += int(answer.get("duplicates", 0))
                 result.updated += int(answer.get("updated", 0))
@@ -78,11 +102,32 @@ def sync_run(
     except SyncError as exc:
         result.error = str(exc)
     finally:
+        # The batches still out finish (or fail) unacknowledged: sent again next time, which
+        # the server's idempotency absorbs.
+        for _, future in sending:
+            if future is not None:
+                future.cancel()
+        pool.shutdown(wait=True)
         if own:
             client.close()
         result.seconds = time.monotonic() - started
         result.pending = outbox.pending(conn)
     return result
+
+
+def _batch_next(
+    conn: sqlite3.Connection, privacy: outbox.Privacy, *, behind: outbox.Batch | None
+) -> outbox.Batch | None:
+    """The next batch to send, or None for none now. With a batch still in flight, only new
+    turns past it (a full batch of new turns says there may be more); the queued changes and
+    retractions are read when nothing is in flight, so that none is ever sent twice at once."""
+    if behind is None:
+        batch = outbox.next_batch(conn, privacy)
+    elif behind.high and len(behind.events) >= outbox.BATCH_EVENTS:
+        batch = outbox.next_batch(conn, privacy, after=behind.high)
+    else:
+        return None
+    return batch if batch else None
 
 
 def dry_run_bodies(conn: sqlite3.Connection, config: Config, device: Device | None) -> Any:
