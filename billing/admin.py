@@ -169,7 +169,9 @@ class PlanGrantAdmin(admin.ModelAdmin):
     list_filter = ["plan", ("revoked_at", admin.EmptyFieldListFilter), "granted_at"]
     list_select_related = ["organization", "granted_by"]
     search_fields = ["organization__name", "organization__slug", "reason"]
-    autocomplete_fields = ["organization"]
+    # (Not autocomplete: its widget fails on a malformed id in the query string or the form,
+    # where the raw id widget shows an empty label; the hostile-input walk found it.)
+    raw_id_fields = ["organization"]
     actions = ["revoke"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[PlanGrant]:

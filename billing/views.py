@@ -188,17 +188,21 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         response = _json_error(405, "method_not_allowed", "Stripe posts its events here.")
         response["Allow"] = "POST"
         return response
+    signature = request.headers.get("Stripe-Signature")
+    if not signature:
+        # Refused before anything else, as dj-stripe does: whatever else it is, it is not
+        # from Stripe.
+        return _json_error(400, "signature_missing", "No Stripe-Signature header.")
     if not settings.STRIPE_WEBHOOK_SECRET:
-        # An operator fixes this; Stripe keeps retrying for three days meanwhile.
+        # A signed delivery we cannot check yet: an operator fixes this, and Stripe keeps
+        # retrying for three days meanwhile.
         return _json_error(503, "webhook_not_configured", "STRIPE_WEBHOOK_SECRET is not set.")
     try:
         payload = request.body
     except RequestDataTooBig:
         return _json_error(413, "payload_too_large", "The body is too large for an event.")
     try:
-        event = stripe_gateway.webhook_event_verify(
-            payload=payload, signature_header=request.headers.get("Stripe-Signature")
-        )
+        event = stripe_gateway.webhook_event_verify(payload=payload, signature_header=signature)
     except stripe_gateway.WebhookSignatureError as error:
         logger.warning("stripe webhook refused", extra={"reason": error.code})
         return _json_error(400, error.code, str(error))

@@ -470,3 +470,18 @@ def test_events_are_stored_before_they_are_processed(client, org, monkeypatch):
     webhook_post(client, event("checkout.session.completed", checkout_session(org)))
 
     assert seen == [True]
+
+
+def test_an_oversized_signed_body_is_refused_with_a_json_413(client, settings):
+    payload = json.dumps({"id": "evt_big", "padding": "x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
+
+    response = client.post(
+        reverse("billing:stripe_webhook"),
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature_header(payload, WEBHOOK_SECRET),
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert not StripeEvent.objects.exists()
