@@ -6,11 +6,16 @@ from typing import Any
 
 from accounts.models import Organization
 from accounts.panels import OrganizationPanel, organization_panel_register
-from billing.plans import plan_get
+from billing.selectors import billing_enabled, organization_plan
 
 
 def _plan_context(*, organization: Organization) -> dict[str, Any]:
-    return {"plan": plan_get(organization.plan)}
+    # The plan whose limits apply, as every enforcement point sees it: with billing off
+    # (self-hosting) that is the largest plan, whatever the organization once paid for.
+    return {
+        "plan": organization_plan(organization=organization),
+        "billing_enabled": billing_enabled(),
+    }
 
 
 def plan_panels_register() -> None:

@@ -43,3 +43,12 @@ def test_the_free_plan_shows_no_price(owner_client, org):
     html = owner_client.get(reverse("accounts:org_settings", args=[org.slug])).content.decode()
     assert "<strong>Free</strong>" in html
     assert "one-time" not in html
+
+
+def test_with_billing_off_the_pages_show_the_largest_plans_limits_and_say_why(
+    owner_client, org, billing_off
+):
+    html = owner_client.get(reverse("accounts:org_home", args=[org.slug])).content.decode()
+
+    assert "<strong>Team</strong>" in html
+    assert "billing is off on this server" in html
