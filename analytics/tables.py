@@ -394,9 +394,10 @@ def plans_table(page: UsagePage) -> Table:
             Column("subscription_label", "Plan", is_optional=True),
             Column("subscription_usd", "Price", "money", is_optional=True, blank="per token"),
             Column("api_equivalent_usd", "At API prices", "money", is_optional=True),
-            Column("api_equivalent_forecast_usd", "Month forecast", "money"),
+            # A phone keeps what the table answers: who, which plan, what it would save.
+            Column("api_equivalent_forecast_usd", "Month forecast", "money", is_optional=True),
             Column("cheapest_label", "Cheapest"),
-            Column("switch_saves_usd", "Switch saves", "money", is_optional=True),
+            Column("switch_saves_usd", "Switch saves", "money"),
             Column("other_api_usd", "Other agents", "money", is_csv_only=True),
             Column("subscription_plan", "Plan code", is_csv_only=True),
             Column("cheapest_plan", "Cheapest plan code", is_csv_only=True),

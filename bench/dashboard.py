@@ -5,12 +5,13 @@ questions asked of the raw events table, in one run.
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/dashboard.py \
         [--big 10000000] [--others 1000000] [--orgs 10] [--days 120] [--repeat 20] [--reuse]
 
-A fresh database (`bench_dashboard`, dropped and made again unless --reuse), migrated. One
-organization gets `--big` events and each of the `--orgs - 1` others `--others`, made by the
-database itself (INSERT ... SELECT over generate_series: faster than COPY from Python here):
-sessions of 40-400 turns on the organization's devices (one member each), a few models,
-projects, agents and tool lists, costs on most turns, over `--days` days ending now, most of it
-in working hours. The big organization is in Asia/Kolkata (+05:30), so its days are not UTC's.
+A fresh database (`bench_dashboard`, or `$BENCH_DB`), dropped and made again unless --reuse,
+migrated. One organization gets `--big` events and each of the `--orgs - 1` others `--others`,
+made by the database itself (INSERT ... SELECT over generate_series: faster than COPY from
+Python here): sessions of 40-400 turns on the organization's devices (one member each), a few
+models, projects, agents and tool lists, costs on most turns, over `--days` days ending now,
+most of it in working hours. The big organization is in Asia/Kolkata (+05:30), so its days are
+not UTC's.
 
 Then, timed:
 - rollup build (`rollups_rebuild` of every organization): events/s;
@@ -38,7 +39,9 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB = "bench_dashboard"
+# Its own database, dropped and made again each run; BENCH_DB names another, so that two
+# people on one server do not drop each other's (as bench/ingest.py).
+BENCH_DB = os.environ.get("BENCH_DB", "bench_dashboard")
 BIG_ZONE = "Asia/Kolkata"
 COLUMNS = (
     "organization_id, event_id, device_id, source, agent, project, session_id, model, provider, "
@@ -233,6 +236,32 @@ def overview_selectors(organization):
     }
 
 
+def overview_get(organization, user):
+    """The overview page as a signed-in owner's browser asks for it (view, every selector it
+    calls, the template), through Django's test client: what the selectors' sum leaves out."""
+    from django.test import Client, override_settings
+    from django.urls import reverse
+
+    client = Client(HTTP_HOST="localhost")
+    client.force_login(user)
+    url = reverse("dashboard:overview", kwargs={"org_slug": organization.slug})
+    # Plain static storage: the manifest one needs a collectstatic the bench does not run.
+    storage = override_settings(
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        }
+    )
+
+    def call():
+        with storage:
+            response = client.get(url, secure=True)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {url} answered {response.status_code}")
+
+    return call
+
+
 def raw_questions(organization):
     """The same questions of the raw events, as one would write them without rollups."""
     from django.db import connection
@@ -405,8 +434,12 @@ def main() -> None:
             "analytics_toolrollup",
             "analytics_tooldailyrollup",
         ):
+            # (A partitioned table's own size is 0: its partitions hold the rows.)
             cursor.execute(
-                "SELECT COUNT(*), pg_size_pretty(pg_total_relation_size(%s)) FROM " + table, [table]
+                "SELECT COUNT(*), pg_size_pretty(COALESCE("
+                "(SELECT SUM(pg_total_relation_size(relid)) FROM pg_partition_tree(%s)), "
+                "pg_total_relation_size(%s))) FROM " + table,
+                [table, table],
             )
             rows, size = cursor.fetchone()
             say(f"- `{table}`: {rows:,} rows, {size}")
@@ -450,6 +483,8 @@ def main() -> None:
     p50, p95, _ = timed(page, max(5, args.repeat // 2))
     raw_page = sum(timed(call, 1)[0] for call in raw_calls.values())
     say(f"| **whole overview page** | **{p50:.0f}** | **{p95:.0f}** | {raw_page:.0f} (sum) | |")
+    p50, p95, _ = timed(overview_get(big, owner), max(5, args.repeat // 2))
+    say(f"| **GET /o/{big.slug}/usage/, rendered** | **{p50:.0f}** | **{p95:.0f}** | | |")
 
     plans = []
     for name in (

@@ -20,6 +20,7 @@ register = template.Library()
 
 # What an empty cell shows: an en dash, as the other pages do.
 NO_VALUE = "\u2013"
+NBSP = "\u00a0"
 
 
 @register.filter
@@ -110,7 +111,10 @@ def moment(value: Any, organization=None) -> SafeString | str:
     local = when.astimezone(zone)
     # The year only when it is not this one: tables have little room.
     this_year = timezone.now().astimezone(zone).year
-    text = f"{local.day} {local:%b}{'' if local.year == this_year else f' {local.year}'}"
+    # No-break spaces inside the day: a narrow table may wrap a time after its comma only.
+    text = NBSP.join(
+        [str(local.day), f"{local:%b}", *([] if local.year == this_year else [str(local.year)])]
+    )
     return format_html(
         '<time datetime="{}" title="{}">{}, {}</time>',
         when.isoformat(),
@@ -170,6 +174,33 @@ def usage_cell(row: dict[str, Any], column: Column, organization=None) -> SafeSt
     return str(value)
 
 
+@register.simple_tag
+def usage_row_name(row: dict[str, Any], column: Column, organization=None) -> SafeString | str:
+    """A row's first cell. A label of one word (an address, a device, a project, a model)
+    stays on one line and is cut with an ellipsis where its column has no room, whole in its
+    title, so that a long address never pushes the figures out of the card; a phrase ("Daily
+    spend over the limit") wraps between its words instead."""
+    content = usage_cell(row, column, organization)
+    value = row.get(column.key)
+    if _blank(value) or column.kind not in ("text", "code") or " " in str(value):
+        return content
+    return format_html('<span class="row-name" title="{}">{}</span>', value, content)
+
+
 @register.filter
 def is_numeric(column: Column) -> bool:
     return column.kind in {"money", "tokens", "count", "ratio", "percent", "measure"}
+
+
+@register.filter
+def cell_class(column: Column) -> str:
+    """The classes of a column's cells: figures right-aligned, what a phone leaves out, and
+    times (which may wrap between the day and the hour)."""
+    classes = []
+    if is_numeric(column):
+        classes.append("num")
+    if column.is_optional:
+        classes.append("col-optional")
+    if column.kind == "datetime":
+        classes.append("cell-time")
+    return " ".join(classes)

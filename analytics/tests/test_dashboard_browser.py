@@ -102,6 +102,19 @@ def _sign_in(
     return page
 
 
+def _tables_scrolling_sideways(page) -> list[str]:
+    """The tables of the page (by their card's heading) wider than their box, with the pixels
+    hidden, e.g. ["By member: 24px"]."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.usage-card .table-wrap')]
+            .filter(wrap => wrap.offsetParent !== null)
+            .map(wrap => [wrap.closest('.usage-card').querySelector('h2').textContent.trim(),
+                          wrap.scrollWidth - wrap.clientWidth])
+            .filter(([, hidden]) => hidden > 1)
+            .map(([name, hidden]) => `${name}: ${hidden}px`)"""
+    )
+
+
 def _charts_drawn(page) -> None:
     page.wait_for_selector("canvas[data-chart-ready='true']")
     # Chart.js draws in an animation frame after it is made; wait for one more.
@@ -142,6 +155,8 @@ def test_overview_shows_the_teams_month_with_a_chart_breakdowns_and_budgets(
     # The chart's data is also a table, for screen readers and keyboards.
     page.get_by_text("Show as a table").click()
     assert page.locator(".chart-table tbody tr").count() == 30
+
+    assert _tables_scrolling_sideways(page) == []
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.get_by_text("Show as a table").click()
@@ -228,6 +243,8 @@ def test_the_overview_fits_a_phone_without_sideways_scrolling(live_server, brows
     page.goto(f"{live_server.url}/o/{organization.slug}/usage/?range=30d")
     _charts_drawn(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Nor does any table inside its card: a column pushed out of sight reads as missing.
+    assert _tables_scrolling_sideways(page) == []
     page.screenshot(path=str(SCREENSHOTS / "dashboard-390.png"), full_page=True)
 
 
