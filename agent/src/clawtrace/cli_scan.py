@@ -78,12 +78,12 @@ def run(json_out: bool = False, workers: int | None = None, **dirs: list[str] | 
     # Plain lines, no rich: nothing here is coloured, and a scan run from cron or a script
     # should not pay for the table library (or be wrapped at 80 columns).
     print(
-        f"Scanned {result.files_seen:,} files ({result.files_read:,} read, "
+        f"Scanned {counted(result.files_seen, 'file')} ({result.files_read:,} read, "
         f"{result.files_unchanged:,} unchanged"
         f"{f', {result.files_reset} re-read from the start' if result.files_reset else ''}"
         f"{f', {result.files_missing} gone, turns kept' if result.files_missing else ''}): "
-        f"{result.bytes_read:,} bytes, {result.turn_rows:,} turn records, "
-        f"{result.malformed:,} malformed lines, in {result.seconds:.2f}s."
+        f"{result.bytes_read:,} bytes, {counted(result.turn_rows, 'turn record')}, "
+        f"{counted(result.malformed, 'malformed line')}, in {result.seconds:.2f}s."
     )
     if result.repriced:
         print(f"Prices changed: re-priced {result.repriced:,} turns.")

@@ -257,6 +257,13 @@ def test_doctor_counts_in_words(cli, tree, tmp_path):
     assert "1 malformed lines" not in run.out
 
 
+def test_scan_counts_in_words(cli, tree):
+    write_lines(tree / "projects" / "-home-u-proj" / "sess-2.jsonl", ["{not json"])
+    run = cli("scan", *_dirs(tree))
+    assert "1 malformed line," in run.out, run.out
+    assert "1 malformed lines" not in run.out
+
+
 # --- a tree nested deeper than the path limit -------------------------------------------------
 
 
