@@ -100,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             raw = gzip.decompress(raw)
         self.fake.bodies.append(raw)
+        # This request's own body: with two batches in flight, `bodies[-1]` may be the other's.
+        self.raw_body = raw
         return json.loads(raw or b"{}")
 
     def _device_ok(self) -> bool:
@@ -152,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(200, credentials)
         elif self.path == "/api/v1/ingest":
-            fake.ingested.append(fake.bodies[-1])
+            fake.ingested.append(self.raw_body)
             if self._device_ok():
                 self._reply(200, fake.ingest(body))
         else:
