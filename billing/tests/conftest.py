@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+# The browser fixture of the accounts journey (Debian's Chromium), shared as devices does.
+from accounts.tests.test_browser_journey import browser  # noqa: F401  (fixture)
 from billing.tests.fake_stripe import FakeStripe, FakeStripeServer
 
 WEBHOOK_SECRET = "whsec_test_clawtrace_webhook_secret"

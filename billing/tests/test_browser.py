@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,10 @@ from django.conf import settings
 from accounts.models import Organization, Role
 from accounts.tenancy import OrgOwnedModel
 from accounts.tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from accounts.tests.test_browser_journey import (  # noqa: F401  (an autouse fixture, shared)
+    CHROMIUM,
+    _allow_orm_calls_beside_playwrights_event_loop,
+)
 from analytics.services.rollups import rollups_rebuild
 from analytics.tests.factories import EventFactory
 from billing.models import Payment, StripeEvent
@@ -33,17 +36,6 @@ from devices.models import Device
 from devices.services import enrollment_key_create
 from devices.tests.factories import DeviceFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "Claw-trace-7-tokens!"
 
@@ -55,25 +47,6 @@ pytestmark = [
     ),
     pytest.mark.django_db(transaction=True),
 ]
-
-
-@pytest.fixture(autouse=True)
-def _allow_orm_calls_beside_playwrights_event_loop(monkeypatch) -> None:
-    # As in accounts/tests/test_browser_journey.py: Playwright's sync API runs an event loop in
-    # this thread, and the test reads rows beside it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-
-@pytest.fixture
-def browser() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
