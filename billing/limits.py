@@ -5,7 +5,7 @@ billing off), read from the one table in `billing/plans.py`."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from accounts.limits import (
     LIMITED_RESOURCES,
@@ -18,7 +18,6 @@ from billing.plans import PLANS, Plan
 from billing.selectors import billing_enabled, organization_plan
 
 # The billing page's name, once billing's views define it; until then its path.
-BILLING_PAGE_URL_NAME = "billing:billing"
 
 
 def _limit(plan: Plan, resource: str) -> int | None:
@@ -42,10 +41,7 @@ def plan_offer_for_more(*, plan: Plan, resource: str) -> PlanOffer | None:
 
 def billing_page_url(*, organization: Organization) -> str:
     """The organization's billing page, absolute (the agent prints it, far from any request)."""
-    try:
-        path = reverse(BILLING_PAGE_URL_NAME, kwargs={"org_slug": organization.slug})
-    except NoReverseMatch:
-        path = f"/o/{organization.slug}/billing/"
+    path = reverse("billing:page", kwargs={"org_slug": organization.slug})
     return settings.SITE_URL.rstrip("/") + path
 
 
