@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from celery._state import _set_task_join_will_block
 from django.core.cache import cache
 from django.test import Client
 from rest_framework.test import APIClient
@@ -23,6 +24,10 @@ def _celery_eager():
     previous = (celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates)
     celery_app.conf.task_always_eager = True
     celery_app.conf.task_eager_propagates = True
+    # Celery's process-wide "a task is running here, do not wait on results" mark: a worker's
+    # pool sets it and never clears it, and eager tasks run from two threads at once (the race
+    # tests) can leave it set when they restore it in turn. A test starts from a plain process.
+    _set_task_join_will_block(False)
     yield
     celery_app.conf.task_always_eager, celery_app.conf.task_eager_propagates = previous
 
