@@ -13,6 +13,9 @@ Rollups (docs/scaling.md, "Rollups"):
   was just changed) reads use the 15-minute rows and the sweep rebuilds the days.
 - `ToolRollup` / `ToolDailyRollup`: tool calls per bucket (day) and tool, each turn's cost split
   evenly over the calls it made, as the agent's `tools_report` does.
+- `UsageDailyBreakdown`, `SessionDailyRollup`, `ToolDailyTotal`: the daily rows summed again,
+  per one dimension, per session, per tool, for the overview's unfiltered reads (each says
+  why). Made from the daily rows whenever they are, so they are never out of step with them.
 
 Sessions are part of the rollup key. A distinct count cannot be summed across buckets, but the
 rollup rows of a range are its per-bucket session sets: counting distinct (source, session_id)
@@ -132,9 +135,88 @@ class UsageDailyRollup(OrgOwnedModel, _UsageKey, _UsageSums):
                 nulls_distinct=False,
             ),
         ]
+        indexes = [
+            # The top sessions' models, projects and devices: a handful of sessions' rows.
+            models.Index(
+                fields=["organization", "session_id", "day"], name="analytics_daily_session"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.model}"
+
+
+class UsageDimension(models.TextChoices):
+    """The dimensions `UsageDailyBreakdown` sums over, one at a time."""
+
+    TOTAL = "total", "Every usage row"
+    DEVICE = "device", "Device"
+    PROJECT = "project", "Project"
+    MODEL = "model", "Model"
+    AGENT = "agent", "Agent"
+
+
+class UsageDailyBreakdown(OrgOwnedModel, _UsageSums):
+    """The daily rollups summed per local day, source and the value of one dimension at a
+    time: the overview's breakdowns without the session (and the other dimensions) in the key.
+
+    `UsageDailyRollup` has a row per session and model of a day, so a month of a busy
+    organization is tens of thousands of rows, and each breakdown of the overview page read them
+    all. Here a day is a row per source and model, per source and project, and so on: a few
+    hundred rows a month whatever the number of sessions. Each dimension holds the whole usage
+    once (`total` is the day's usage per source), so a dimension's rows add up to the day.
+
+    Only reads without a filter other than the source (and on plans that hide no project) can
+    be answered from one dimension at a time; the others read `UsageDailyRollup`
+    (`analytics.selectors.usage._usage_rows`). Made from the daily rows, in the same
+    transaction, whenever they are."""
+
+    organization = _organization_fk()
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    source = models.CharField(max_length=16)
+    dimension = models.CharField(max_length=16, choices=UsageDimension.choices)
+    # The dimension's value: the device's id as text, the project (None: no project sent), the
+    # model or the agent; None on `total` rows.
+    value = models.CharField(max_length=200, null=True)  # noqa: DJ001 (null: no project)
+    # The model's provider on `model` rows (prices are per provider and model), else "".
+    provider = models.CharField(max_length=64, blank=True)
+
+    class Meta(OrgOwnedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "dimension", "day", "source", "value", "provider"],
+                name="analytics_usage_breakdown_key",
+                nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.dimension}={self.value}"
+
+
+class SessionDailyRollup(OrgOwnedModel, _UsageSums):
+    """The daily rollups summed per local day and session: a day's row per session, whatever
+    the models, projects or agents it used. Counting a range's distinct sessions, and ranking
+    its most expensive ones, reads these rather than every (session, model, agent...) row of
+    `UsageDailyRollup`. Made from the daily rows, in the same transaction, whenever they are."""
+
+    organization = _organization_fk()
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    source = models.CharField(max_length=16)
+    session_id = models.CharField(max_length=200)
+
+    class Meta(OrgOwnedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "source", "session_id"],
+                name="analytics_session_daily_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.session_id}"
 
 
 class _ToolSums(models.Model):
@@ -186,6 +268,29 @@ class ToolDailyRollup(OrgOwnedModel, _ToolKey, _ToolSums):
                 fields=["organization", "day", *TOOL_KEY_FIELDS],
                 name="analytics_tool_daily_key",
                 nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.tool}"
+
+
+class ToolDailyTotal(OrgOwnedModel, _ToolSums):
+    """`ToolDailyRollup` summed per local day, source and tool: the overview's cost per tool reads a
+    row per tool and day instead of one per tool, device, project, model and agent. Made with
+    the daily rows."""
+
+    organization = _organization_fk()
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    source = models.CharField(max_length=16)
+    tool = models.CharField(max_length=64)
+
+    class Meta(OrgOwnedModel.Meta):
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "day", "source", "tool"],
+                name="analytics_tool_daily_total_key",
             ),
         ]
 

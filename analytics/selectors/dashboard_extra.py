@@ -16,10 +16,10 @@ from typing import Any
 from accounts.models import Membership, Organization
 from accounts.subscriptions import SUBSCRIPTION_MONTHLY_USD, SubscriptionPlan
 from accounts.tenancy import organization_scope
-from analytics.models import Budget, UsageRollup
+from analytics.models import Budget, UsageDimension, UsageRollup
 from analytics.selectors.filters import UsageFilter
 from analytics.selectors.overview import member_plan_comparison
-from analytics.selectors.usage import _usage_rows
+from analytics.selectors.usage import _summaries_for, _usage_rows
 from analytics.selectors.visibility import rows_visible
 from devices.models import Device
 
@@ -43,14 +43,17 @@ def filter_choices(*, organization: Organization, filters: UsageFilter) -> dict[
         filters, device_ids=None, member_id=None, project=None, model=None, agent=None, source=None
     )
     with organization_scope(organization):
+        summaries = _summaries_for(organization, unfiltered)
         rows, _ = _usage_rows(organization, unfiltered)
+
+        def values_of(name: str):
+            if summaries is not None:
+                return summaries.breakdown(UsageDimension(name)).values_list("value", flat=True)
+            return rows.values_list(name, flat=True)
+
         labels = {
             name: sorted(
-                value
-                for value in rows.order_by()
-                .values_list(name, flat=True)
-                .distinct()[: CHOICES_MAX + 1]
-                if value
+                value for value in values_of(name).order_by().distinct()[: CHOICES_MAX + 1] if value
             )[:CHOICES_MAX]
             for name in ("project", "model", "agent")
         }

@@ -20,13 +20,15 @@ from accounts.subscriptions import (
     subscription_monthly_usd,
 )
 from accounts.tenancy import organization_scope
-from analytics.models import Budget, BudgetScope
+from analytics.models import Budget, BudgetScope, UsageDimension
 from analytics.selectors.filters import UsageFilter, usage_range_bounds
 from analytics.selectors.usage import (
     _SESSION_KEY,
     _SUMS,
     _device_labels,
+    _device_value,
     _metrics,
+    _summaries_for,
     _usage_rows,
 )
 
@@ -53,13 +55,19 @@ def period_totals(
     spans = {period: _period_filter(organization, base, period, now) for period in PERIODS}
     earliest = min(spans.values(), key=lambda f: f.since)
     with organization_scope(organization):
-        rows, time_column = _usage_rows(organization, earliest)
+        summaries = _summaries_for(organization, earliest)
+        if summaries is not None:
+            rows, session_rows = summaries.breakdown(UsageDimension.TOTAL), summaries.sessions()
+            time_column = "day"
+        else:
+            rows, time_column = _usage_rows(organization, earliest)
+            session_rows = rows
         per_time = list(rows.values(time_column).annotate(**_SUMS).order_by())
         bounds = {
             period: (f.since_day if time_column == "day" else f.since)
             for period, f in spans.items()
         }
-        sessions = rows.aggregate(
+        sessions = session_rows.aggregate(
             **{
                 period: Count(
                     _SESSION_KEY, distinct=True, filter=Q(**{f"{time_column}__gte": bound})
@@ -80,24 +88,40 @@ def period_totals(
 
 
 def _month_days_cost(
-    organization: Organization, base: UsageFilter, now: datetime
-) -> tuple[dict, dict[str, dict[str, int]]]:
-    """This month's spend per local day (picodollars), overall and per group key the caller
-    picks; returned as ({day: pico}, rows) where rows carry device, project and source."""
+    organization: Organization, base: UsageFilter, now: datetime, by: str = "total"
+) -> list[dict[str, Any]]:
+    """This month's spend per local day (picodollars) and source, and per device or project
+    when `by` says so: rows of day, source, cost and (but for "total") `device_id` or
+    `project`."""
     month = _period_filter(organization, base, "month", now)
+    column = {"total": None, "device": "device_id", "project": "project"}[by]
     with organization_scope(organization):
-        rows, time_column = _usage_rows(organization, month)
-        found = list(
-            rows.values(time_column, "device_id", "project", "source")
-            .annotate(cost=Sum("cost_pico"))
-            .order_by()
-        )
+        summaries = _summaries_for(organization, month)
+        if summaries is not None:
+            time_column = "day"
+            found = list(
+                summaries.breakdown(UsageDimension(by))
+                .values("day", "source", *(["value"] if column else []))
+                .annotate(cost=Sum("cost_pico"))
+                .order_by()
+            )
+            for row in found:
+                if column:
+                    value = row.pop("value")
+                    row[column] = _device_value(value) if by == "device" else value
+        else:
+            rows, time_column = _usage_rows(organization, month)
+            found = list(
+                rows.values(time_column, "source", *([column] if column else []))
+                .annotate(cost=Sum("cost_pico"))
+                .order_by()
+            )
     zone = organization.zone
     for row in found:
         when = row.pop(time_column)
         row["day"] = when.astimezone(zone).date() if isinstance(when, datetime) else when
         row["cost"] = int(row["cost"] or 0)
-    return month, found
+    return found
 
 
 def _forecast(per_day_pico: dict, now: datetime, zone) -> dict[str, Any]:
@@ -117,7 +141,7 @@ def month_forecast(
     """Month-end spend as a range (low / expected / high) from this month's daily spend so far,
     by the agent's rule (`clawtrace.reports.forecast_from_daily`)."""
     now = now or timezone.now()
-    _month, rows = _month_days_cost(organization, filters or UsageFilter(), now)
+    rows = _month_days_cost(organization, filters or UsageFilter(), now)
     per_day: dict = defaultdict(int)
     for row in rows:
         per_day[row["day"]] += row["cost"]
@@ -139,14 +163,23 @@ def budget_status_list(
         budgets = list(Budget.objects.select_related("member").order_by("scope", "project", "pk"))
     if not budgets:
         return []
-    _month, rows = _month_days_cost(organization, UsageFilter(), now)
+    # Each scope's spend from the rows of its own grain: the day, the device, the project.
+    grain = {
+        BudgetScope.ORGANIZATION: "total",
+        BudgetScope.MEMBER: "device",
+        BudgetScope.PROJECT: "project",
+    }
+    rows_by = {
+        by: _month_days_cost(organization, UsageFilter(), now, by)
+        for by in sorted({grain[budget.scope] for budget in budgets})
+    }
     with organization_scope(organization):
-        devices = _device_labels({row["device_id"] for row in rows})
+        devices = _device_labels({row["device_id"] for row in rows_by.get("device", [])})
     order = {BudgetScope.ORGANIZATION: 0, BudgetScope.MEMBER: 1, BudgetScope.PROJECT: 2}
     out = []
     for budget in sorted(budgets, key=lambda b: (order[b.scope], b.project, b.pk)):
         per_day: dict = defaultdict(int)
-        for row in rows:
+        for row in rows_by[grain[budget.scope]]:
             if budget.scope == BudgetScope.MEMBER:
                 if devices.get(row["device_id"], ("", None))[1] != budget.member_id:
                     continue
@@ -182,7 +215,7 @@ def member_plan_comparison(
     cost at API prices; Claude Code's share is what a Claude subscription pays for) beside
     what their recorded subscription costs, and the month-end forecast of both."""
     now = now or timezone.now()
-    _month, rows = _month_days_cost(organization, UsageFilter(), now)
+    rows = _month_days_cost(organization, UsageFilter(), now, "device")
     with organization_scope(organization):
         devices = _device_labels({row["device_id"] for row in rows})
         memberships = list(Membership.objects.select_related("user").order_by("pk"))

@@ -28,13 +28,18 @@ from accounts.models import Membership, Organization
 from accounts.tenancy import organization_scope
 from analytics.models import (
     RollupState,
+    SessionDailyRollup,
     ToolDailyRollup,
+    ToolDailyTotal,
     ToolRollup,
+    UsageDailyBreakdown,
     UsageDailyRollup,
+    UsageDimension,
     UsageRollup,
 )
 from analytics.selectors.filters import InvalidParameter, UsageFilter
-from analytics.selectors.visibility import rows_visible
+from analytics.selectors.memo import memoized
+from analytics.selectors.visibility import any_project_hidden, rows_visible
 from devices.models import Device
 
 TIME_GROUPINGS = ("hour", "day", "week", "month")
@@ -97,10 +102,59 @@ def _totals(rows: Iterable[dict[str, Any]]) -> Totals:
 
 def daily_rollups_ready(organization: Organization) -> bool:
     """Whether the daily rollups are in the organization's current zone. (Asked each time,
-    not remembered: a zone changed and changed back must not find yesterday's answer.)"""
-    return RollupState.all_orgs.filter(
-        organization=organization, daily_time_zone=organization.time_zone
-    ).exists()
+    but for within one request (`memo.reads_memoized`): a zone changed and changed back must
+    not find yesterday's answer.)"""
+    return memoized(
+        ("daily_rollups_ready", organization.pk, organization.time_zone),
+        lambda: RollupState.all_orgs.filter(
+            organization=organization, daily_time_zone=organization.time_zone
+        ).exists(),
+    )
+
+
+class _Summaries:
+    """The daily summaries (`UsageDailyBreakdown`, `SessionDailyRollup`, `ToolDailyTotal`) of
+    a range, for the reads they can answer: whole local days, no filter but the source, and a
+    plan that hides no project (their rows mix every project of a day). `_summaries_for` says
+    whether they can; each method's rows are the range's, in the organization's scope."""
+
+    def __init__(self, f: UsageFilter) -> None:
+        self.f = f
+
+    def _ranged(self, model) -> QuerySet:
+        rows = model.objects.all()
+        if self.f.since_day is not None:
+            rows = rows.filter(day__gte=self.f.since_day)
+        if self.f.until_day is not None:
+            rows = rows.filter(day__lt=self.f.until_day)
+        if self.f.source is not None:
+            rows = rows.filter(source=self.f.source)
+        return rows
+
+    def breakdown(self, dimension: UsageDimension) -> QuerySet:
+        return self._ranged(UsageDailyBreakdown).filter(dimension=dimension)
+
+    def sessions(self) -> QuerySet:
+        return self._ranged(SessionDailyRollup)
+
+    def tools(self) -> QuerySet:
+        return self._ranged(ToolDailyTotal)
+
+
+def _summaries_for(organization: Organization, f: UsageFilter) -> _Summaries | None:
+    """The summaries answering `f`, or None when only the daily (or 15-minute) rollups can."""
+    if f.device_ids is not None or any(
+        getattr(f, name) is not None for name in ("project", "model", "agent")
+    ):
+        return None
+    if not daily_rollups_ready(organization) or any_project_hidden(organization=organization):
+        return None
+    return _Summaries(f)
+
+
+def _device_value(value: str | None) -> uuid.UUID | None:
+    # A breakdown's device value is the id as text (with or without hyphens, by database).
+    return uuid.UUID(value) if value else None
 
 
 def _dimension_filters(rows: QuerySet, f: UsageFilter, *, with_session: bool = True) -> QuerySet:
@@ -144,8 +198,13 @@ def _usage_rows(
 def usage_totals(*, organization: Organization, filters: UsageFilter) -> dict[str, Any]:
     """The cost-report totals of the range, plus its distinct sessions."""
     with organization_scope(organization):
-        rows, _ = _usage_rows(organization, filters)
-        found = rows.aggregate(**_SUMS, sessions=_SESSIONS)
+        summaries = _summaries_for(organization, filters)
+        if summaries is not None:
+            found = summaries.breakdown(UsageDimension.TOTAL).aggregate(**_SUMS)
+            found["sessions"] = summaries.sessions().aggregate(sessions=_SESSIONS)["sessions"]
+        else:
+            rows, _ = _usage_rows(organization, filters)
+            found = rows.aggregate(**_SUMS, sessions=_SESSIONS)
     return {**_totals([found]).as_dict(), "sessions": found["sessions"]}
 
 
@@ -204,19 +263,41 @@ def _grouped(
 ) -> list[tuple[Any, Totals, dict[str, Any]]]:
     """(key, totals, extra columns) per group, unordered."""
     zone = organization.zone
+    summaries = _summaries_for(organization, filters)
     if by in TIME_GROUPINGS:
-        rows, time_column = _usage_rows(organization, filters, fine=by == "hour")
+        if by != "hour" and summaries is not None:
+            rows, time_column = summaries.breakdown(UsageDimension.TOTAL), "day"
+        else:
+            rows, time_column = _usage_rows(organization, filters, fine=by == "hour")
         groups: dict[str, Totals] = defaultdict(Totals)
         for row in rows.values(time_column).annotate(**_SUMS).order_by():
             key = _time_key(by, _local(row[time_column], zone))
             groups[key].add(_metrics(row))
         return [(key, total, {}) for key, total in groups.items()]
-    rows, _ = _usage_rows(organization, filters)
-    if by in ("model", "project", "agent", "source"):
-        return [
-            (row[by], _totals([row]), {}) for row in rows.values(by).annotate(**_SUMS).order_by()
+    if summaries is not None:
+        if by == "source":
+            per_source = summaries.breakdown(UsageDimension.TOTAL).values("source")
+            per_source = per_source.annotate(**_SUMS).order_by()
+            return [(row["source"], _totals([row]), {}) for row in per_source]
+        if by in ("model", "project", "agent"):
+            per_value = summaries.breakdown(UsageDimension(by)).values("value")
+            per_value = per_value.annotate(**_SUMS).order_by()
+            return [(row["value"], _totals([row]), {}) for row in per_value]
+        per_device = [
+            {**row, "device_id": _device_value(row.pop("value"))}
+            for row in summaries.breakdown(UsageDimension.DEVICE)
+            .values("value")
+            .annotate(**_SUMS)
+            .order_by()
         ]
-    per_device = list(rows.values("device_id").annotate(**_SUMS).order_by())
+    else:
+        rows, _ = _usage_rows(organization, filters)
+        if by in ("model", "project", "agent", "source"):
+            return [
+                (row[by], _totals([row]), {})
+                for row in rows.values(by).annotate(**_SUMS).order_by()
+            ]
+        per_device = list(rows.values("device_id").annotate(**_SUMS).order_by())
     devices = _device_labels(row["device_id"] for row in per_device)
     if by == "device":
         return [
@@ -359,8 +440,12 @@ def session_top(
         raise InvalidParameter("top", "a number from 1 to 1000.")
     with organization_scope(organization):
         rows, _ = _usage_rows(organization, filters)
+        summaries = _summaries_for(organization, filters)
+        # (A session's row per day, when the summaries answer: rank those, then read the
+        # winners' own rows for their models, projects and devices.)
+        ranking = summaries.sessions() if summaries is not None else rows
         ranked = list(
-            rows.values("source", "session_id")
+            ranking.values("source", "session_id")
             .annotate(**_SUMS, s_tokens=_ALL_TOKENS, first=Min("first_at"), last=Max("last_at"))
             .filter(s_turns__gt=0)
             .order_by("-s_cost", "-s_tokens", "session_id", "source")[:n]
@@ -422,7 +507,10 @@ def session_top(
 
 def session_count(*, organization: Organization, filters: UsageFilter) -> int:
     with organization_scope(organization):
-        rows, _ = _usage_rows(organization, filters)
+        summaries = _summaries_for(organization, filters)
+        rows = (
+            summaries.sessions() if summaries is not None else _usage_rows(organization, filters)[0]
+        )
         return rows.aggregate(sessions=_SESSIONS)["sessions"]
 
 
@@ -434,13 +522,19 @@ def tool_costs(*, organization: Organization, filters: UsageFilter) -> dict[str,
     `tools --json`: rows of tool, calls, turns, cost_usd; what turns without a tool cost; and
     the range's whole cost."""
     with organization_scope(organization):
-        rows, _ = _usage_rows(organization, filters, tools=True)
+        summaries = _summaries_for(organization, filters)
+        if summaries is not None:
+            rows, usage = summaries.tools(), summaries.breakdown(UsageDimension.TOTAL)
+        else:
+            rows, usage = (
+                _usage_rows(organization, filters, tools=True)[0],
+                _usage_rows(organization, filters)[0],
+            )
         found = list(
             rows.values("tool")
             .annotate(calls=Sum("calls"), tool_turns=Sum("turns"), cost=Sum("cost_pico"))
             .order_by()
         )
-        usage, _ = _usage_rows(organization, filters)
         all_cost = int(usage.aggregate(cost=Sum("cost_pico"))["cost"] or 0)
     found.sort(key=lambda r: (-int(r["cost"] or 0), -int(r["calls"] or 0), r["tool"]))
     tool_cost = sum(int(r["cost"] or 0) for r in found)
@@ -470,18 +564,28 @@ def cache_savings(*, organization: Organization, filters: UsageFilter) -> dict[s
     more than shown."""
     from analytics.selectors.prices import cache_rates
 
+    cache_sums = {
+        "cache_read": Sum("cache_read_tokens"),
+        "write_5m": Sum("cache_write_5m_tokens"),
+        "write_1h": Sum("cache_write_1h_tokens"),
+        "input": Sum("input_tokens"),
+    }
     with organization_scope(organization):
-        rows, time_column = _usage_rows(organization, filters)
-        per_day = list(
-            rows.values("provider", "model", time_column)
-            .annotate(
-                cache_read=Sum("cache_read_tokens"),
-                write_5m=Sum("cache_write_5m_tokens"),
-                write_1h=Sum("cache_write_1h_tokens"),
-                input=Sum("input_tokens"),
+        summaries = _summaries_for(organization, filters)
+        if summaries is not None:
+            time_column = "day"
+            per_day = [
+                {**row, "model": row.pop("value")}
+                for row in summaries.breakdown(UsageDimension.MODEL)
+                .values("provider", "value", "day")
+                .annotate(**cache_sums)
+                .order_by()
+            ]
+        else:
+            rows, time_column = _usage_rows(organization, filters)
+            per_day = list(
+                rows.values("provider", "model", time_column).annotate(**cache_sums).order_by()
             )
-            .order_by()
-        )
     by_model: dict[str, list] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
     for row in per_day:
         when = row[time_column]

@@ -20,10 +20,15 @@ from accounts.limits import organization_limits
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
 from analytics.models import Project, UsageDailyRollup
+from analytics.selectors.memo import memoized
 
 
 def projects_shown(*, organization: Organization) -> list[str] | None:
     """The labels of the projects the plan shows, or None when it shows every project."""
+    return memoized(("projects_shown", organization.pk), lambda: _projects_shown(organization))
+
+
+def _projects_shown(organization: Organization) -> list[str] | None:
     limit = organization_limits(organization=organization).max_projects
     if limit is None:
         return None
@@ -33,6 +38,19 @@ def projects_shown(*, organization: Organization) -> list[str] | None:
                 :limit
             ]
         )
+
+
+def any_project_hidden(*, organization: Organization) -> bool:
+    """Whether the plan hides any project the organization has sent."""
+
+    def hidden() -> bool:
+        shown = projects_shown(organization=organization)
+        if shown is None:
+            return False
+        with organization_scope(organization):
+            return Project.objects.exclude(label__in=shown).exists()
+
+    return memoized(("any_project_hidden", organization.pk), hidden)
 
 
 def _shown_q(shown: list[str], field: str = "project") -> Q:

@@ -42,9 +42,13 @@ from analytics.models import (
     Project,
     RollupDirtyBucket,
     RollupState,
+    SessionDailyRollup,
     ToolDailyRollup,
+    ToolDailyTotal,
     ToolRollup,
+    UsageDailyBreakdown,
     UsageDailyRollup,
+    UsageDimension,
     UsageRollup,
 )
 from ingest.models import Event
@@ -287,7 +291,7 @@ def _rollups_outside_delete(
             start, end = bucket_floor(span[0]), bucket_floor(span[1]) + BUCKET
             rows = rows.exclude(bucket__gte=start, bucket__lt=end)
         rows.delete()
-    for model in (UsageDailyRollup, ToolDailyRollup):
+    for model in DAILY_ROLLUP_MODELS:
         rows = model.objects.all()
         if span is not None:
             first, last = span[0].astimezone(zone).date(), span[1].astimezone(zone).date()
@@ -495,8 +499,65 @@ def _projects_record(
     )
 
 
+# Every table with a row per local day; the summaries are made from the first two.
+DAILY_ROLLUP_MODELS = (
+    UsageDailyRollup,
+    ToolDailyRollup,
+    UsageDailyBreakdown,
+    SessionDailyRollup,
+    ToolDailyTotal,
+)
+
+# Every rollup table: the 15-minute ones and the daily ones.
+ROLLUP_MODELS = (UsageRollup, ToolRollup, *DAILY_ROLLUP_MODELS)
+
+# Per dimension of `UsageDailyBreakdown`: its value and provider columns as SQL over the
+# daily rows, and the columns it groups them by beyond the day and source.
+_DIMENSION_SQL = {
+    UsageDimension.TOTAL: ("NULL", "''", ""),
+    UsageDimension.DEVICE: ("CAST(x.device_id AS TEXT)", "''", ", x.device_id"),
+    UsageDimension.PROJECT: ("x.project", "''", ", x.project"),
+    UsageDimension.MODEL: ("x.model", "x.provider", ", x.model, x.provider"),
+    UsageDimension.AGENT: ("x.agent", "''", ", x.agent"),
+}
+
+
+def _summaries_recompute(cursor, organization: Organization, day_params: list) -> None:
+    """The summaries of these days (already deleted) from their daily rows, just written."""
+    usage_daily, tool_daily = UsageDailyRollup._meta.db_table, ToolDailyRollup._meta.db_table
+    marks = ", ".join(["%s"] * len(day_params))
+    where = f"WHERE x.organization_id = %s AND x.day IN ({marks})"
+    params = [organization.pk, *day_params]
+    for dimension, (value, provider, grouped) in _DIMENSION_SQL.items():
+        cursor.execute(
+            f"INSERT INTO {UsageDailyBreakdown._meta.db_table} (organization_id, day, "  # noqa: S608
+            f"time_zone, source, dimension, value, provider, {_USAGE_SUM_COLUMNS}) "
+            f"SELECT x.organization_id, x.day, x.time_zone, x.source, %s, {value}, {provider}, "
+            f"{_prefixed_sums()} FROM {usage_daily} AS x {where} "
+            f"GROUP BY x.organization_id, x.day, x.time_zone, x.source{grouped}",
+            [str(dimension), *params],
+        )
+    cursor.execute(
+        f"INSERT INTO {SessionDailyRollup._meta.db_table} (organization_id, day, time_zone, "  # noqa: S608
+        f"source, session_id, {_USAGE_SUM_COLUMNS}) "
+        f"SELECT x.organization_id, x.day, x.time_zone, x.source, x.session_id, "
+        f"{_prefixed_sums()} FROM {usage_daily} AS x {where} "
+        "GROUP BY x.organization_id, x.day, x.time_zone, x.source, x.session_id",
+        params,
+    )
+    cursor.execute(
+        f"INSERT INTO {ToolDailyTotal._meta.db_table} (organization_id, day, time_zone, "  # noqa: S608
+        "source, tool, calls, turns, cost_pico) "
+        "SELECT x.organization_id, x.day, x.time_zone, x.source, x.tool, SUM(x.calls), "
+        f"SUM(x.turns), SUM(x.cost_pico) FROM {tool_daily} AS x {where} "
+        "GROUP BY x.organization_id, x.day, x.time_zone, x.source, x.tool",
+        params,
+    )
+
+
 def _days_recompute(organization: Organization, days: Iterable[date], zone: ZoneInfo) -> None:
-    """Replace the daily rows of these local days with sums of their 15-minute rows."""
+    """Replace the daily rows of these local days with sums of their 15-minute rows, and the
+    summaries of the days with sums of those."""
     usage_daily, tool_daily = UsageDailyRollup._meta.db_table, ToolDailyRollup._meta.db_table
     usage, tools = UsageRollup._meta.db_table, ToolRollup._meta.db_table
     zone_name = zone.key
@@ -504,7 +565,7 @@ def _days_recompute(organization: Organization, days: Iterable[date], zone: Zone
         for chunk in _chunks(sorted(days)):
             day_params = [_date_param(day) for day in chunk]
             marks = ", ".join(["%s"] * len(chunk))
-            for table in (usage_daily, tool_daily):
+            for table in (model._meta.db_table for model in DAILY_ROLLUP_MODELS):
                 cursor.execute(
                     f"DELETE FROM {table} WHERE organization_id = %s AND day IN ({marks})",  # noqa: S608
                     [organization.pk, *day_params],
@@ -536,6 +597,7 @@ def _days_recompute(organization: Organization, days: Iterable[date], zone: Zone
                 f"GROUP BY x.organization_id, r.day, {_prefixed(_TOOL_KEY_COLUMNS)}",
                 [zone_name, *params, organization.pk],
             )
+            _summaries_recompute(cursor, organization, day_params)
 
 
 def _prefixed(columns: str) -> str:
@@ -561,8 +623,8 @@ def _prefixed_sums() -> str:
 
 def _days_rebuild_all(organization: Organization, zone: ZoneInfo) -> int:
     """Every daily row again, in `zone`, from the 15-minute rows; how many days."""
-    UsageDailyRollup.objects.all().delete()
-    ToolDailyRollup.objects.all().delete()
+    for model in DAILY_ROLLUP_MODELS:
+        model.objects.all().delete()
     buckets = UsageRollup.objects.order_by("bucket").values_list("bucket", flat=True)
     first, last = buckets.first(), buckets.last()
     if first is None:

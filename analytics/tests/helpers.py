@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
-from analytics.models import ToolDailyRollup, ToolRollup, UsageDailyRollup, UsageRollup
+from analytics.services.rollups import ROLLUP_MODELS
 from ingest.models import Event
 
 PICO = Decimal(10**12)
@@ -57,7 +57,7 @@ def rollup_snapshot(organization: Organization) -> dict[str, list]:
     """Every rollup row of the organization, without ids, in a stable order."""
     out = {}
     with organization_scope(organization):
-        for model in (UsageRollup, UsageDailyRollup, ToolRollup, ToolDailyRollup):
+        for model in ROLLUP_MODELS:
             fields = [f.attname for f in model._meta.concrete_fields if f.attname != "id"]
             out[model.__name__] = sorted(
                 (tuple(str(v) for v in row) for row in model.objects.values_list(*fields)),
