@@ -214,6 +214,12 @@ class SessionDailyRollup(OrgOwnedModel, _UsageSums):
                 name="analytics_session_daily_key",
             ),
         ]
+        indexes = [
+            # The top sessions' own sums, once they are ranked: a handful of sessions' rows.
+            models.Index(
+                fields=["organization", "session_id", "day"], name="analytics_session_daily_id"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.day} {self.session_id}"

@@ -66,8 +66,10 @@ class Table:
     csv_url: str = ""
     # Sums and notes the page shows beside the table (cache savings, tool totals...).
     extra: dict[str, Any] = field(default_factory=dict)
-    # The page shows the first rows only (the CSV has them all), e.g. the newest anomalies.
+    # The page shows the first rows only (the CSV has them all), e.g. the newest anomalies,
+    # and says which ones they are: "the newest 10 of 40".
     page_limit: int | None = None
+    shown_order: str = "newest"
 
     @property
     def page_columns(self) -> tuple[Column, ...]:
@@ -204,6 +206,11 @@ def _breakdown_link(page: UsagePage, by: str, row: dict[str, Any]) -> str | None
     return page.url(**{by: row[by]}) if row[by] else None
 
 
+# A breakdown on the page stops at its most expensive rows: a team of sixty laptops reads the
+# top of the list, the CSV holds all of it, and each row costs the page's render time.
+BREAKDOWN_SHOWN = 15
+
+
 def breakdown_table(page: UsagePage, name: str) -> Table:
     by, title, label, blank = BREAKDOWNS[name]
     rows = selectors.usage_breakdown(organization=page.organization, filters=page.filters, by=by)
@@ -221,6 +228,8 @@ def breakdown_table(page: UsagePage, name: str) -> Table:
         rows=rows,
         empty_text="No usage in this range.",
         links=[_breakdown_link(page, by, row) for row in rows],
+        page_limit=BREAKDOWN_SHOWN,
+        shown_order="most expensive",
     )
 
 
@@ -407,6 +416,9 @@ def plans_table(page: UsagePage) -> Table:
         rows=rows,
         empty_text="No members.",
         links=[page.drill("member", row["member_id"], member=None) for row in rows],
+        # (Most expensive at API prices first: where a plan decision matters most.)
+        page_limit=BREAKDOWN_SHOWN,
+        shown_order="most expensive",
     )
 
 

@@ -176,5 +176,9 @@ class Migration(migrations.Migration):
             model_name='usagedailybreakdown',
             constraint=models.UniqueConstraint(fields=('organization', 'dimension', 'day', 'source', 'value', 'provider'), name='analytics_usage_breakdown_key', nulls_distinct=False),
         ),
+        migrations.AddIndex(
+            model_name='sessiondailyrollup',
+            index=models.Index(fields=['organization', 'session_id', 'day'], name='analytics_session_daily_id'),
+        ),
         migrations.RunPython(summaries_from_daily_rows, migrations.RunPython.noop),
     ]

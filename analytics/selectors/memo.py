@@ -29,6 +29,10 @@ def reads_memoized() -> Iterator[None]:
         _memo.reset(token)
 
 
+def memo_active() -> bool:
+    return _memo.get() is not None
+
+
 def memoized(key: Hashable, compute: Callable[[], T]) -> T:
     """`compute()`, once per key inside `reads_memoized()`; every time outside it."""
     memo = _memo.get()

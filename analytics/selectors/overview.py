@@ -22,6 +22,7 @@ from accounts.subscriptions import (
 from accounts.tenancy import organization_scope
 from analytics.models import Budget, BudgetScope, UsageDimension
 from analytics.selectors.filters import UsageFilter, usage_range_bounds
+from analytics.selectors.memo import memoized
 from analytics.selectors.usage import (
     _SESSION_KEY,
     _SUMS,
@@ -94,6 +95,16 @@ def _month_days_cost(
     when `by` says so: rows of day, source, cost and (but for "total") `device_id` or
     `project`."""
     month = _period_filter(organization, base, "month", now)
+    # (The plans table and the budgets both read the month per device: once per request.)
+    return memoized(
+        ("month_days_cost", organization.pk, organization.time_zone, by, month),
+        lambda: _month_days_cost_read(organization, month, by),
+    )
+
+
+def _month_days_cost_read(
+    organization: Organization, month: UsageFilter, by: str
+) -> list[dict[str, Any]]:
     column = {"total": None, "device": "device_id", "project": "project"}[by]
     with organization_scope(organization):
         summaries = _summaries_for(organization, month)

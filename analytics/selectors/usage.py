@@ -14,6 +14,7 @@ integer picodollars, so the API answers exactly what the agent prints for the sa
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -25,7 +26,7 @@ from django.db.models import CharField, Count, F, Max, Min, Q, QuerySet, Sum, Va
 from django.db.models.functions import Concat
 
 from accounts.models import Membership, Organization
-from accounts.tenancy import organization_scope
+from accounts.tenancy import organization_in_scope, organization_scope
 from analytics.models import (
     RollupState,
     SessionDailyRollup,
@@ -38,7 +39,7 @@ from analytics.models import (
     UsageRollup,
 )
 from analytics.selectors.filters import InvalidParameter, UsageFilter
-from analytics.selectors.memo import memoized
+from analytics.selectors.memo import memo_active, memoized
 from analytics.selectors.visibility import any_project_hidden, rows_visible
 from devices.models import Device
 
@@ -152,8 +153,10 @@ def _summaries_for(organization: Organization, f: UsageFilter) -> _Summaries | N
     return _Summaries(f)
 
 
+@functools.lru_cache(maxsize=4096)
 def _device_value(value: str | None) -> uuid.UUID | None:
-    # A breakdown's device value is the id as text (with or without hyphens, by database).
+    # A breakdown's device value is the id as text (with or without hyphens, by database); a
+    # month of rows names the same few devices hundreds of times.
     return uuid.UUID(value) if value else None
 
 
@@ -230,17 +233,36 @@ def _row(by: str, key: Any, total: Totals, **extra: Any) -> dict[str, Any]:
 
 
 def _device_labels(device_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, tuple[str, int | None]]:
-    """device id -> (name, the linking member's user id)."""
+    """device id -> (name, the linking member's user id). Call inside the organization's
+    scope. Within one request every device of the organization is read once (a page asks for
+    them five times); otherwise just those asked for."""
+    wanted = set(device_ids)
+    if not wanted:
+        return {}
+    if memo_active():
+        every = memoized(("device_labels", organization_in_scope().pk), _device_labels_all)
+        return {device_id: every[device_id] for device_id in wanted if device_id in every}
+    return _device_labels_of(Device.objects.filter(pk__in=list(wanted)))
+
+
+def _device_labels_all() -> dict[uuid.UUID, tuple[str, int | None]]:
+    return _device_labels_of(Device.objects.all())
+
+
+def _device_labels_of(devices: QuerySet) -> dict[uuid.UUID, tuple[str, int | None]]:
     return {
         device_id: (name, user_id)
-        for device_id, name, user_id in Device.objects.filter(pk__in=list(device_ids)).values_list(
-            "pk", "name", "created_by_id"
-        )
+        for device_id, name, user_id in devices.values_list("pk", "name", "created_by_id")
     }
 
 
 def _member_labels() -> dict[int, tuple[int, str]]:
-    """user id -> (membership id, email) of the organization's members."""
+    """user id -> (membership id, email) of the organization's members (read once per
+    request). Call inside the organization's scope."""
+    return memoized(("member_labels", organization_in_scope().pk), _member_labels_read)
+
+
+def _member_labels_read() -> dict[int, tuple[int, str]]:
     return {
         user_id: (membership_id, email)
         for membership_id, user_id, email in Membership.objects.values_list(
@@ -283,21 +305,16 @@ def _grouped(
             per_value = summaries.breakdown(UsageDimension(by)).values("value")
             per_value = per_value.annotate(**_SUMS).order_by()
             return [(row["value"], _totals([row]), {}) for row in per_value]
-        per_device = [
-            {**row, "device_id": _device_value(row.pop("value"))}
-            for row in summaries.breakdown(UsageDimension.DEVICE)
-            .values("value")
-            .annotate(**_SUMS)
-            .order_by()
-        ]
-    else:
+    elif by in ("model", "project", "agent", "source"):
         rows, _ = _usage_rows(organization, filters)
-        if by in ("model", "project", "agent", "source"):
-            return [
-                (row[by], _totals([row]), {})
-                for row in rows.values(by).annotate(**_SUMS).order_by()
-            ]
-        per_device = list(rows.values("device_id").annotate(**_SUMS).order_by())
+        return [
+            (row[by], _totals([row]), {}) for row in rows.values(by).annotate(**_SUMS).order_by()
+        ]
+    # (The page's device and member breakdowns read the same rows: once per request.)
+    per_device = memoized(
+        ("per_device", organization.pk, organization.time_zone, filters),
+        lambda: _per_device_rows(organization, filters, summaries),
+    )
     devices = _device_labels(row["device_id"] for row in per_device)
     if by == "device":
         return [
@@ -321,6 +338,21 @@ def _grouped(
         )
         for user_id, rows_of_member in groups_by_member.items()
     ]
+
+
+def _per_device_rows(
+    organization: Organization, filters: UsageFilter, summaries: _Summaries | None
+) -> list[dict[str, Any]]:
+    if summaries is not None:
+        return [
+            {**row, "device_id": _device_value(row.pop("value"))}
+            for row in summaries.breakdown(UsageDimension.DEVICE)
+            .values("value")
+            .annotate(**_SUMS)
+            .order_by()
+        ]
+    rows, _ = _usage_rows(organization, filters)
+    return list(rows.values("device_id").annotate(**_SUMS).order_by())
 
 
 def usage_report(
@@ -444,17 +476,30 @@ def session_top(
         # (A session's row per day, when the summaries answer: rank those, then read the
         # winners' own rows for their models, projects and devices.)
         ranking = summaries.sessions() if summaries is not None else rows
-        ranked = list(
+        # Ranked on the two sums the order needs (every session of the range is a group: the
+        # fewer sums, the cheaper), then the winners' full sums.
+        winners = list(
             ranking.values("source", "session_id")
-            .annotate(**_SUMS, s_tokens=_ALL_TOKENS, first=Min("first_at"), last=Max("last_at"))
+            .annotate(s_cost=Sum("cost_pico"), s_tokens=_ALL_TOKENS, s_turns=Sum("turns"))
             .filter(s_turns__gt=0)
-            .order_by("-s_cost", "-s_tokens", "session_id", "source")[:n]
+            .order_by("-s_cost", "-s_tokens", "session_id", "source")
+            .values_list("source", "session_id")[:n]
         )
-        if not ranked:
+        if not winners:
             return []
-        wanted = Q()
-        for row in ranked:
-            wanted |= Q(source=row["source"], session_id=row["session_id"])
+        wanted = Q(session_id__in=sorted({session_id for _source, session_id in winners}))
+        one_of = Q()
+        for source, session_id in winners:
+            one_of |= Q(source=source, session_id=session_id)
+        wanted &= one_of
+        sums = {
+            (row["source"], row["session_id"]): row
+            for row in ranking.filter(wanted)
+            .values("source", "session_id")
+            .annotate(**_SUMS, first=Min("first_at"), last=Max("last_at"))
+            .order_by()
+        }
+        ranked = [sums[key] for key in winners]
         details: dict[tuple[str, str], dict[str, set]] = defaultdict(lambda: defaultdict(set))
         sidechain: dict[tuple[str, str], int] = defaultdict(int)
         for row in rows.filter(wanted).values(
