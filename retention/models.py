@@ -25,6 +25,7 @@ class RetentionState(OrgOwnedModel):
     warned_at = models.DateTimeField(null=True, blank=True)
     applies_from = models.DateTimeField(null=True, blank=True)
     last_run_at = models.DateTimeField(null=True, blank=True)
+    # Events the last run deleted (its rollup rows are in its log line).
     last_deleted_count = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 

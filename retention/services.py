@@ -2,9 +2,19 @@
 
 What the plan keeps is asked of the limits registry on every run (`accounts.limits`, which
 billing answers with the plan that applies now: the paid one, or the largest with billing off),
-so a change of plan takes effect on the next one. The deleting is done by the apps that own the rows
-(`ingest.services.events_before_delete`), a small batch per transaction, so no statement holds
-its locks for long and ingest, which takes the same organization lock, waits at most one batch.
+so a change of plan takes effect on the next one. The deleting is done by the apps that own the
+rows, the raw events first (`ingest.services.events_before_delete`), then their rollups
+(`analytics.services.rollups_before_delete`: every 15-minute and daily rollup table, all that
+the dashboard and the organization API read), a small batch per transaction, so no statement
+holds its locks for long: ingest, which locks the same event keys, and a rollup refresh, which
+takes the same rollup lock, wait at most one batch.
+
+History is kept in whole local days of the organization's zone (`Organization.time_zone`): a
+plan's N days are kept back to the start of the local day N days ago (the local date of now
+minus N x 24 hours): at least N x 24 hours, and the rest of that local day. The daily rollups cannot
+be cut inside a day, and a local midnight is a 15-minute bucket boundary, so the events, the
+15-minute rollups and the daily rollups all end at the same instant and the dashboard shows
+exactly the history the events still hold. The downgrade check below compares the same cutoffs.
 
 A shorter retention (a downgrade after a refund or a lost dispute, or the first run over an
 organization that already holds older history) never deletes at once. If the shorter cutoff
@@ -32,6 +42,7 @@ from accounts.limits import OrganizationLimits, organization_limits
 from accounts.models import Organization
 from accounts.selectors import owner_email_list
 from accounts.tenancy import organization_scope
+from analytics.services import local_midnight, rollups_before_delete
 from billing.plans import LONGEST_RETENTION_DAYS
 from ingest.selectors import event_exists_between
 from ingest.services import events_before_delete
@@ -48,6 +59,8 @@ class RetentionRun:
     enforced_days: int | None
     cutoff: datetime | None
     deleted_events: int
+    # 15-minute and daily rollup rows, all tables together.
+    deleted_rollup_rows: int
     # False when it stopped at `max_batches` with rows left (the task runs again).
     finished: bool
     warned: bool
@@ -85,6 +98,14 @@ def _warning_send(
     ).send(fail_silently=False)
 
 
+def retention_cutoff(*, organization: Organization, now: datetime, days: int) -> datetime:
+    """The first instant `days` days of retention keep: the local midnight (in the
+    organization's zone) that starts the local date of `now - days`. Everything before it
+    goes: events, 15-minute rollups of earlier buckets, daily rollups of earlier days."""
+    zone = organization.zone
+    return local_midnight((now - timedelta(days=days)).astimezone(zone).date(), zone)
+
+
 def _enforced_days_resolve(
     *, organization: Organization, limits: OrganizationLimits, plan_days: int, now: datetime
 ):
@@ -103,8 +124,8 @@ def _enforced_days_resolve(
                 state.enforced_days, state.pending_days, state.applies_from = plan_days, None, None
         elif not event_exists_between(
             organization=organization,
-            start=now - timedelta(days=state.enforced_days),
-            end=now - timedelta(days=plan_days),
+            start=retention_cutoff(organization=organization, now=now, days=state.enforced_days),
+            end=retention_cutoff(organization=organization, now=now, days=plan_days),
         ):
             # Nothing became out of range because of the change: nothing to warn about.
             state.enforced_days, state.pending_days, state.applies_from = plan_days, None, None
@@ -147,7 +168,9 @@ def organization_retention_apply(
     max_batches: int | None = None,
 ) -> RetentionRun:
     """One night's retention for one organization: settle the retention in force (warning the
-    owners about a shorter one), then delete events older than it, oldest first, in batches."""
+    owners about a shorter one), then delete what is older than it (`retention_cutoff`), oldest
+    first, in batches: the events, then the rollups. At most `max_batches` batches (events and
+    rollups together); `finished` is False when rows may be left."""
     now = now or timezone.now()
     batch_size = batch_size or settings.RETENTION_BATCH_SIZE
     max_batches = max_batches or settings.RETENTION_BATCHES_PER_RUN
@@ -161,6 +184,7 @@ def organization_retention_apply(
             enforced_days=None,
             cutoff=None,
             deleted_events=0,
+            deleted_rollup_rows=0,
             finished=True,
             warned=False,
         )
@@ -168,24 +192,37 @@ def organization_retention_apply(
     enforced_days, warned = _enforced_days_resolve(
         organization=organization, limits=limits, plan_days=plan_days, now=now
     )
-    cutoff = now - timedelta(days=enforced_days)
-    deleted, finished = 0, False
+    cutoff = retention_cutoff(organization=organization, now=now, days=enforced_days)
+    deleted_events = deleted_rollup_rows = 0
+    events_left, finished = True, False
     for _batch in range(max_batches):
-        count = events_before_delete(
-            organization=organization, before=cutoff, batch_size=batch_size
-        )
-        deleted += count
-        if count < batch_size:
-            finished = True
-            break
+        # The rollups after the events: until the events are gone a refresh could make rows
+        # of them again.
+        if events_left:
+            count = events_before_delete(
+                organization=organization, before=cutoff, batch_size=batch_size
+            )
+            deleted_events += count
+            events_left = count == batch_size
+        else:
+            count = rollups_before_delete(
+                organization=organization, before=cutoff, batch_size=batch_size
+            )
+            deleted_rollup_rows += count
+            if count < batch_size:
+                finished = True
+                break
     with organization_scope(organization):
-        RetentionState.objects.filter(organization=organization).update(last_deleted_count=deleted)
+        RetentionState.objects.filter(organization=organization).update(
+            last_deleted_count=deleted_events
+        )
     run = RetentionRun(
         organization_id=organization.pk,
         plan_days=plan_days,
         enforced_days=enforced_days,
         cutoff=cutoff,
-        deleted_events=deleted,
+        deleted_events=deleted_events,
+        deleted_rollup_rows=deleted_rollup_rows,
         finished=finished,
         warned=warned,
     )
@@ -195,7 +232,9 @@ def organization_retention_apply(
             "organization_id": organization.pk,
             "plan_days": plan_days,
             "enforced_days": enforced_days,
-            "deleted_events": deleted,
+            "cutoff": cutoff.isoformat(),
+            "deleted_events": deleted_events,
+            "deleted_rollup_rows": deleted_rollup_rows,
             "finished": finished,
             "warned": warned,
         },

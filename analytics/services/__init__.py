@@ -10,10 +10,12 @@ from analytics.services.api_keys import (
     api_key_value_check,
 )
 from analytics.services.budgets import budget_delete, budget_set
+from analytics.services.rollup_retention import RETENTION_ROLLUP_MODELS, rollups_before_delete
 from analytics.services.rollups import (
     BUCKET,
     RollupRefreshResult,
     bucket_floor,
+    local_midnight,
     rollup_buckets_mark,
     rollups_rebuild,
     rollups_refresh,
@@ -23,6 +25,7 @@ from analytics.services.rollups import (
 __all__ = [
     "API_KEY_PREFIX",
     "BUCKET",
+    "RETENTION_ROLLUP_MODELS",
     "RollupRefreshResult",
     "anomalies_detect",
     "api_key_create",
@@ -33,7 +36,9 @@ __all__ = [
     "budget_delete",
     "budget_set",
     "detect_anomalies",
+    "local_midnight",
     "rollup_buckets_mark",
+    "rollups_before_delete",
     "rollups_rebuild",
     "rollups_refresh",
     "rollups_refresh_schedule",

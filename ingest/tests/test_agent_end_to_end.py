@@ -23,6 +23,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -31,6 +32,7 @@ import httpx
 import pytest
 from clawtrace.sync.sender import IN_FLIGHT
 from django.core.management import call_command
+from django.core.signals import request_finished, request_started
 from django.db import connection
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,6 +87,30 @@ class Recorder:
 RECORDER = Recorder()
 
 
+class InFlight:
+    """Requests the live server has started and not yet finished, counted by Django's
+    `request_started` and `request_finished` signals in the server's request threads
+    (`request_finished` comes when the server closes the response, after the request's
+    transactions, also when the client hung up, and after its database connection is closed)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+
+    def started(self, sender, **kwargs) -> None:
+        with self._changed:
+            self._count += 1
+
+    def finished(self, sender, **kwargs) -> None:
+        with self._changed:
+            self._count -= 1
+            self._changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count <= 0, timeout)
+
+
 @pytest.fixture
 def site(live_server, settings, monkeypatch):
     """An organization with an owner and an enrollment key, made the way a self-hosted server
@@ -112,7 +138,18 @@ def site(live_server, settings, monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     call_command("init_from_env")
-    return SimpleNamespace(url=live_server.url)
+    in_flight = InFlight()
+    request_started.connect(in_flight.started, weak=False)
+    request_finished.connect(in_flight.finished, weak=False)
+    try:
+        yield SimpleNamespace(url=live_server.url)
+        # A sender killed mid-batch leaves its request running in the server, holding row
+        # locks; the teardown's flush (TRUNCATE of every table) run meanwhile deadlocked with
+        # it on PostgreSQL about one run in five. The flush waits for the server to be idle.
+        assert in_flight.wait_idle(timeout=120), "the live server still serves a request"
+    finally:
+        request_started.disconnect(in_flight.started)
+        request_finished.disconnect(in_flight.finished)
 
 
 class Machine:
