@@ -18,21 +18,16 @@ from django.db import models, transaction
 
 from accounts.models import Organization
 from accounts.tenancy import organization_scope
-from analytics.models import ToolDailyRollup, ToolRollup, UsageDailyRollup, UsageRollup
-from analytics.services.rollups import _state_lock, local_midnight
+from analytics.services.rollups import ROLLUP_MODELS, _state_lock, local_midnight
 
-# Every rollup table retention trims, the one place a new rollup table has to join (a test walks
-# the analytics models and fails for one with a `bucket` or `day` column missing here). A model
-# with `bucket` (the start of a 15-minute UTC bucket) is trimmed by bucket, one with `day` (a
-# local day of the organization's zone) by day. In this order: the 15-minute rows before the
-# daily rows made from them, so that a refresh rebuilding a day between two batches (a zone
-# change) finds no 15-minute row of a deleted day left to make it again from.
-RETENTION_ROLLUP_MODELS: tuple[type[models.Model], ...] = (
-    UsageRollup,
-    ToolRollup,
-    UsageDailyRollup,
-    ToolDailyRollup,
-)
+# Every rollup table retention trims: all of them (`rollups.ROLLUP_MODELS`, the one place a new
+# rollup table has to join; a test walks the analytics models and fails for one with a `bucket`
+# or `day` column missing there). A model with `bucket` (the start of a 15-minute UTC bucket)
+# is trimmed by bucket, one with `day` (a local day of the organization's zone) by day. In
+# that order: the 15-minute rows before the daily rows made from them, so that a refresh
+# rebuilding a day between two batches (a zone change) finds no 15-minute row of a deleted day
+# left to make it again from.
+RETENTION_ROLLUP_MODELS: tuple[type[models.Model], ...] = ROLLUP_MODELS
 
 
 def _older_than(model: type[models.Model], *, before: datetime, day: date) -> tuple[str, object]:

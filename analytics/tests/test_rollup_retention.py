@@ -116,7 +116,7 @@ def test_a_batch_is_a_fixed_handful_of_statements_whatever_its_size(
     rollups_rebuild(organization=org)
     # Savepoint, lock (create if missing, select for update), then a select of keys and a
     # delete per table: the same whatever the batch size.
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(4 + 2 * len(RETENTION_ROLLUP_MODELS)):
         assert (
             rollups_before_delete(
                 organization=org, before=CUTOFF + timedelta(days=3), batch_size=10_000

@@ -19,12 +19,11 @@ from accounts.tenancy import organization_scope
 from analytics import selectors
 from analytics.models import (
     RollupDirtyBucket,
-    ToolDailyRollup,
-    ToolRollup,
     UsageDailyRollup,
     UsageRollup,
 )
 from analytics.services import bucket_floor, rollups_rebuild, rollups_refresh
+from analytics.services.rollup_retention import RETENTION_ROLLUP_MODELS
 from analytics.tests.factories import api_key_with_value, events_random
 from analytics.tests.helpers import by_local_day, raw_events, rollup_snapshot, totals_of
 from devices.models import Device
@@ -533,11 +532,15 @@ def test_rollups_go_in_batches_after_the_events_and_nothing_kept_goes_meanwhile(
 
     def kept_rows():
         with organization_scope(org):
-            return (
-                UsageRollup.objects.filter(bucket__gte=cutoff).count(),
-                ToolRollup.objects.filter(bucket__gte=cutoff).count(),
-                UsageDailyRollup.objects.filter(day__gte=cutoff.date()).count(),
-                ToolDailyRollup.objects.filter(day__gte=cutoff.date()).count(),
+            return tuple(
+                model.objects.filter(
+                    **(
+                        {"bucket__gte": cutoff}
+                        if hasattr(model, "bucket")
+                        else {"day__gte": cutoff.astimezone(org.zone).date()}
+                    )
+                ).count()
+                for model in RETENTION_ROLLUP_MODELS
             )
 
     before, kept = sum(_rollup_rows(org).values()), kept_rows()
