@@ -142,8 +142,9 @@ class Alert(OrgOwnedModel):
     )
     rule_name = models.CharField(max_length=100)
     trigger = models.CharField(max_length=32, choices=Trigger.choices)
-    # What makes the window unique for the rule: "2026-03-01" for a day, "2026-03" for a
-    # month, the anomaly's window for an anomaly.
+    # What makes the window unique for the rule (`alerts.services.evaluation`): "day:2026-03-01"
+    # or "month:2026-03" (local) for spend, "anomaly:<kind>:<window start, UTC>[:<subject
+    # digest>]" for an anomaly.
     window_key = models.CharField(max_length=64)
     window_start = models.DateTimeField()
     window_end = models.DateTimeField()

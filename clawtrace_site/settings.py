@@ -337,8 +337,6 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/10"),
         "options": {"expires": 60 * 9},
     },
-    # Expired invitations are useless and carry email addresses: drop them daily, off the hour
-    # so we do not pile onto everyone's midnight jobs. A missed day is harmless (expires in 12h).
     # Rollups follow each ingest batch on their own (debounced); this catches what that missed:
     # buckets still queued a minute after they were marked (a lost task, a broker that was
     # down) and organizations whose daily rollups are in a zone they no longer use. Cheap when
@@ -356,6 +354,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="2-59/5"),
         "options": {"expires": 60 * 4},
     },
+    # Expired invitations are useless and carry email addresses: drop them daily, off the hour
+    # so we do not pile onto everyone's midnight jobs. A missed day is harmless (expires in 12h).
     "invitation_expired_purge": {
         "task": "accounts.tasks.invitation_expired_purge_task",
         "schedule": crontab(hour=3, minute=17),
@@ -386,6 +386,15 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.payments_reconcile_task",
         "schedule": crontab(minute=23),
         "options": {"expires": 60 * 50},
+    },
+    # Alert rules against what detection just found and the spend so far: two minutes after
+    # each anomalies run (which takes seconds), so an anomaly is alerted within minutes of its
+    # detection and a spend threshold within five of being crossed. A run fires each window
+    # once, so a stale copy only repeats the next one's work, hence the expiry.
+    "alerts_evaluate_all": {
+        "task": "alerts.tasks.alerts_evaluate_all_task",
+        "schedule": crontab(minute="4-59/5"),
+        "options": {"expires": 60 * 4},
     },
     # Deliveries whose task was lost (the broker was down when the alert fired) are enqueued
     # again: every ten minutes, so a lost alert is late by minutes, not lost; it reads one

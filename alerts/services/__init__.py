@@ -1,5 +1,6 @@
-"""Writes for alerts, by concern: rules (`rules`), firing and delivering alerts (`delivery`).
-Import them from here."""
+"""Writes for alerts, by concern: rules (`rules`), firing and delivering alerts (`delivery`),
+evaluating the rules against analytics' anomalies and spend (`evaluation`). Import them from
+here."""
 
 from alerts.services.delivery import (
     UNITS,
@@ -13,6 +14,7 @@ from alerts.services.delivery import (
     alert_text,
     alert_webhook_body,
 )
+from alerts.services.evaluation import ANOMALY_LOOKBACK, organization_alerts_evaluate
 from alerts.services.rules import (
     RULE_NAME_MAX_LENGTH,
     THRESHOLD_MAX_USD,
@@ -25,6 +27,7 @@ from alerts.services.rules import (
 )
 
 __all__ = [
+    "ANOMALY_LOOKBACK",
     "RULE_NAME_MAX_LENGTH",
     "THRESHOLD_MAX_USD",
     "UNITS",
@@ -42,5 +45,6 @@ __all__ = [
     "alert_rule_update",
     "alert_text",
     "alert_webhook_body",
+    "organization_alerts_evaluate",
     "webhook_url_clean",
 ]

@@ -3,7 +3,8 @@
 Firing records the alert and its deliveries in one transaction, then enqueues one task per
 delivery after the commit (style.md 7), so a worker never looks for rows that are not there and
 a webhook that hangs or answers 500 holds up nothing but its own task. Nothing here runs in the
-ingest request path: alerts are evaluated by the periodic tasks (`alerts.services.evaluation`).
+ingest request path: the rules are evaluated by a periodic task (`alerts_evaluate_all_task`,
+calling `alerts.services.evaluation`), which fires through `alert_fire`.
 
 Sending is idempotent: the delivery row is locked for the attempt (PostgreSQL skips a row
 another worker holds), a delivery already sent, failed or skipped is left alone, and the attempt

@@ -9,6 +9,7 @@ import pytest
 from accounts.tests.test_browser_journey import artifacts, browser  # noqa: F401  (fixtures)
 from alerts.tests.webhook_server import WebhookReceiver, webhook_receiver
 from clawtrace_site.celery import app as celery_app
+from devices.tests.fixtures import device, device_and_secret  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

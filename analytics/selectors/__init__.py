@@ -23,6 +23,7 @@ from analytics.selectors.overview import (
 )
 from analytics.selectors.records import (
     anomaly_list,
+    anomaly_recent_list,
     api_key_get,
     api_key_get_by_value,
     api_key_list,
@@ -59,6 +60,7 @@ __all__ = [
     "InvalidParameter",
     "UsageFilter",
     "anomaly_list",
+    "anomaly_recent_list",
     "api_key_get",
     "api_key_get_by_value",
     "api_key_list",

@@ -1,10 +1,11 @@
-"""Reads of single records: organization API keys, anomalies, and the drill-down into one
-session (the only read of raw events, bounded by the session's span from the rollups so that
-it uses the events' (organization, occurred_at) index)."""
+"""Reads of single records: organization API keys, anomalies (for the dashboard and for the
+alert rules), and the drill-down into one session (the only read of raw events, bounded by the
+session's span from the rollups so that it uses the events' (organization, occurred_at) index)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -61,21 +62,42 @@ def anomaly_list(
     over a limit) are about all the money spent and stay."""
     if not 1 <= limit <= 1000:
         raise InvalidParameter("limit", "a number from 1 to 1000.")
-    shown = projects_shown(organization=organization)
     with organization_scope(organization):
-        rows = Anomaly.objects.all()
-        if shown is not None:
-            rows = rows.exclude(
-                Q(kind=AnomalyKind.SESSION_SPIKE)
-                & Q(details__project__isnull=False)
-                & ~Q(details__project=None)
-                & ~Q(details__project__in=shown)
-            )
+        rows = _anomalies_visible(organization)
         if filters is not None and filters.since is not None:
             rows = rows.filter(window_end__gt=filters.since)
         if filters is not None and filters.until is not None:
             rows = rows.filter(window_start__lt=filters.until)
         return rows.order_by("-window_start", "-pk")[:limit]
+
+
+def anomaly_recent_list(
+    *, organization: Organization, kinds: Iterable[str], updated_since: datetime
+) -> list[Anomaly]:
+    """The anomalies of those kinds that detection found or found again since
+    `updated_since`, oldest window first (what alert rules are evaluated against). The same
+    rows the dashboard shows: a spike in a project the plan hides stays hidden here too."""
+    with organization_scope(organization):
+        return list(
+            _anomalies_visible(organization)
+            .filter(kind__in=list(kinds), updated_at__gte=updated_since)
+            .order_by("window_start", "pk")
+        )
+
+
+def _anomalies_visible(organization: Organization) -> QuerySet[Anomaly]:
+    """The organization's anomalies without the session spikes of projects the plan hides.
+    Call inside the organization's scope."""
+    rows = Anomaly.objects.all()
+    shown = projects_shown(organization=organization)
+    if shown is not None:
+        rows = rows.exclude(
+            Q(kind=AnomalyKind.SESSION_SPIKE)
+            & Q(details__project__isnull=False)
+            & ~Q(details__project=None)
+            & ~Q(details__project__in=shown)
+        )
+    return rows
 
 
 def session_detail(

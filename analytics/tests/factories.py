@@ -1,4 +1,5 @@
-"""Factories for analytics tests: raw events (as ingest stores them), API keys, budgets.
+"""Factories for analytics tests: raw events (as ingest stores them), API keys, anomalies,
+budgets.
 
 `EventFactory` makes `ingest.models.Event` rows directly, with varied labels, times, token
 counts, costs (some unpriced) and tool lists, for the tests that compare rollups with the raw
@@ -12,10 +13,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import factory
+from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.tests.factories import OrganizationFactory, OrgOwnedFactory
-from analytics.models import Budget, OrganizationApiKey
+from analytics.models import Anomaly, AnomalyKind, Budget, OrganizationApiKey
 from analytics.services.api_keys import API_KEY_PREFIX
 from clawtrace_site.tokens import generate_secret, hash_secret
 from devices.models import Device
@@ -127,6 +129,24 @@ def api_key_with_value(organization: Organization, **fields) -> tuple[Organizati
         **fields,
     )
     return api_key, value
+
+
+class AnomalyFactory(OrgOwnedFactory):
+    """An hour's spend over the $3 limit, found (and last found) now; as detection stores one."""
+
+    class Meta:
+        model = Anomaly
+
+    kind = AnomalyKind.HOURLY_BURN
+    window_start = factory.LazyFunction(
+        lambda: timezone.now().replace(minute=0, second=0, microsecond=0)
+    )
+    window_end = factory.LazyAttribute(lambda anomaly: anomaly.window_start + timedelta(hours=1))
+    subject = ""
+    value = Decimal("4.500000")
+    threshold = Decimal("3")
+    detected_at = factory.LazyFunction(timezone.now)
+    updated_at = factory.SelfAttribute("detected_at")
 
 
 class BudgetFactory(OrgOwnedFactory):

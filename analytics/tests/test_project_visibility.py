@@ -211,6 +211,41 @@ def test_a_hidden_projects_session_spike_is_hidden_and_organization_anomalies_st
     }
 
 
+def test_the_alert_rules_read_of_recent_anomalies_hides_the_same_spikes(two_projects):
+    with organization_scope(two_projects):
+        for subject, project in (("w", "web"), ("a", "api")):
+            Anomaly.objects.create(
+                organization=two_projects,
+                kind=AnomalyKind.SESSION_SPIKE,
+                window_start=NOW - timedelta(hours=3),
+                window_end=NOW - timedelta(hours=2),
+                subject=subject,
+                value=Decimal("5"),
+                details={"session": subject, "project": project},
+                updated_at=NOW - timedelta(minutes=5),
+            )
+        Anomaly.objects.create(
+            organization=two_projects,
+            kind=AnomalyKind.DAILY_BUDGET,
+            window_start=NOW - timedelta(days=1),
+            window_end=NOW,
+            value=Decimal("12"),
+            updated_at=NOW - timedelta(hours=2),
+        )
+
+    def recent(kinds, since):
+        rows = selectors.anomaly_recent_list(
+            organization=two_projects, kinds=kinds, updated_since=since
+        )
+        return [(row.kind, row.subject) for row in rows]
+
+    assert recent({"session_spike", "daily_budget"}, NOW - timedelta(hours=3)) == [
+        ("daily_budget", ""),
+        ("session_spike", "a"),
+    ]
+    assert recent({"session_spike"}, NOW - timedelta(minutes=3)) == []
+
+
 def test_the_backfill_records_the_projects_of_events_held_before(two_projects):
     with organization_scope(two_projects):
         Project.objects.all().delete()
