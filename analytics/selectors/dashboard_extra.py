@@ -44,12 +44,11 @@ def filter_choices(*, organization: Organization, filters: UsageFilter) -> dict[
     )
     with organization_scope(organization):
         summaries = _summaries_for(organization, unfiltered)
-        rows, _ = _usage_rows(organization, unfiltered)
 
         def values_of(name: str):
             if summaries is not None:
                 return summaries.breakdown(UsageDimension(name)).values_list("value", flat=True)
-            return rows.values_list(name, flat=True)
+            return _usage_rows(organization, unfiltered)[0].values_list(name, flat=True)
 
         labels = {
             name: sorted(

@@ -10,9 +10,10 @@ from analytics.services.api_keys import (
     api_key_value_check,
 )
 from analytics.services.budgets import budget_delete, budget_set
-from analytics.services.rollup_retention import RETENTION_ROLLUP_MODELS, rollups_before_delete
+from analytics.services.rollup_retention import rollups_before_delete
 from analytics.services.rollups import (
     BUCKET,
+    ROLLUP_MODELS,
     RollupRefreshResult,
     bucket_floor,
     local_midnight,
@@ -25,7 +26,7 @@ from analytics.services.rollups import (
 __all__ = [
     "API_KEY_PREFIX",
     "BUCKET",
-    "RETENTION_ROLLUP_MODELS",
+    "ROLLUP_MODELS",
     "RollupRefreshResult",
     "anomalies_detect",
     "api_key_create",

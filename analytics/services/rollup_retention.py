@@ -20,15 +20,6 @@ from accounts.models import Organization
 from accounts.tenancy import organization_scope
 from analytics.services.rollups import ROLLUP_MODELS, _state_lock, local_midnight
 
-# Every rollup table retention trims: all of them (`rollups.ROLLUP_MODELS`, the one place a new
-# rollup table has to join; a test walks the analytics models and fails for one with a `bucket`
-# or `day` column missing there). A model with `bucket` (the start of a 15-minute UTC bucket)
-# is trimmed by bucket, one with `day` (a local day of the organization's zone) by day. In
-# that order: the 15-minute rows before the daily rows made from them, so that a refresh
-# rebuilding a day between two batches (a zone change) finds no 15-minute row of a deleted day
-# left to make it again from.
-RETENTION_ROLLUP_MODELS: tuple[type[models.Model], ...] = ROLLUP_MODELS
-
 
 def _older_than(model: type[models.Model], *, before: datetime, day: date) -> tuple[str, object]:
     """The column `model` is trimmed by, and the first value kept."""
@@ -43,8 +34,8 @@ def _older_than(model: type[models.Model], *, before: datetime, day: date) -> tu
 def rollups_before_delete(*, organization: Organization, before: datetime, batch_size: int) -> int:
     """Delete up to `batch_size` of the organization's rollup rows older than `before` (a local
     midnight of its zone): 15-minute rows of earlier buckets, daily rows of earlier local days,
-    table by table in `RETENTION_ROLLUP_MODELS` order, oldest first; how many rows went (fewer
-    than `batch_size`: none are left). Retention calls it batch after batch.
+    table by table in `ROLLUP_MODELS` order (15-minute tables first), oldest first; how many
+    rows went (fewer than `batch_size`: none are left). Retention calls it batch after batch.
 
     One short transaction per batch, by lists of primary keys, under the organization's rollup
     lock (`RollupState`), so a batch never interleaves with a refresh or a rebuild and no lock
@@ -64,7 +55,7 @@ def rollups_before_delete(*, organization: Organization, before: datetime, batch
     deleted = 0
     with transaction.atomic(), organization_scope(organization):
         _state_lock(organization)
-        for model in RETENTION_ROLLUP_MODELS:
+        for model in ROLLUP_MODELS:
             if deleted == batch_size:
                 break
             column, first_kept = _older_than(model, before=before, day=day)

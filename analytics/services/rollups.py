@@ -508,7 +508,10 @@ DAILY_ROLLUP_MODELS = (
     ToolDailyTotal,
 )
 
-# Every rollup table: the 15-minute ones and the daily ones.
+# Every rollup table: the one place a new one has to join (retention trims each of them, and a
+# test fails for an analytics model with a `bucket` or `day` column missing here). The
+# 15-minute tables first: retention deletes in this order, so that a refresh rebuilding a day
+# between two of its batches (a zone change) finds no 15-minute row of a deleted day left.
 ROLLUP_MODELS = (UsageRollup, ToolRollup, *DAILY_ROLLUP_MODELS)
 
 # Per dimension of `UsageDailyBreakdown`: its value and provider columns as SQL over the

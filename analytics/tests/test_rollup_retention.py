@@ -15,7 +15,7 @@ from accounts.models import Organization
 from accounts.tenancy import organization_scope
 from analytics.models import RollupDirtyBucket
 from analytics.services import (
-    RETENTION_ROLLUP_MODELS,
+    ROLLUP_MODELS,
     rollup_retention,
     rollups_before_delete,
     rollups_rebuild,
@@ -44,7 +44,7 @@ def _counts(org) -> dict[str, tuple[int, int]]:
     """Rows before the cutoff and from it on, per rollup table."""
     out = {}
     with organization_scope(org):
-        for model in RETENTION_ROLLUP_MODELS:
+        for model in ROLLUP_MODELS:
             column = _column(model)
             first_kept = CUTOFF if column == "bucket" else CUTOFF.date()
             rows = model.objects.all()
@@ -61,12 +61,12 @@ def test_every_analytics_table_keyed_by_bucket_or_day_is_trimmed_by_retention():
         for model in apps.get_app_config("analytics").get_models()
         if {"bucket", "day"} & {field.name for field in model._meta.concrete_fields}
     }
-    assert keyed_by_time - NOT_HISTORY == set(RETENTION_ROLLUP_MODELS), (
-        "a rollup table keyed by bucket or day must join RETENTION_ROLLUP_MODELS "
+    assert keyed_by_time - NOT_HISTORY == set(ROLLUP_MODELS), (
+        "a rollup table keyed by bucket or day must join ROLLUP_MODELS "
         "(analytics/services/rollup_retention.py), or NOT_HISTORY here with a reason"
     )
     # The 15-minute tables go before the daily ones made from them.
-    kinds = [_column(model) for model in RETENTION_ROLLUP_MODELS]
+    kinds = [_column(model) for model in ROLLUP_MODELS]
     assert kinds == sorted(kinds, key=lambda kind: kind == "day")
 
 
@@ -116,7 +116,7 @@ def test_a_batch_is_a_fixed_handful_of_statements_whatever_its_size(
     rollups_rebuild(organization=org)
     # Savepoint, lock (create if missing, select for update), then a select of keys and a
     # delete per table: the same whatever the batch size.
-    with django_assert_max_num_queries(4 + 2 * len(RETENTION_ROLLUP_MODELS)):
+    with django_assert_max_num_queries(4 + 2 * len(ROLLUP_MODELS)):
         assert (
             rollups_before_delete(
                 organization=org, before=CUTOFF + timedelta(days=3), batch_size=10_000

@@ -22,8 +22,7 @@ from analytics.models import (
     UsageDailyRollup,
     UsageRollup,
 )
-from analytics.services import bucket_floor, rollups_rebuild, rollups_refresh
-from analytics.services.rollup_retention import RETENTION_ROLLUP_MODELS
+from analytics.services import ROLLUP_MODELS, bucket_floor, rollups_rebuild, rollups_refresh
 from analytics.tests.factories import api_key_with_value, events_random
 from analytics.tests.helpers import by_local_day, raw_events, rollup_snapshot, totals_of
 from devices.models import Device
@@ -540,7 +539,7 @@ def test_rollups_go_in_batches_after_the_events_and_nothing_kept_goes_meanwhile(
                         else {"day__gte": cutoff.astimezone(org.zone).date()}
                     )
                 ).count()
-                for model in RETENTION_ROLLUP_MODELS
+                for model in ROLLUP_MODELS
             )
 
     before, kept = sum(_rollup_rows(org).values()), kept_rows()
